@@ -1,0 +1,117 @@
+// Package conf reads and writes the broker's configuration file: a strict subset
+// of nats-server's format (see PROTOCOL.md), so that a file rendered here is also
+// accepted by `nats-server -t`.
+//
+// Options is the typed model shared by the parser, the renderer, the broker and the
+// operator. The zero value of a field means "not set": the broker applies its
+// defaults (see Defaults) after parsing, and the renderer leaves unset fields out.
+package conf
+
+import "time"
+
+// Defaults, as nats-server's.
+const (
+	DefaultPort                = 4222
+	DefaultClusterPort         = 6222
+	DefaultHTTPPort            = 8222
+	DefaultMaxPayload          = 1 << 20 // 1 MiB
+	DefaultMaxControlLine      = 4096
+	DefaultMaxPending          = 64 << 20 // 64 MiB
+	DefaultAuthTimeout         = 2 * time.Second
+	DefaultPingInterval        = 2 * time.Minute
+	DefaultMaxPingsOut         = 2
+	DefaultWriteDeadline       = 10 * time.Second
+	DefaultLameDuckDuration    = 2 * time.Minute
+	DefaultLameDuckGracePeriod = 10 * time.Second
+)
+
+// Options is everything the broker can be configured with.
+type Options struct {
+	ServerName string // server_name
+	Host       string // host (or listen's host part); "" means 0.0.0.0
+	Port       int    // port (or listen's port part)
+
+	HTTPHost string // http: "host:port" sets both; http_port sets the port
+	HTTPPort int
+
+	MaxPayload       int64 // max_payload, bytes (sizes accept 1MB, 64KB)
+	MaxControlLine   int   // max_control_line
+	MaxConnections   int   // max_connections
+	MaxSubscriptions int   // max_subscriptions (per connection)
+	MaxPending       int64 // max_pending, bytes
+
+	PingInterval        time.Duration // ping_interval ("2m", or seconds as a number)
+	MaxPingsOut         int           // ping_max
+	WriteDeadline       time.Duration // write_deadline
+	LameDuckDuration    time.Duration // lame_duck_duration
+	LameDuckGracePeriod time.Duration // lame_duck_grace_period
+
+	Debug bool // debug
+	Trace bool // trace
+
+	// NoAuthUser names a user from Authorization.Users that clients presenting no
+	// credentials are authenticated as (no_auth_user).
+	NoAuthUser string
+
+	Authorization *Authorization // authorization {}
+	Cluster       *Cluster       // cluster {}
+}
+
+// Authorization is the client authorization block.
+type Authorization struct {
+	// Single-user auth (authorization { user, password }), as --user/--pass.
+	User     string
+	Password string // plain, or a bcrypt hash ($2a$/$2b$/$2x$/$2y$)
+	// Token is auth_token (authorization { token }).
+	Token string
+	// Timeout is how long a client has to send CONNECT (timeout, seconds).
+	Timeout time.Duration
+	// DefaultPermissions apply to users that carry no permissions of their own.
+	DefaultPermissions *Permissions
+	Users              []User
+}
+
+// User is one entry of authorization.users.
+type User struct {
+	Name        string // user
+	Password    string // password: plain, or a bcrypt hash
+	Permissions *Permissions
+}
+
+// Permissions restricts what a user may publish and subscribe to.
+type Permissions struct {
+	Publish   *SubjectPermission
+	Subscribe *SubjectPermission
+	// AllowResponses lets the user publish to the reply subject of a message it
+	// received, even where Publish would deny it (allow_responses: true).
+	AllowResponses bool
+}
+
+// SubjectPermission is an allow list checked first (none = all allowed), then a
+// deny list.
+type SubjectPermission struct {
+	Allow []string
+	Deny  []string
+}
+
+// Cluster is the cluster {} block: how this server meets its peers.
+type Cluster struct {
+	Name string // name
+	Host string // listen's host part (or host)
+	Port int    // listen's port part (or port)
+	// Authorization is checked on accepted route connections; a route learned by
+	// gossip dials with it, so it must then hold the plaintext password.
+	Authorization *ClusterAuthorization
+	// Routes are URLs to dial, carrying the dialling credentials:
+	// nats://route:pw@host:6222.
+	Routes []string
+	// NoAdvertise stops gossiping client URLs to clients (no_advertise).
+	NoAdvertise bool
+}
+
+// ClusterAuthorization is cluster.authorization.
+type ClusterAuthorization struct {
+	User     string
+	Password string
+	Timeout  time.Duration
+}
