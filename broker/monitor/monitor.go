@@ -1,0 +1,365 @@
+// Package monitor serves the broker's HTTP monitoring endpoints: /healthz, /varz,
+// /connz, /routez, /subsz with nats-server's JSON field names, and /metrics in the
+// Prometheus text format.
+//
+// The package knows nothing of the server's internals: the server implements
+// Source and hands out snapshot structs, and this package pages, filters and
+// encodes them. Snapshots must never carry credentials.
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Paths served, as nats-server's.
+const (
+	HealthzPath = "/healthz"
+	VarzPath    = "/varz"
+	ConnzPath   = "/connz"
+	RoutezPath  = "/routez"
+	SubszPath   = "/subsz"
+	MetricsPath = "/metrics"
+)
+
+// Default page sizes, as nats-server's.
+const (
+	DefaultConnListSize = 1024
+	DefaultSubListSize  = 1024
+)
+
+// Source is what the server exposes to monitoring. Each call returns a fresh
+// snapshot the caller owns.
+type Source interface {
+	// Varz reports general information and counters.
+	Varz() *Varz
+	// Connz reports every open client connection, sorted by cid or not; the
+	// subscription lists are filled only when asked for.
+	Connz(opts ConnzOptions) *Connz
+	// Routez reports every route connection.
+	Routez(opts RoutezOptions) *Routez
+	// Subsz reports the subject index's statistics and, when asked for, every
+	// subscription.
+	Subsz(opts SubszOptions) *Subsz
+}
+
+// ConnzOptions say which optional parts of /connz to fill.
+type ConnzOptions struct {
+	Subs       bool // subscriptions_list
+	SubsDetail bool // subscriptions_list_detail
+}
+
+// RoutezOptions say which optional parts of /routez to fill.
+type RoutezOptions struct {
+	Subs       bool
+	SubsDetail bool
+}
+
+// SubszOptions say which optional parts of /subsz to fill.
+type SubszOptions struct {
+	Subs bool
+}
+
+// Server is the monitoring HTTP server.
+type Server struct {
+	src      Source
+	registry *prometheus.Registry
+	ln       net.Listener
+	http     *http.Server
+
+	mu       sync.Mutex
+	reqStats map[string]uint64
+}
+
+// New builds a monitoring server over src with its own Prometheus registry.
+func New(src Source) *Server {
+	s := &Server{src: src, registry: prometheus.NewRegistry(), reqStats: map[string]uint64{}}
+	s.registry.MustRegister(
+		newCollector(src),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return s
+}
+
+// Handler returns the HTTP handler serving every endpoint.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(HealthzPath, s.handleHealthz)
+	mux.HandleFunc(VarzPath, s.handleVarz)
+	mux.HandleFunc(ConnzPath, s.handleConnz)
+	mux.HandleFunc(RoutezPath, s.handleRoutez)
+	mux.HandleFunc(SubszPath, s.handleSubsz)
+	metrics := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
+	mux.HandleFunc(MetricsPath, func(w http.ResponseWriter, r *http.Request) {
+		s.count(MetricsPath)
+		metrics.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("/", s.handleRoot)
+	return mux
+}
+
+// Registry is the Prometheus registry behind /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Start listens on addr ("host:port"; port 0 picks one) and serves in the
+// background.
+func (s *Server) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("monitoring listener on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener is gone; Shutdown reports nothing more useful
+		}
+	}()
+	return nil
+}
+
+// Addr is the address the server listens on, once started.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown stops the server, waiting for in-flight requests until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	return s.http.Shutdown(ctx)
+}
+
+// HTTPReqStats returns how many requests each endpoint has served.
+func (s *Server) HTTPReqStats() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.reqStats))
+	for k, v := range s.reqStats {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *Server) count(path string) {
+	s.mu.Lock()
+	s.reqStats[path]++
+	s.mu.Unlock()
+}
+
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	s.count("/")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprint(w, "<html><body>")
+	for _, p := range []string{VarzPath, ConnzPath, RoutezPath, SubszPath, HealthzPath, MetricsPath} {
+		fmt.Fprintf(w, "<a href=%q>%s</a><br/>", "."+p, p)
+	}
+	fmt.Fprint(w, "</body></html>")
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	s.count(HealthzPath)
+	writeJSON(w, r, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleVarz(w http.ResponseWriter, r *http.Request) {
+	s.count(VarzPath)
+	v := s.src.Varz()
+	v.HTTPReqStats = s.HTTPReqStats()
+	writeJSON(w, r, v)
+}
+
+func (s *Server) handleConnz(w http.ResponseWriter, r *http.Request) {
+	s.count(ConnzPath)
+	q := query{w: w, r: r}
+	auth := q.bool("auth")
+	subs, detail := q.subs()
+	offset := q.int("offset")
+	limit := q.int("limit")
+	if q.err != nil {
+		return
+	}
+	c := s.src.Connz(ConnzOptions{Subs: subs, SubsDetail: detail})
+	sort.Slice(c.Conns, func(i, j int) bool { return c.Conns[i].Cid < c.Conns[j].Cid })
+	c.Total = len(c.Conns)
+	c.Offset, c.Limit = offset, limit
+	if c.Limit <= 0 {
+		c.Limit = DefaultConnListSize
+	}
+	c.Conns = page(c.Conns, c.Offset, c.Limit)
+	c.NumConns = len(c.Conns)
+	for _, ci := range c.Conns {
+		if !auth {
+			ci.AuthorizedUser = ""
+		}
+		if !subs {
+			ci.Subs = nil
+		}
+		if !detail {
+			ci.SubsDetail = nil
+		}
+	}
+	if c.Conns == nil {
+		c.Conns = []*ConnInfo{}
+	}
+	writeJSON(w, r, c)
+}
+
+func (s *Server) handleRoutez(w http.ResponseWriter, r *http.Request) {
+	s.count(RoutezPath)
+	q := query{w: w, r: r}
+	subs, detail := q.subs()
+	if q.err != nil {
+		return
+	}
+	rz := s.src.Routez(RoutezOptions{Subs: subs, SubsDetail: detail})
+	sort.Slice(rz.Routes, func(i, j int) bool { return rz.Routes[i].Rid < rz.Routes[j].Rid })
+	rz.NumRoutes = len(rz.Routes)
+	for _, ri := range rz.Routes {
+		if !subs {
+			ri.Subs = nil
+		}
+		if !detail {
+			ri.SubsDetail = nil
+		}
+	}
+	if rz.Routes == nil {
+		rz.Routes = []*RouteInfo{}
+	}
+	writeJSON(w, r, rz)
+}
+
+func (s *Server) handleSubsz(w http.ResponseWriter, r *http.Request) {
+	s.count(SubszPath)
+	q := query{w: w, r: r}
+	subs := q.bool("subs")
+	offset := q.int("offset")
+	limit := q.int("limit")
+	if q.err != nil {
+		return
+	}
+	sz := s.src.Subsz(SubszOptions{Subs: subs})
+	if sz.SublistStats == nil {
+		sz.SublistStats = &SublistStats{}
+	}
+	sz.Offset, sz.Limit = offset, limit
+	if sz.Limit <= 0 {
+		sz.Limit = DefaultSubListSize
+	}
+	if subs {
+		sort.Slice(sz.Subs, func(i, j int) bool {
+			a, b := sz.Subs[i], sz.Subs[j]
+			if a.Cid != b.Cid {
+				return a.Cid < b.Cid
+			}
+			return a.Sid < b.Sid
+		})
+		sz.Total = len(sz.Subs)
+		sz.Subs = page(sz.Subs, sz.Offset, sz.Limit)
+	} else {
+		sz.Total = int(sz.NumSubs)
+		sz.Subs = nil
+	}
+	writeJSON(w, r, sz)
+}
+
+func page[T any](items []T, offset, limit int) []T {
+	if offset < 0 {
+		offset = 0
+	}
+	if offset >= len(items) {
+		return nil
+	}
+	items = items[offset:]
+	if limit < len(items) {
+		items = items[:limit]
+	}
+	return items
+}
+
+// writeJSON writes v indented, as nats-server does, honouring ?callback= (JSONP).
+func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if cb := r.URL.Query().Get("callback"); cb != "" {
+		w.Header().Set("Content-Type", "application/javascript")
+		fmt.Fprintf(w, "%s(%s)", cb, b)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// query decodes query parameters as nats-server does, answering 400 on the first
+// bad one.
+type query struct {
+	w   http.ResponseWriter
+	r   *http.Request
+	err error
+}
+
+func (q *query) fail(param, kind string, err error) {
+	if q.err != nil {
+		return
+	}
+	q.err = err
+	q.w.WriteHeader(http.StatusBadRequest)
+	fmt.Fprintf(q.w, "Error decoding %s for '%s': %v", kind, param, err)
+}
+
+func (q *query) bool(param string) bool {
+	str := q.r.URL.Query().Get(param)
+	if str == "" {
+		return false
+	}
+	v, err := strconv.ParseBool(str)
+	if err != nil {
+		q.fail(param, "boolean", err)
+	}
+	return v
+}
+
+func (q *query) int(param string) int {
+	str := q.r.URL.Query().Get(param)
+	if str == "" {
+		return 0
+	}
+	v, err := strconv.Atoi(str)
+	if err != nil {
+		q.fail(param, "int", err)
+	}
+	return v
+}
+
+// subs decodes subs=1 (lists) and subs=detail (detailed lists).
+func (q *query) subs() (subs, detail bool) {
+	if strings.EqualFold(q.r.URL.Query().Get("subs"), "detail") {
+		return false, true
+	}
+	return q.bool("subs"), false
+}

@@ -1,0 +1,180 @@
+package monitor
+
+import "time"
+
+// The snapshot types below carry nats-server's JSON field names (server/monitor.go,
+// v2.15), so dashboards, scrapers and `nats` CLI habits built for nats-server carry
+// over. Fields nats-server has and this broker cannot fill are left out rather than
+// reported as zero; fields this broker adds are marked as such.
+
+// Varz is the /varz document: general server information and counters.
+type Varz struct {
+	ID                string            `json:"server_id"`
+	Name              string            `json:"server_name"`
+	Version           string            `json:"version"`
+	Proto             int               `json:"proto"`
+	GoVersion         string            `json:"go"`
+	Host              string            `json:"host"`
+	Port              int               `json:"port"`
+	AuthRequired      bool              `json:"auth_required,omitempty"`
+	ClientConnectURLs []string          `json:"connect_urls,omitempty"`
+	MaxConn           int               `json:"max_connections"`
+	MaxSubs           int               `json:"max_subscriptions,omitempty"`
+	PingInterval      time.Duration     `json:"ping_interval"`
+	MaxPingsOut       int               `json:"ping_max"`
+	HTTPHost          string            `json:"http_host"`
+	HTTPPort          int               `json:"http_port"`
+	AuthTimeout       float64           `json:"auth_timeout"`
+	MaxControlLine    int32             `json:"max_control_line"`
+	MaxPayload        int               `json:"max_payload"`
+	MaxPending        int64             `json:"max_pending"`
+	Cluster           ClusterOptsVarz   `json:"cluster,omitempty"`
+	WriteDeadline     time.Duration     `json:"write_deadline"`
+	Start             time.Time         `json:"start"`
+	Now               time.Time         `json:"now"`
+	Uptime            string            `json:"uptime"`
+	Mem               int64             `json:"mem"`
+	Cores             int               `json:"cores"`
+	MaxProcs          int               `json:"gomaxprocs"`
+	Connections       int               `json:"connections"`
+	TotalConnections  uint64            `json:"total_connections"`
+	Routes            int               `json:"routes"`
+	Remotes           int               `json:"remotes"`
+	InMsgs            int64             `json:"in_msgs"`
+	InBytes           int64             `json:"in_bytes"`
+	InClientMsgs      int64             `json:"in_client_msgs"`
+	InClientBytes     int64             `json:"in_client_bytes"`
+	OutMsgs           int64             `json:"out_msgs"`
+	OutBytes          int64             `json:"out_bytes"`
+	OutClientMsgs     int64             `json:"out_client_msgs"`
+	OutClientBytes    int64             `json:"out_client_bytes"`
+	SlowConsumers     int64             `json:"slow_consumers"`
+	StaleConnections  int64             `json:"stale_connections"`
+	Subscriptions     uint32            `json:"subscriptions"`
+	HTTPReqStats      map[string]uint64 `json:"http_req_stats"`
+	ConfigLoadTime    time.Time         `json:"config_load_time"`
+	// ConfigDigest is the sha256 (hex) of the loaded config file's bytes; the
+	// operator compares it with the digest of the config it rendered.
+	ConfigDigest string `json:"config_digest"`
+
+	// Added by this broker.
+	ConfigFile      string    `json:"config_file,omitempty"`
+	AuthFailures    int64     `json:"auth_failures"`
+	Reloads         int64     `json:"config_reloads"`
+	ReloadErrors    int64     `json:"config_reload_errors"`
+	LastReloadError string    `json:"config_reload_error,omitempty"`
+	LastReloadTime  time.Time `json:"config_reload_error_time,omitzero"`
+	LameDuckMode    bool      `json:"lame_duck_mode,omitempty"`
+}
+
+// ClusterOptsVarz is the cluster part of /varz.
+type ClusterOptsVarz struct {
+	Name        string  `json:"name,omitempty"`
+	Host        string  `json:"addr,omitempty"`
+	Port        int     `json:"cluster_port,omitempty"`
+	AuthTimeout float64 `json:"auth_timeout,omitempty"`
+	// URLs are the configured routes with their credentials removed.
+	URLs []string `json:"urls,omitempty"`
+}
+
+// Connz is the /connz document.
+type Connz struct {
+	ID       string      `json:"server_id"`
+	Now      time.Time   `json:"now"`
+	NumConns int         `json:"num_connections"`
+	Total    int         `json:"total"`
+	Offset   int         `json:"offset"`
+	Limit    int         `json:"limit"`
+	Conns    []*ConnInfo `json:"connections"`
+}
+
+// ConnInfo is one client connection in /connz.
+type ConnInfo struct {
+	Cid            uint64      `json:"cid"`
+	Kind           string      `json:"kind,omitempty"`
+	Type           string      `json:"type,omitempty"`
+	IP             string      `json:"ip"`
+	Port           int         `json:"port"`
+	Start          time.Time   `json:"start"`
+	LastActivity   time.Time   `json:"last_activity"`
+	RTT            string      `json:"rtt,omitempty"`
+	Uptime         string      `json:"uptime"`
+	Idle           string      `json:"idle"`
+	Pending        int         `json:"pending_bytes"`
+	InMsgs         int64       `json:"in_msgs"`
+	OutMsgs        int64       `json:"out_msgs"`
+	InBytes        int64       `json:"in_bytes"`
+	OutBytes       int64       `json:"out_bytes"`
+	NumSubs        uint32      `json:"subscriptions"`
+	Name           string      `json:"name,omitempty"`
+	Lang           string      `json:"lang,omitempty"`
+	Version        string      `json:"version,omitempty"`
+	AuthorizedUser string      `json:"authorized_user,omitempty"`
+	Subs           []string    `json:"subscriptions_list,omitempty"`
+	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
+}
+
+// Routez is the /routez document.
+type Routez struct {
+	ID        string       `json:"server_id"`
+	Name      string       `json:"server_name"`
+	Now       time.Time    `json:"now"`
+	NumRoutes int          `json:"num_routes"`
+	Routes    []*RouteInfo `json:"routes"`
+}
+
+// RouteInfo is one route connection in /routez.
+type RouteInfo struct {
+	Rid          uint64      `json:"rid"`
+	RemoteID     string      `json:"remote_id"`
+	RemoteName   string      `json:"remote_name"`
+	DidSolicit   bool        `json:"did_solicit"`
+	IsConfigured bool        `json:"is_configured"`
+	IP           string      `json:"ip"`
+	Port         int         `json:"port"`
+	Start        time.Time   `json:"start"`
+	LastActivity time.Time   `json:"last_activity"`
+	Uptime       string      `json:"uptime"`
+	Idle         string      `json:"idle"`
+	Pending      int         `json:"pending_size"`
+	InMsgs       int64       `json:"in_msgs"`
+	OutMsgs      int64       `json:"out_msgs"`
+	InBytes      int64       `json:"in_bytes"`
+	OutBytes     int64       `json:"out_bytes"`
+	NumSubs      uint32      `json:"subscriptions"`
+	Subs         []string    `json:"subscriptions_list,omitempty"`
+	SubsDetail   []SubDetail `json:"subscriptions_list_detail,omitempty"`
+}
+
+// Subsz is the /subsz document.
+type Subsz struct {
+	ID  string    `json:"server_id"`
+	Now time.Time `json:"now"`
+	*SublistStats
+	Total  int         `json:"total"`
+	Offset int         `json:"offset"`
+	Limit  int         `json:"limit"`
+	Subs   []SubDetail `json:"subscriptions_list,omitempty"`
+}
+
+// SublistStats are the subject index's statistics.
+type SublistStats struct {
+	NumSubs      uint32  `json:"num_subscriptions"`
+	NumCache     uint32  `json:"num_cache"`
+	NumInserts   uint64  `json:"num_inserts"`
+	NumRemoves   uint64  `json:"num_removes"`
+	NumMatches   uint64  `json:"num_matches"`
+	CacheHitRate float64 `json:"cache_hit_rate"`
+	MaxFanout    uint32  `json:"max_fanout"`
+	AvgFanout    float64 `json:"avg_fanout"`
+}
+
+// SubDetail is one subscription.
+type SubDetail struct {
+	Subject string `json:"subject"`
+	Queue   string `json:"qgroup,omitempty"`
+	Sid     string `json:"sid"`
+	Msgs    int64  `json:"msgs"`
+	Max     int64  `json:"max,omitempty"`
+	Cid     uint64 `json:"cid"`
+}
