@@ -1,0 +1,467 @@
+package conf
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ParseFile reads the config file at path. Includes are relative to path's
+// directory. Warnings list keys the broker ignores; the error, if any, is an
+// *Error naming file, line and key.
+func ParseFile(path string) (*Options, []Warning, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Parse(data, path)
+}
+
+// Parse reads a config from data; filename names it in errors and anchors
+// relative includes.
+func Parse(data []byte, filename string) (*Options, []Warning, error) {
+	tree, err := parseTree(string(data), filename)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := &decoder{}
+	o, err := d.options(tree)
+	if err != nil {
+		return nil, d.warnings, err
+	}
+	return o, d.warnings, nil
+}
+
+// decoder maps the syntax tree onto Options. Keys are matched without regard
+// to case, and accept nats-server's aliases. Messages never quote a secret.
+type decoder struct {
+	warnings []Warning
+}
+
+func path(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func (d *decoder) fail(n *node, key, format string, args ...any) *Error {
+	return &Error{File: n.file, Line: n.line, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (d *decoder) unknown(e *entry, key string) {
+	if e.used {
+		return
+	}
+	d.warnings = append(d.warnings, Warning{File: e.file, Line: e.line, Key: key, Msg: "unknown key, ignored"})
+}
+
+func (d *decoder) warn(n *node, key, msg string) {
+	d.warnings = append(d.warnings, Warning{File: n.file, Line: n.line, Key: key, Msg: msg})
+}
+
+func (d *decoder) want(n *node, key string, k kind) error {
+	if n.kind != k {
+		return d.fail(n, key, "expected %s, got %s", k, n.kind)
+	}
+	return nil
+}
+
+func (d *decoder) str(n *node, key string) (string, error) {
+	return n.str, d.want(n, key, kindString)
+}
+
+func (d *decoder) boolean(n *node, key string) (bool, error) {
+	return n.bool, d.want(n, key, kindBool)
+}
+
+func (d *decoder) integer(n *node, key string) (int64, error) {
+	return n.num, d.want(n, key, kindInt)
+}
+
+// smallInt is an integer that fits an int32, as nats-server's int fields.
+func (d *decoder) smallInt(n *node, key string) (int, error) {
+	v, err := d.integer(n, key)
+	if err != nil {
+		return 0, err
+	}
+	if v > math.MaxInt32 || v < math.MinInt32 {
+		return 0, d.fail(n, key, "%d is out of range", v)
+	}
+	return int(v), nil
+}
+
+// size is a number of bytes: 1048576, 1MB, 64KB, 1K (= 1000).
+func (d *decoder) size(n *node, key string, limit int64) (int64, error) {
+	switch n.kind {
+	case kindInt:
+		if n.num > limit {
+			return 0, d.fail(n, key, "size %s is too big (at most %d)", n.str, limit)
+		}
+		return n.num, nil
+	case kindString, kindFloat:
+		return 0, d.fail(n, key, "invalid size %q", n.str)
+	}
+	return 0, d.fail(n, key, "expected a size like 1MB, got %s", n.kind)
+}
+
+// duration is a string ("2m", "1.5s") or a number of seconds.
+func (d *decoder) duration(n *node, key string, numberWarning string) (time.Duration, error) {
+	switch n.kind {
+	case kindString:
+		v, err := time.ParseDuration(n.str)
+		if err != nil {
+			return 0, d.fail(n, key, "invalid duration %q", n.str)
+		}
+		return v, nil
+	case kindInt:
+		if n.num > math.MaxInt64/int64(time.Second) || n.num < math.MinInt64/int64(time.Second) {
+			return 0, d.fail(n, key, "duration %s is out of range", n.str)
+		}
+		if numberWarning != "" {
+			d.warn(n, key, numberWarning)
+		}
+		return time.Duration(n.num) * time.Second, nil
+	}
+	return 0, d.fail(n, key, "expected a duration like \"2m\", got %s", n.kind)
+}
+
+// seconds is an authorization timeout: seconds as a number (2, 0.5) or a
+// duration string ("2s").
+func (d *decoder) seconds(n *node, key string) (time.Duration, error) {
+	switch n.kind {
+	case kindString:
+		return d.duration(n, key, "")
+	case kindInt:
+		return d.duration(n, key, "")
+	case kindFloat:
+		// Parse the literal, not the float, so 0.1 is exactly 100ms.
+		v, err := time.ParseDuration(strings.TrimPrefix(n.str, "+") + "s")
+		if err != nil {
+			return 0, d.fail(n, key, "timeout %s is out of range", n.str)
+		}
+		return v, nil
+	}
+	return 0, d.fail(n, key, "expected a number of seconds, got %s", n.kind)
+}
+
+// hostPort reads `listen` and `http`: a port, or "host:port".
+func (d *decoder) hostPort(n *node, key string) (string, int, error) {
+	switch n.kind {
+	case kindInt:
+		p, err := d.smallInt(n, key)
+		return "", p, err
+	case kindString:
+		host, port, err := net.SplitHostPort(n.str)
+		if err != nil {
+			return "", 0, d.fail(n, key, "invalid address %q: expected host:port", n.str)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return "", 0, d.fail(n, key, "invalid port %q", port)
+		}
+		return host, p, nil
+	}
+	return "", 0, d.fail(n, key, "expected a port or \"host:port\", got %s", n.kind)
+}
+
+func (d *decoder) options(root *node) (*Options, error) {
+	o := &Options{}
+	for _, e := range root.effective() {
+		n, key := e.val, e.key
+		var err error
+		switch strings.ToLower(e.key) {
+		case "server_name":
+			o.ServerName, err = d.str(n, key)
+		case "host", "net":
+			o.Host, err = d.str(n, key)
+		case "port":
+			o.Port, err = d.smallInt(n, key)
+		case "listen":
+			o.Host, o.Port, err = d.hostPort(n, key)
+		case "http":
+			o.HTTPHost, o.HTTPPort, err = d.hostPort(n, key)
+		case "http_port", "monitor_port":
+			o.HTTPPort, err = d.smallInt(n, key)
+		case "max_payload":
+			o.MaxPayload, err = d.size(n, key, math.MaxInt32)
+		case "max_control_line":
+			var v int64
+			v, err = d.size(n, key, math.MaxInt32)
+			o.MaxControlLine = int(v)
+		case "max_pending":
+			o.MaxPending, err = d.size(n, key, math.MaxInt64)
+		case "max_connections", "max_conn":
+			o.MaxConnections, err = d.smallInt(n, key)
+		case "max_subscriptions", "max_subs":
+			o.MaxSubscriptions, err = d.smallInt(n, key)
+		case "ping_interval":
+			o.PingInterval, err = d.duration(n, key, "")
+		case "ping_max":
+			o.MaxPingsOut, err = d.smallInt(n, key)
+		case "write_deadline":
+			o.WriteDeadline, err = d.duration(n, key, "")
+		case "lame_duck_duration":
+			o.LameDuckDuration, err = d.duration(n, key, "a number of seconds: nats-server wants a duration string like \"30s\"")
+		case "lame_duck_grace_period":
+			o.LameDuckGracePeriod, err = d.duration(n, key, "a number of seconds: nats-server wants a duration string like \"10s\"")
+		case "debug":
+			o.Debug, err = d.boolean(n, key)
+		case "trace":
+			o.Trace, err = d.boolean(n, key)
+		case "no_auth_user":
+			o.NoAuthUser, err = d.str(n, key)
+		case "authorization":
+			o.Authorization, err = d.authorization(n, key)
+		case "cluster":
+			o.Cluster, err = d.cluster(n, key)
+		default:
+			d.unknown(e, key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func (d *decoder) authorization(n *node, at string) (*Authorization, error) {
+	if err := d.want(n, at, kindMap); err != nil {
+		return nil, err
+	}
+	a := &Authorization{}
+	for _, e := range n.effective() {
+		v, key := e.val, path(at, e.key)
+		var err error
+		switch strings.ToLower(e.key) {
+		case "user", "username":
+			a.User, err = d.str(v, key)
+		case "password", "pass":
+			a.Password, err = d.str(v, key)
+		case "token":
+			a.Token, err = d.str(v, key)
+		case "timeout":
+			a.Timeout, err = d.seconds(v, key)
+		case "users":
+			a.Users, err = d.users(v, key)
+		case "default_permissions", "default_permission", "permissions":
+			a.DefaultPermissions, err = d.permissions(v, key)
+		default:
+			d.unknown(e, key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (d *decoder) users(n *node, at string) ([]User, error) {
+	if err := d.want(n, at, kindArray); err != nil {
+		return nil, err
+	}
+	var users []User
+	for i, item := range n.items {
+		ukey := fmt.Sprintf("%s[%d]", at, i)
+		if err := d.want(item, ukey, kindMap); err != nil {
+			return nil, err
+		}
+		var u User
+		for _, e := range item.effective() {
+			v, key := e.val, path(ukey, e.key)
+			var err error
+			switch strings.ToLower(e.key) {
+			case "user", "username":
+				u.Name, err = d.str(v, key)
+			case "password", "pass":
+				u.Password, err = d.str(v, key)
+			case "permissions", "permission", "authorization":
+				u.Permissions, err = d.permissions(v, key)
+			default:
+				d.unknown(e, key)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if u.Name == "" {
+			return nil, d.fail(item, ukey, "a user entry needs a user")
+		}
+		users = append(users, u)
+	}
+	return users, nil
+}
+
+func (d *decoder) permissions(n *node, at string) (*Permissions, error) {
+	if err := d.want(n, at, kindMap); err != nil {
+		return nil, err
+	}
+	p := &Permissions{}
+	for _, e := range n.effective() {
+		v, key := e.val, path(at, e.key)
+		var err error
+		switch strings.ToLower(e.key) {
+		case "publish", "pub", "import":
+			p.Publish, err = d.subjectPermission(v, key)
+		case "subscribe", "sub", "export":
+			p.Subscribe, err = d.subjectPermission(v, key)
+		case "allow_responses", "publish_allow_responses":
+			switch v.kind {
+			case kindBool:
+				p.AllowResponses = v.bool
+			case kindMap:
+				// nats-server's {max, expires} limits are not supported: the
+				// map means "allowed", with the broker's own limits.
+				p.AllowResponses = true
+				d.warn(v, key, "response limits (max, expires) are not supported; treated as allow_responses: true")
+			default:
+				err = d.fail(v, key, "expected a boolean or a map, got %s", v.kind)
+			}
+		default:
+			d.unknown(e, key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// subjectPermission reads a subject, a list of subjects (allowed), or
+// {allow, deny}. An empty map is no restriction (nil), as nats-server.
+func (d *decoder) subjectPermission(n *node, at string) (*SubjectPermission, error) {
+	switch n.kind {
+	case kindString, kindArray:
+		allow, err := d.subjects(n, at)
+		if err != nil {
+			return nil, err
+		}
+		return &SubjectPermission{Allow: allow}, nil
+	case kindMap:
+		if len(n.entries) == 0 {
+			return nil, nil
+		}
+		sp := &SubjectPermission{}
+		for _, e := range n.effective() {
+			v, key := e.val, path(at, e.key)
+			var err error
+			switch strings.ToLower(e.key) {
+			case "allow":
+				sp.Allow, err = d.subjects(v, key)
+			case "deny":
+				sp.Deny, err = d.subjects(v, key)
+			default:
+				d.unknown(e, key)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return sp, nil
+	}
+	return nil, d.fail(n, at, "expected a subject, a list of subjects or {allow, deny}, got %s", n.kind)
+}
+
+func (d *decoder) subjects(n *node, at string) ([]string, error) {
+	if n.kind == kindString {
+		return []string{n.str}, nil
+	}
+	if n.kind != kindArray {
+		return nil, d.fail(n, at, "expected a subject or a list of subjects, got %s", n.kind)
+	}
+	var out []string
+	for i, item := range n.items {
+		if item.kind != kindString {
+			return nil, d.fail(item, fmt.Sprintf("%s[%d]", at, i), "expected a subject, got %s", item.kind)
+		}
+		out = append(out, item.str)
+	}
+	return out, nil
+}
+
+func (d *decoder) cluster(n *node, at string) (*Cluster, error) {
+	if err := d.want(n, at, kindMap); err != nil {
+		return nil, err
+	}
+	c := &Cluster{}
+	for _, e := range n.effective() {
+		v, key := e.val, path(at, e.key)
+		var err error
+		switch strings.ToLower(e.key) {
+		case "name":
+			c.Name, err = d.str(v, key)
+		case "listen":
+			c.Host, c.Port, err = d.hostPort(v, key)
+		case "host", "net":
+			c.Host, err = d.str(v, key)
+		case "port":
+			c.Port, err = d.smallInt(v, key)
+		case "authorization":
+			c.Authorization, err = d.clusterAuthorization(v, key)
+		case "routes":
+			c.Routes, err = d.routes(v, key)
+		case "no_advertise":
+			c.NoAdvertise, err = d.boolean(v, key)
+		default:
+			d.unknown(e, key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (d *decoder) clusterAuthorization(n *node, at string) (*ClusterAuthorization, error) {
+	if err := d.want(n, at, kindMap); err != nil {
+		return nil, err
+	}
+	a := &ClusterAuthorization{}
+	for _, e := range n.effective() {
+		v, key := e.val, path(at, e.key)
+		var err error
+		switch strings.ToLower(e.key) {
+		case "user", "username":
+			a.User, err = d.str(v, key)
+		case "password", "pass":
+			a.Password, err = d.str(v, key)
+		case "timeout":
+			a.Timeout, err = d.seconds(v, key)
+		case "users":
+			err = d.fail(v, key, "cluster authorization does not allow multiple users")
+		case "token":
+			err = d.fail(v, key, "cluster authorization does not support tokens")
+		default:
+			d.unknown(e, key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// routes reads the route URLs. They carry the route password, so a bad one
+// is reported by position only.
+func (d *decoder) routes(n *node, at string) ([]string, error) {
+	if err := d.want(n, at, kindArray); err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, item := range n.items {
+		key := fmt.Sprintf("%s[%d]", at, i)
+		if item.kind != kindString {
+			return nil, d.fail(item, key, "expected a URL, got %s", item.kind)
+		}
+		if _, err := url.Parse(item.str); err != nil {
+			return nil, d.fail(item, key, "invalid URL")
+		}
+		out = append(out, item.str)
+	}
+	return out, nil
+}
