@@ -84,6 +84,11 @@ type Permissions struct {
 	Subscribe *SubjectPermission
 	// AllowResponses lets the user publish to the reply subject of a message it
 	// received, even where Publish would deny it (allow_responses: true).
+	//
+	// As in nats-server, it also implies a publish allow list: when Publish is
+	// nil or has no Allow entries, the user may publish ONLY to reply subjects
+	// (nats-server sets Publish.Allow to an empty, deny-all list). A map value
+	// in the file ({max, expires}) is read as true; its limits are not modelled.
 	AllowResponses bool
 }
 

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -81,8 +82,32 @@ func TestRenderThenParseGivesTheSameOptions(t *testing.T) {
 				t.Errorf("warnings: %v", warnings)
 			}
 			if !reflect.DeepEqual(got, o) {
-				t.Errorf("got  %#v\nwant %#v\n%s", got, o, b)
+				t.Errorf("%s\n%s", diff(got, o), b)
 			}
 		})
+	}
+}
+
+func TestRenderThenParseGivesTheSameOptionsForRandomOptions(t *testing.T) {
+	for seed := range uint64(5000) {
+		o := randomOptions(rand.New(rand.NewPCG(seed, 1)))
+		b, err := Render(o)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		got, warnings, err := Parse(b, "rendered.conf")
+		if err != nil {
+			t.Fatalf("seed %d: %v\n%s", seed, err, b)
+		}
+		if len(warnings) > 0 {
+			t.Errorf("seed %d: warnings: %v", seed, warnings)
+		}
+		if !reflect.DeepEqual(got, o) {
+			t.Fatalf("seed %d:\n%s\n%s", seed, diff(got, o), b)
+		}
+		again, err := Render(got)
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("seed %d: rendering the parsed options again differs (%v):\n%s\n%s", seed, err, b, again)
+		}
 	}
 }
