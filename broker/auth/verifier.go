@@ -1,0 +1,111 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// verifierCacheMax bounds the number of remembered successes.
+const verifierCacheMax = 16384
+
+// Verifier checks passwords and remembers successful bcrypt checks.
+//
+// An entry is keyed by HMAC-SHA256(key, user NUL password) under a key drawn at
+// random when the Verifier is made, so neither the plaintext nor anything
+// derivable from it without the key is kept. The entry also records the hash it
+// was checked against: after the configured hash changes, the entry no longer
+// counts. Failures are never remembered, so a wrong password always costs a
+// bcrypt comparison. The zero value is not usable; call NewVerifier.
+type Verifier struct {
+	key [32]byte
+
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]cacheEntry
+}
+
+type cacheEntry struct {
+	user   string
+	stored string
+}
+
+// NewVerifier returns a Verifier with a fresh random key.
+func NewVerifier() *Verifier {
+	v := &Verifier{entries: make(map[[sha256.Size]byte]cacheEntry)}
+	if _, err := rand.Read(v.key[:]); err != nil {
+		panic("auth: no randomness for the verification cache key: " + err.Error())
+	}
+	return v
+}
+
+func (v *Verifier) digest(user, password string) [sha256.Size]byte {
+	m := hmac.New(sha256.New, v.key[:])
+	m.Write([]byte(user))
+	m.Write([]byte{0})
+	m.Write([]byte(password))
+	var d [sha256.Size]byte
+	m.Sum(d[:0])
+	return d
+}
+
+// Verify reports whether password is right for user, whose configured password
+// is stored (plaintext or bcrypt hash). Plaintext is compared in constant time
+// and not cached.
+func (v *Verifier) Verify(user, stored, password string) bool {
+	if !IsBcrypt(stored) {
+		return CheckPassword(stored, password)
+	}
+	d := v.digest(user, password)
+	v.mu.Lock()
+	e, ok := v.entries[d]
+	v.mu.Unlock()
+	if ok && e.user == user && e.stored == stored {
+		return true
+	}
+	if bcrypt.CompareHashAndPassword([]byte(stored), []byte(password)) != nil {
+		return false
+	}
+	v.mu.Lock()
+	if len(v.entries) >= verifierCacheMax {
+		// Drop an arbitrary tenth; map order is random enough for a cache.
+		n := 0
+		for k := range v.entries {
+			delete(v.entries, k)
+			if n++; n >= verifierCacheMax/10 {
+				break
+			}
+		}
+	}
+	v.entries[d] = cacheEntry{user: user, stored: stored}
+	v.mu.Unlock()
+	return true
+}
+
+// Forget drops every remembered success of user (on reload, when the user's
+// password changes or the user is removed).
+func (v *Verifier) Forget(user string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for k, e := range v.entries {
+		if e.user == user {
+			delete(v.entries, k)
+		}
+	}
+}
+
+// ForgetAll drops every remembered success.
+func (v *Verifier) ForgetAll() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	clear(v.entries)
+}
+
+// Len is the number of remembered successes.
+func (v *Verifier) Len() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.entries)
+}

@@ -1,0 +1,161 @@
+package server
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/natsforge/natsforge/broker/auth"
+	"github.com/natsforge/natsforge/broker/conf"
+)
+
+// authConfig is the compiled client authorization. It is immutable; reload
+// builds a new one with newAuthConfig and stores it with setAuthConfig.
+type authConfig struct {
+	required   bool
+	timeout    time.Duration
+	token      string
+	users      map[string]*userAuth
+	noAuthUser *userAuth
+	// dummyHash is compared against when the user is unknown, so that a
+	// failed login costs a bcrypt comparison whether or not the user exists.
+	dummyCost int
+}
+
+// userAuth is one configured user.
+type userAuth struct {
+	name     string
+	password string // plaintext or bcrypt hash, as configured
+	perms    *auth.Permissions
+}
+
+// Name is the user's name.
+func (u *userAuth) Name() string { return u.name }
+
+func newAuthConfig(o *conf.Options) (*authConfig, error) {
+	ac := &authConfig{users: make(map[string]*userAuth), timeout: conf.DefaultAuthTimeout}
+	a := o.Authorization
+	if a == nil {
+		return ac, nil
+	}
+	if a.Timeout > 0 {
+		ac.timeout = a.Timeout
+	}
+	defaults := auth.Compile(a.DefaultPermissions)
+	if a.User != "" {
+		ac.users[a.User] = &userAuth{name: a.User, password: a.Password, perms: defaults}
+	}
+	for _, u := range a.Users {
+		perms := defaults
+		if u.Permissions != nil {
+			perms = auth.Compile(u.Permissions)
+		}
+		ac.users[u.Name] = &userAuth{name: u.Name, password: u.Password, perms: perms}
+	}
+	for _, u := range ac.users {
+		if c := bcryptCost(u.password); c > ac.dummyCost {
+			ac.dummyCost = c
+		}
+	}
+	ac.token = a.Token
+	ac.required = a.Token != "" || len(ac.users) > 0
+	if o.NoAuthUser != "" {
+		ac.noAuthUser = ac.users[o.NoAuthUser]
+	}
+	return ac, nil
+}
+
+// bcryptCost is the cost of a bcrypt hash, 0 for a plaintext password.
+func bcryptCost(stored string) int {
+	if !auth.IsBcrypt(stored) {
+		return 0
+	}
+	n, _ := strconv.Atoi(stored[4:6])
+	return n
+}
+
+// authConfig is the current client authorization.
+func (s *Server) authConfig() *authConfig { return s.auth.Load() }
+
+// setAuthConfig installs a new authorization (reload). Connected clients are
+// not touched; the caller re-checks them.
+func (s *Server) setAuthConfig(ac *authConfig) { s.auth.Store(ac) }
+
+var (
+	dummyHashMu sync.Mutex
+	dummyHashes = map[int]string{}
+)
+
+// dummyHash is a bcrypt hash of a random password at cost, made once.
+func dummyHash(cost int) string {
+	dummyHashMu.Lock()
+	defer dummyHashMu.Unlock()
+	if h, ok := dummyHashes[cost]; ok {
+		return h
+	}
+	pw, err := auth.GeneratePassword()
+	if err != nil {
+		return ""
+	}
+	h, err := auth.HashPassword(pw, cost)
+	if err != nil {
+		return ""
+	}
+	dummyHashes[cost] = h
+	return h
+}
+
+// authenticate checks c's CONNECT credentials and, on success, binds the
+// user and permissions to c.
+func (s *Server) authenticate(c *client) bool {
+	ac := s.authConfig()
+	if !ac.required {
+		return true
+	}
+	c.mu.Lock()
+	user, pass, token := c.opts.Username, c.opts.Password, c.opts.Token
+	c.mu.Unlock()
+
+	if ac.token != "" {
+		return s.verifier.Verify("\x00token", ac.token, token)
+	}
+	if user == "" && pass == "" && token == "" && ac.noAuthUser != nil {
+		c.setUser(ac.noAuthUser)
+		return true
+	}
+	u := ac.users[user]
+	if u == nil {
+		if ac.dummyCost > 0 {
+			s.verifier.Verify(user, dummyHash(ac.dummyCost), pass)
+		}
+		return false
+	}
+	if !s.verifier.Verify(u.name, u.password, pass) {
+		return false
+	}
+	c.setUser(u)
+	return true
+}
+
+// setUser binds an authenticated user and its permissions to c.
+func (c *client) setUser(u *userAuth) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.user = u
+	c.setPermissionsLocked(u.perms)
+}
+
+// setPermissionsLocked installs permissions (reload uses it too); the caller
+// then re-checks existing subscriptions. Lock held.
+func (c *client) setPermissionsLocked(p *auth.Permissions) {
+	c.perms = p
+	c.pcache = nil
+	c.replies = nil
+	if p == nil {
+		return
+	}
+	c.pcache = make(map[string]bool)
+	if p.Responses {
+		c.replies = make(map[string]*responsePermit)
+	}
+}

@@ -1,0 +1,424 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/natsforge/natsforge/broker/auth"
+)
+
+// Read buffer sizing: start small, double while reads fill it, halve after
+// several small reads.
+const (
+	startReadBufSize   = 512
+	minReadBufSize     = 64
+	maxReadBufSize     = 64 * 1024
+	shortReadsToShrink = 2
+)
+
+// Writer buffer retention: a spare buffer larger than this is dropped after
+// use rather than kept for the next write.
+const maxRetainedOutBuf = 1 << 20
+
+// clientFlags are guarded by client.mu.
+type clientFlags uint8
+
+const (
+	flagConnectReceived clientFlags = 1 << iota
+	flagExpectConnect               // auth is required: the first op must be CONNECT
+	flagFirstPongSent
+	flagClosed
+	flagNoFlushOnClose
+)
+
+func (f clientFlags) has(x clientFlags) bool { return f&x != 0 }
+func (f *clientFlags) set(x clientFlags)     { *f |= x }
+
+// connectOpts is the CONNECT JSON. Fields absent from it keep the defaults of
+// defaultConnectOpts (verbose, pedantic and echo on), as in nats-server.
+type connectOpts struct {
+	Verbose      bool   `json:"verbose"`
+	Pedantic     bool   `json:"pedantic"`
+	TLSRequired  bool   `json:"tls_required"`
+	Token        string `json:"auth_token,omitempty"`
+	Username     string `json:"user,omitempty"`
+	Password     string `json:"pass,omitempty"`
+	Name         string `json:"name"`
+	Lang         string `json:"lang"`
+	Version      string `json:"version"`
+	Protocol     int    `json:"protocol"`
+	Echo         bool   `json:"echo"`
+	Headers      bool   `json:"headers"`
+	NoResponders bool   `json:"no_responders"`
+	JWT          string `json:"jwt,omitempty"`
+	Nkey         string `json:"nkey,omitempty"`
+	Sig          string `json:"sig,omitempty"`
+	Account      string `json:"account,omitempty"`
+	AccountNew   bool   `json:"new_account,omitempty"`
+}
+
+var defaultConnectOpts = connectOpts{Verbose: true, Pedantic: true, Echo: true}
+
+// client is one client connection.
+//
+// Goroutines: readLoop owns parseState, pcd and the read buffer; writeLoop
+// owns the socket's write side. Everything under mu may be touched by any
+// goroutine delivering to this connection. See doc.go for the lock order.
+type client struct {
+	// Immutable after newConn.
+	srv   *Server
+	cid   uint64
+	nc    net.Conn
+	host  string
+	port  int
+	start time.Time
+	mcl   int   // max control line
+	mpay  int64 // max payload
+	msubs int   // max subscriptions, 0 for no limit
+
+	// Owned by the read goroutine.
+	parseState
+	pcd map[*client]struct{} // connections this read pass queued output to
+	// localQueues are the queue groups the message being processed reached
+	// here; localQueueFn is queueDeliveredHere, bound once.
+	localQueues  [][]byte
+	localQueueFn func(queue []byte) bool
+
+	// Statistics, read by monitoring at any time.
+	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
+	lastActivity                       atomic.Int64 // unix nanos of the last inbound op
+
+	mu      sync.Mutex
+	flags   clientFlags
+	opts    connectOpts
+	echo    bool
+	headers bool
+	reason  ClosedReason
+
+	user     *userAuth         // who authenticated; nil without auth
+	perms    *auth.Permissions // nil: everything allowed
+	pcache   map[string]bool   // publish permission decisions by subject
+	replies  map[string]*responsePermit
+	subs     map[string]*subscription // by sid
+	out      outbound
+	pingsOut int
+	rtt      time.Duration
+	rttStart time.Time
+
+	pingTimer *time.Timer
+	authTimer *time.Timer
+	done      chan struct{} // closed when both loops have ended
+}
+
+// outbound is the buffer the writer goroutine drains. Producers append under
+// client.mu and wake the writer through signal.
+type outbound struct {
+	buf      []byte
+	spare    []byte
+	inflight int   // bytes handed to the writer and not yet written
+	mp       int64 // max pending bytes
+	wdl      time.Duration
+	signal   chan struct{}
+}
+
+// responsePermit is an allow_responses grant: the reply subject of a received
+// message that may be published to n more times until expires.
+type responsePermit struct {
+	n       int
+	expires time.Time
+}
+
+// pending is the number of bytes queued but not yet written. Lock held.
+func (c *client) pending() int64 { return int64(len(c.out.buf) + c.out.inflight) }
+
+// isClosed reports whether closeConnection has run. Lock held.
+func (c *client) isClosed() bool { return c.flags.has(flagClosed) }
+
+// queueOutbound appends data for the writer. If that takes the connection
+// past its pending limit it is cut off as a slow consumer. Lock held.
+func (c *client) queueOutbound(data ...[]byte) bool {
+	if c.isClosed() {
+		return false
+	}
+	n := 0
+	for _, d := range data {
+		n += len(d)
+	}
+	if c.pending()+int64(n) > c.out.mp {
+		c.markSlowConsumer(SlowConsumerPendingBytes)
+		return false
+	}
+	for _, d := range data {
+		c.out.buf = append(c.out.buf, d...)
+	}
+	return true
+}
+
+// enqueueProto queues a protocol line and wakes the writer. Lock held.
+func (c *client) enqueueProto(proto []byte) {
+	if c.queueOutbound(proto) {
+		c.signalWriter()
+	}
+}
+
+// signalWriter wakes the writer goroutine without blocking.
+func (c *client) signalWriter() {
+	select {
+	case c.out.signal <- struct{}{}:
+	default:
+	}
+}
+
+// sendProto queues a protocol line.
+func (c *client) sendProto(proto []byte) {
+	c.mu.Lock()
+	c.enqueueProto(proto)
+	c.mu.Unlock()
+}
+
+// sendErr sends -ERR '<text>'.
+func (c *client) sendErr(text string) {
+	if c.srv.trace {
+		c.traceOut("-ERR", []byte(text))
+	}
+	c.sendProto([]byte("-ERR '" + text + "'\r\n"))
+}
+
+func (c *client) sendOK() {
+	if c.srv.trace {
+		c.traceOut("+OK", nil)
+	}
+	c.sendProto(okProto)
+}
+
+var (
+	okProto   = []byte("+OK\r\n")
+	pingProto = []byte("PING\r\n")
+	pongProto = []byte("PONG\r\n")
+)
+
+// readLoop reads and parses until the connection ends.
+func (c *client) readLoop() {
+	defer c.srv.wg.Done()
+	buf := make([]byte, startReadBufSize)
+	short := 0
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			c.lastActivity.Store(time.Now().UnixNano())
+			perr := c.parse(buf[:n])
+			c.flushClients()
+			if perr != nil {
+				if !errors.Is(perr, errClosed) && !errors.Is(perr, errAuthentication) && !errors.Is(perr, errMaxPayload) {
+					c.srv.logger.Debug("protocol violation", "cid", c.cid, "err", perr.Error())
+					c.closeConnection(ProtocolViolation)
+				}
+				return
+			}
+			// Resize for the traffic we see.
+			switch {
+			case n == len(buf) && len(buf) < maxReadBufSize:
+				buf = make([]byte, len(buf)*2)
+				short = 0
+			case n < len(buf)/2 && len(buf) > minReadBufSize:
+				if short++; short > shortReadsToShrink {
+					buf = make([]byte, len(buf)/2)
+					short = 0
+				}
+			default:
+				short = 0
+			}
+		}
+		if err != nil {
+			reason := ClientClosed
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+				reason = ReadError
+			}
+			c.closeConnection(reason)
+			return
+		}
+		c.mu.Lock()
+		closed := c.isClosed()
+		c.mu.Unlock()
+		if closed {
+			return
+		}
+	}
+}
+
+// flushClients wakes the writers of every connection this read pass queued
+// messages to. Delivery itself only appends under the target's lock; waking
+// once per read pass instead of once per message keeps the hot path cheap.
+func (c *client) flushClients() {
+	for t := range c.pcd {
+		t.signalWriter()
+		delete(c.pcd, t)
+	}
+}
+
+// writeLoop drains the outbound buffer into the socket.
+func (c *client) writeLoop() {
+	defer c.srv.wg.Done()
+	for {
+		c.mu.Lock()
+		for len(c.out.buf) == 0 && !c.isClosed() {
+			c.mu.Unlock()
+			<-c.out.signal
+			c.mu.Lock()
+		}
+		if c.isClosed() {
+			// Flush what is left (typically the -ERR explaining the close)
+			// unless the peer is the reason we are closing.
+			var tail []byte
+			if !c.flags.has(flagNoFlushOnClose) {
+				tail = c.out.buf
+			}
+			c.out.buf, c.out.spare = nil, nil
+			c.mu.Unlock()
+			if len(tail) > 0 {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = c.nc.Write(tail)
+			}
+			_ = c.nc.Close()
+			return
+		}
+		buf := c.out.buf
+		c.out.buf = c.out.spare[:0]
+		c.out.spare = nil
+		c.out.inflight = len(buf)
+		wdl := c.out.wdl
+		c.mu.Unlock()
+
+		_ = c.nc.SetWriteDeadline(time.Now().Add(wdl))
+		_, err := c.nc.Write(buf)
+
+		c.mu.Lock()
+		c.out.inflight = 0
+		if cap(buf) <= maxRetainedOutBuf {
+			c.out.spare = buf[:0]
+		}
+		c.mu.Unlock()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.mu.Lock()
+				c.markSlowConsumer(SlowConsumerWriteDeadline)
+				c.mu.Unlock()
+				c.finishClose()
+			} else {
+				c.closeConnection(WriteError)
+			}
+		}
+	}
+}
+
+// markSlowConsumer cuts off a consumer that cannot keep up, without flushing
+// (nothing more would get through). Lock held; the caller (or the writer) must
+// then run finishClose.
+func (c *client) markSlowConsumer(reason ClosedReason) {
+	if c.isClosed() {
+		return
+	}
+	c.srv.slowConsumers.Add(1)
+	c.srv.logger.Warn("slow consumer, disconnecting", "cid", c.cid,
+		"reason", reason.String(), "pending", c.pending())
+	c.flags.set(flagNoFlushOnClose)
+	c.markClosedLocked(reason)
+	// Unblock a writer stuck in Write and the reader; teardown happens in
+	// finishClose, which must not run under this lock.
+	_ = c.nc.Close()
+	go c.finishClose()
+}
+
+// closeConnection ends the connection: pending output (say, a -ERR) is flushed
+// by the writer, subscriptions are removed, the server forgets the client.
+func (c *client) closeConnection(reason ClosedReason) {
+	c.mu.Lock()
+	if c.isClosed() {
+		c.mu.Unlock()
+		return
+	}
+	c.markClosedLocked(reason)
+	c.mu.Unlock()
+	c.finishClose()
+}
+
+// markClosedLocked flags the connection closed and stops its timers. Lock held.
+func (c *client) markClosedLocked(reason ClosedReason) {
+	c.flags.set(flagClosed)
+	c.reason = reason
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.pingTimer = nil
+	}
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+		c.authTimer = nil
+	}
+	c.signalWriter()
+}
+
+// finishClose removes the connection's subscriptions and unregisters it. It
+// runs once per connection, after markClosedLocked, without locks held.
+func (c *client) finishClose() {
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	reason := c.reason
+	c.mu.Unlock()
+	if subs == nil {
+		return // already finished
+	}
+	for _, sub := range subs {
+		if c.srv.sl.Remove(sub) {
+			c.srv.localInterestChanged(sub, -1)
+		}
+	}
+	c.srv.removeConn(c, reason)
+}
+
+// setPingTimer arms the next ping. Lock held.
+func (c *client) setPingTimer(d time.Duration) {
+	if c.isClosed() || d <= 0 {
+		return
+	}
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	c.pingTimer = time.AfterFunc(d, c.processPingTimer)
+}
+
+// firstPingInterval: nats-server pings a new client within two seconds so
+// that it learns the RTT (and catches dead peers) early.
+const firstPingInterval = 2 * time.Second
+
+// processPingTimer sends a PING, or cuts the connection off with
+// 'Stale Connection' when too many went unanswered.
+func (c *client) processPingTimer() {
+	opts := c.srv.getOpts()
+	c.mu.Lock()
+	c.pingTimer = nil
+	if c.isClosed() {
+		c.mu.Unlock()
+		return
+	}
+	if c.pingsOut+1 > opts.MaxPingsOut {
+		c.mu.Unlock()
+		c.srv.logger.Debug("stale connection, closing", "cid", c.cid)
+		c.sendErr(errTextStale)
+		c.closeConnection(StaleConnection)
+		return
+	}
+	c.pingsOut++
+	c.rttStart = time.Now()
+	if c.srv.trace {
+		c.traceOut("PING", nil)
+	}
+	c.enqueueProto(pingProto)
+	c.setPingTimer(opts.PingInterval)
+	c.mu.Unlock()
+}

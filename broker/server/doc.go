@@ -1,0 +1,48 @@
+// Package server is the natsforge broker: the NATS client protocol over TCP.
+//
+// # Files
+//
+//	server.go   Server: options, listener, accept loop, INFO, lifecycle
+//	client.go   one connection: read loop, outbound buffer and write loop, close
+//	parser.go   the zero-copy protocol state machine
+//	proto.go    handlers for CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG
+//	deliver.go  matching and delivery: MSG/HMSG, queue groups, no responders
+//	sublist.go  the subject index and its match cache
+//	auth.go     client authentication against the configured users and token
+//	extend.go   the hooks routes, reload and lame duck plug into
+//	stats.go    snapshots for monitoring
+//
+// # Goroutines
+//
+// One accept loop. Per connection, a read loop that owns the parser state and
+// runs every handler (so a connection's ops are processed in order), and a
+// write loop that owns the socket's write side. Delivery appends to the
+// subscriber's outbound buffer under the subscriber's lock; the publisher's
+// read loop wakes each subscriber's writer once per read pass. A subscriber
+// that falls behind by more than max_pending bytes, or whose write stalls
+// past write_deadline, is disconnected; publishers never wait on it. Ping and
+// auth timers run on timer goroutines and take only the client lock.
+//
+// # Lock order
+//
+// Take locks only in this order; never hold two locks of the same level.
+//
+//	1. Server.mu          lifecycle, listener, the clients map
+//	2. client.mu          one connection's state; never two clients at once
+//	3. Sublist.mu         the subject index (Insert under client.mu is fine)
+//	4. auth.Verifier.mu   the verification cache; leaf
+//
+// Server.mu is never held while taking client.mu: code that visits clients
+// copies the map under Server.mu, releases it, then locks each client
+// (forEachClient). The cluster (route*.go) has its own locks and is called
+// with none of the above held, and calls back (deliverRouted) with none of its
+// own held. Options and the auth configuration are immutable values behind
+// atomic pointers: reload stores new ones, readers load once per use.
+//
+// # Hot path
+//
+// PUB to MSG allocates nothing per message: arguments are slices of the read
+// buffer, the match result comes from the Sublist cache (a read lock and a map
+// lookup with a []byte key), the control line is built in a stack array, and
+// the outbound buffers are reused (two per connection, swapped by the writer).
+package server
