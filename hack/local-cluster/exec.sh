@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs a command inside the local cluster's network namespace, where pod and Service
+# addresses and the node's own ports are reachable, with KUBECONFIG set.
+#
+#   hack/local-cluster/exec.sh curl -s http://10.244.0.5:8080/
+#   hack/local-cluster/exec.sh go test -tags e2e ./test/e2e/...
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require_root
+netns_exists || die "the local cluster is not up (make cluster-up)"
+[ $# -gt 0 ] || die "usage: $0 COMMAND [ARGS...]"
+export KUBECONFIG="${KUBECONFIG_OUT}"
+exec nsenter --net="/run/netns/${LC_NETNS}" -- "$@"
