@@ -333,7 +333,7 @@ func (d *decoder) permissions(n *node, at string) (*Permissions, error) {
 }
 
 // subjectPermission reads a subject, a list of subjects (allowed), or
-// {allow, deny}. An empty map is no restriction (nil), as nats-server.
+// {allow, deny}. Empty lists and maps are no restriction: nil, as nats-server.
 func (d *decoder) subjectPermission(n *node, at string) (*SubjectPermission, error) {
 	switch n.kind {
 	case kindString, kindArray:
@@ -341,11 +341,11 @@ func (d *decoder) subjectPermission(n *node, at string) (*SubjectPermission, err
 		if err != nil {
 			return nil, err
 		}
-		return &SubjectPermission{Allow: allow}, nil
-	case kindMap:
-		if len(n.entries) == 0 {
+		if len(allow) == 0 {
 			return nil, nil
 		}
+		return &SubjectPermission{Allow: allow}, nil
+	case kindMap:
 		sp := &SubjectPermission{}
 		for _, e := range n.effective() {
 			v, key := e.val, path(at, e.key)
@@ -361,6 +361,9 @@ func (d *decoder) subjectPermission(n *node, at string) (*SubjectPermission, err
 			if err != nil {
 				return nil, err
 			}
+		}
+		if len(sp.Allow) == 0 && len(sp.Deny) == 0 {
+			return nil, nil
 		}
 		return sp, nil
 	}

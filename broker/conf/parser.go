@@ -126,7 +126,7 @@ func (p *parser) parseFile() (*node, error) {
 	// A file may be wrapped in braces, JSON style.
 	if p.peek() == '{' {
 		p.next()
-		if err := p.parseBody(root, '}'); err != nil {
+		if err := p.parseBody(root, '}', true); err != nil {
 			return nil, err
 		}
 		p.skipSpaceAndComments()
@@ -135,7 +135,7 @@ func (p *parser) parseFile() (*node, error) {
 		}
 		return root, nil
 	}
-	if err := p.parseBody(root, eof); err != nil {
+	if err := p.parseBody(root, eof, true); err != nil {
 		return nil, err
 	}
 	return root, nil
@@ -143,10 +143,11 @@ func (p *parser) parseFile() (*node, error) {
 
 // parseBody parses `key value` entries into m up to closer: eof at the top of
 // a file, '}' in a map (the '{' is already consumed; the '}' is consumed too).
-func (p *parser) parseBody(m *node, closer rune) error {
+// At the top of a file (even one wrapped in braces) a value must start on the
+// line of its separator, as in nats-server; in a map it may not.
+func (p *parser) parseBody(m *node, closer rune, top bool) error {
 	p.scopes = append(p.scopes, m)
 	defer func() { p.scopes = p.scopes[:len(p.scopes)-1] }()
-	top := closer == eof
 	for {
 		p.skipSpaceAndComments()
 		switch r := p.peek(); {
@@ -162,10 +163,7 @@ func (p *parser) parseBody(m *node, closer rune) error {
 		case r == ',' || r == ';':
 			return p.errorf("unexpected '%c' where a key should be", r)
 		}
-		if err := p.parseEntry(m, top); err != nil {
-			return err
-		}
-		if err := p.parseValueEnd(closer); err != nil {
+		if err := p.parseEntry(m, closer, top); err != nil {
 			return err
 		}
 		if p.peek() == closer && closer != eof {
@@ -199,15 +197,20 @@ func (p *parser) parseValueEnd(closer rune) error {
 }
 
 // parseEntry parses one `key = value`, `key: value`, `key value` or
-// `include "file"` into m.
-func (p *parser) parseEntry(m *node, top bool) error {
+// `include "file"` into m, and what ends it.
+func (p *parser) parseEntry(m *node, closer rune, top bool) error {
 	line := p.line
 	key, bare, err := p.parseKey()
 	if err != nil {
 		return err
 	}
 	if bare && strings.EqualFold(key, "include") && isBlank(p.peek()) {
-		return p.parseInclude(m)
+		p.keys = append(p.keys, "include")
+		defer func() { p.keys = p.keys[:len(p.keys)-1] }()
+		if err := p.parseInclude(m); err != nil {
+			return err
+		}
+		return p.parseValueEnd(closer)
 	}
 	p.keys = append(p.keys, key)
 	defer func() { p.keys = p.keys[:len(p.keys)-1] }()
@@ -240,7 +243,7 @@ func (p *parser) parseEntry(m *node, top bool) error {
 		return err
 	}
 	m.entries = append(m.entries, &entry{key: key, file: p.file, line: line, val: val})
-	return nil
+	return p.parseValueEnd(closer)
 }
 
 // parseKey reads a key: quoted ("..." or '...', no escapes) or bare (up to
@@ -273,8 +276,6 @@ func (p *parser) parseKey() (key string, bare bool, err error) {
 // entries into m. The included file is parsed on its own: it does not see the
 // including file's variables (as nats-server).
 func (p *parser) parseInclude(m *node) error {
-	p.keys = append(p.keys, "include")
-	defer func() { p.keys = p.keys[:len(p.keys)-1] }()
 	for isBlank(p.peek()) {
 		p.next()
 	}
@@ -346,7 +347,7 @@ func (p *parser) parseValue() (*node, error) {
 		}
 		defer p.leave()
 		m := &node{kind: kindMap, file: p.file, line: line}
-		if err := p.parseBody(m, '}'); err != nil {
+		if err := p.parseBody(m, '}', false); err != nil {
 			return nil, err
 		}
 		return m, nil

@@ -1,0 +1,166 @@
+package conf
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestMalformedValuesAreErrorsNamingFileLineAndKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"a size with an unknown suffix", strings.Repeat("\n", 11) + "max_payload: 12QB", `nats.conf:12: max_payload: invalid size "12QB"`},
+		{"a quoted size", `max_payload: "1MB"`, `nats.conf:1: max_payload: invalid size "1MB"`},
+		{"a size too big for nats-server", "max_payload: 4GB", `nats.conf:1: max_payload: size 4GB is too big (at most 2147483647)`},
+		{"a size that overflows", "max_pending: 9999999EB", `nats.conf:1: max_pending: number out of range`},
+		{"a size with a doubled suffix", "max_pending: 1kbb", `nats.conf:1: max_pending: invalid size suffix`},
+		{"a quoted port", `port: "4222"`, `nats.conf:1: port: expected a number, got a string`},
+		{"a port that is a map", `port {}`, `nats.conf:1: port: expected a number, got a map`},
+		{"a bad listen address", "listen: nohost", `nats.conf:1: listen: invalid address "nohost": expected host:port`},
+		{"a bad http port", `http: "h:x"`, `nats.conf:1: http: invalid port "x"`},
+		{"a word for a boolean", "debug: maybe", `nats.conf:1: debug: expected a boolean, got a string`},
+		{"a bad duration", `ping_interval: "2x"`, `nats.conf:1: ping_interval: invalid duration "2x"`},
+		{"a duration as a float", `write_deadline: 1.5`, `nats.conf:1: write_deadline: expected a duration like "2m", got a decimal number`},
+		{"a bad timeout", "authorization {\n  timeout: true\n}", `nats.conf:2: authorization.timeout: expected a number of seconds, got a boolean`},
+		{"a nested bad port", "cluster {\n  name: C1\n  port: x\n}", `nats.conf:3: cluster.port: expected a number, got a string`},
+		{"users that is not a list", "authorization { users: {} }", `nats.conf:1: authorization.users: expected an array, got a map`},
+		{"a user that is not a map", "authorization { users: [ a ] }", `nats.conf:1: authorization.users[0]: expected a map, got a string`},
+		{"a user without a name", "authorization {\n users: [\n  {user: a}\n  {password: b}\n ]\n}", `nats.conf:4: authorization.users[1]: a user entry needs a user`},
+		{"a permission that is a number", "authorization { users: [ {user: a, permissions: { publish: 1 }} ] }", `nats.conf:1: authorization.users[0].permissions.publish: expected a subject, a list of subjects or {allow, deny}, got a number`},
+		{"a subject that is a number", "authorization { users: [ {user: a, permissions: { publish: { deny: [a, 1, c] } }} ] }", `nats.conf:1: authorization.users[0].permissions.publish.deny[1]: expected a subject, got a number`},
+		{"allow_responses that is a string", "authorization { users: [ {user: a, permissions: { allow_responses: x }} ] }", `nats.conf:1: authorization.users[0].permissions.allow_responses: expected a boolean or a map, got a string`},
+		{"routes that are not a list", "cluster { routes: nats://a:1 }", `nats.conf:1: cluster.routes: expected an array, got a string`},
+		{"a route that is a number", "cluster {\n routes: [\n  nats://a:1\n  12\n ]\n}", `nats.conf:4: cluster.routes[1]: expected a URL, got a number`},
+		{"cluster users", "cluster { authorization { users: [] } }", `nats.conf:1: cluster.authorization.users: cluster authorization does not allow multiple users`},
+
+		{"an unterminated string", "port: 1\nserver_name: \"abc", `nats.conf:2: server_name: unterminated quoted string`},
+		{"an unterminated map", "cluster {\n  port: 1\n", `nats.conf:3: cluster: unexpected end of file inside a map: missing '}'`},
+		{"an unterminated array", "cluster { routes: [ a", `nats.conf:1: cluster.routes: unexpected end of file in an array: missing ']'`},
+		{"a key without a value", "port:\nhttp_port: 1", `nats.conf:1: port: expected a value`},
+		{"a key at the end of the file", "port", `nats.conf:1: unexpected end of file after a key`},
+		{"two values for one key", "port: 1 2", `nats.conf:1: port: expected a new line, ',' or '}' after the value`},
+		{"a bad escape", `server_name: "a\qb"`, `nats.conf:1: server_name: invalid escape: only \t \n \r \" \\ and \xHH are allowed`},
+		{"a bad hex escape", `server_name: "a\xZZ"`, `nats.conf:1: server_name: expected two hexadecimal digits after \x`},
+		{"a stray closing brace", "port: 1\n}", `nats.conf:2: unexpected '}'`},
+		{"a separator without a key", "= 1", `nats.conf:1: unexpected key separator '=' where a key should be`},
+		{"a datetime", "server_name: 2024-01-01T00:00:00Z", `nats.conf:1: server_name: datetimes are not supported`},
+		{"a block string", "server_name: (\nabc\n)", `nats.conf:1: server_name: '(' blocks are not supported`},
+		{"a float without a leading digit", "server_name: .5", `nats.conf:1: server_name: a number must start with a digit`},
+		{"an undefined variable", "port: $NATSFORGE_TEST_UNDEFINED", `nats.conf:1: port: variable $NATSFORGE_TEST_UNDEFINED is not defined`},
+		{"a variable used before it is defined", "port: $P\nP: 1", `nats.conf:1: port: variable $P is not defined`},
+		{"maps nested too deep", "a " + strings.Repeat("{b ", 70) + strings.Repeat("}", 70), "nats.conf:1: a" + strings.Repeat(".b", 64) + ": maps and arrays nested more than 64 deep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Parse([]byte(tc.src), "nats.conf")
+			if err == nil {
+				t.Fatalf("Parse(%q) = nil error, want %s", tc.src, tc.want)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T is not an *Error", err)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("Parse(%q)\n got error %s\nwant error %s", tc.src, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestErrorsNeverShowAPasswordOrToken(t *testing.T) {
+	const secret = "Sup3rSecretValue"
+	for _, src := range []string{
+		"authorization { user: a, password: [1" + secret + "] }",
+		"authorization { user: a, password: " + secret + " x }",
+		"authorization { user: a, password: \"" + secret,
+		"authorization { user: a, password: \"" + secret + "\\q\" }",
+		"authorization { user: a, password: " + secret + "'x }",
+		"authorization { token: [" + secret + "] }",
+		"authorization { token: " + secret + "} }",
+		"authorization { users: [ {user: a, password: {" + secret + ": 1}} ] }",
+		"authorization { users: [ {user: a, pass: " + secret + " " + secret + "} ] }",
+		"cluster { authorization { user: r, password: {7" + secret + ": 1} } }",
+		"cluster { routes: [ {x: 1" + secret + "} ] }",
+		"cluster { routes: [ \"nats://r:" + secret + "@h:1\", 5 ] }",
+		"cluster { routes: [ \"nats://r:" + secret + "@h:%zz\" ] }",
+	} {
+		_, _, err := Parse([]byte(src), "nats.conf")
+		if err == nil {
+			t.Errorf("Parse(%q) succeeded", src)
+			continue
+		}
+		if strings.Contains(err.Error(), secret[4:]) {
+			t.Errorf("Parse(%q) error shows the secret: %v", src, err)
+		}
+	}
+}
+
+func TestUnknownKeysAreWarningsWithFileLineAndKey(t *testing.T) {
+	src := `port: 4222
+jetstream { store_dir: /data }
+authorization {
+  users: [
+    { user: a, password: b, nkey: UABC }
+  ]
+  auth_callout: {}
+}
+cluster {
+  pool_size: 3
+  authorization { tls: {} }
+  routes: []
+}
+accounts: {}
+`
+	o, warnings, err := Parse([]byte(src), "nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Port != 4222 || o.Authorization.Users[0].Name != "a" {
+		t.Errorf("known keys were not read: %s", dump(o))
+	}
+	want := []Warning{
+		{File: "nats.conf", Line: 2, Key: "jetstream", Msg: "unknown key, ignored"},
+		{File: "nats.conf", Line: 5, Key: "authorization.users[0].nkey", Msg: "unknown key, ignored"},
+		{File: "nats.conf", Line: 7, Key: "authorization.auth_callout", Msg: "unknown key, ignored"},
+		{File: "nats.conf", Line: 10, Key: "cluster.pool_size", Msg: "unknown key, ignored"},
+		{File: "nats.conf", Line: 11, Key: "cluster.authorization.tls", Msg: "unknown key, ignored"},
+		{File: "nats.conf", Line: 14, Key: "accounts", Msg: "unknown key, ignored"},
+	}
+	if len(warnings) != len(want) {
+		t.Fatalf("warnings:\n%v\nwant\n%v", warnings, want)
+	}
+	for i := range want {
+		if warnings[i] != want[i] {
+			t.Errorf("warning %d = %+v, want %+v", i, warnings[i], want[i])
+		}
+	}
+	if got := warnings[0].String(); got != "nats.conf:2: jetstream: unknown key, ignored" {
+		t.Errorf("String() = %q", got)
+	}
+}
+
+func TestKeysThatOnlyDefineVariablesAreNotWarnedAbout(t *testing.T) {
+	_, warnings, err := Parse([]byte("PORT: 4222\nport: $PORT\nunused: 1\n"), "nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || warnings[0].Key != "unused" {
+		t.Errorf("warnings = %v, want only one for unused", warnings)
+	}
+}
+
+func TestValuesNATSServerWouldReadDifferentlyAreWarnings(t *testing.T) {
+	src := "lame_duck_duration: 60\nauthorization { users: [ {user: a, permissions: { allow_responses: { max: 1 } }} ] }"
+	o, warnings, err := Parse([]byte(src), "nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Authorization.Users[0].Permissions.AllowResponses {
+		t.Error("allow_responses as a map is not read as true")
+	}
+	if len(warnings) != 2 ||
+		warnings[0].Key != "lame_duck_duration" || warnings[0].Line != 1 ||
+		warnings[1].Key != "authorization.users[0].permissions.allow_responses" || warnings[1].Line != 2 {
+		t.Errorf("warnings = %v", warnings)
+	}
+}
