@@ -27,10 +27,10 @@
 //
 // Take locks only in this order; never hold two locks of the same level.
 //
-//	1. Server.mu          lifecycle, listener, the clients map
-//	2. client.mu          one connection's state; never two clients at once
-//	3. Sublist.mu         the subject index (Insert under client.mu is fine)
-//	4. auth.Verifier.mu   the verification cache; leaf
+//  1. Server.mu          lifecycle, listener, the clients map
+//  2. client.mu          one connection's state; never two clients at once
+//  3. Sublist.mu         the subject index (Insert under client.mu is fine)
+//  4. auth.Verifier.mu   the verification cache; leaf
 //
 // Server.mu is never held while taking client.mu: code that visits clients
 // copies the map under Server.mu, releases it, then locks each client
