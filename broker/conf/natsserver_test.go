@@ -138,6 +138,7 @@ func asNATSServerSeesIt(o *Options) *Options {
 func TestNATSServerAcceptsRenderedConfigsAndReadsTheSameOptions(t *testing.T) {
 	for name, o := range map[string]*Options{
 		"every field": fullOptions(),
+		"operator":    operatorOptions(),
 		"single user": {Port: 4222, Authorization: &Authorization{User: "me", Password: "$2a$11$abcdefghijklmnopqrstuu5/Jx0Zx2OvvBzDy1l4wl6ZkbUdvXHGi"}},
 		"token":       {Authorization: &Authorization{Token: `t0k$n"\`}},
 		"cluster":     {Cluster: &Cluster{Name: "C1", Port: 6222, Routes: []string{"nats://a:b@h:6222"}}},

@@ -34,14 +34,14 @@ func (o *Options) Validate() error {
 	v.atLeast("max_subscriptions", int64(o.MaxSubscriptions), 0)
 	v.atMost("max_subscriptions", int64(o.MaxSubscriptions), math.MaxInt32)
 	v.atLeast("max_pending", o.MaxPending, 0)
-	v.atLeast("ping_interval", int64(o.PingInterval), 0)
+	v.nonNegative("ping_interval", o.PingInterval)
 	v.atLeast("ping_max", int64(o.MaxPingsOut), 0)
 	v.atMost("ping_max", int64(o.MaxPingsOut), math.MaxInt32)
-	v.atLeast("write_deadline", int64(o.WriteDeadline), 0)
+	v.nonNegative("write_deadline", o.WriteDeadline)
 	if o.LameDuckDuration != 0 && o.LameDuckDuration < MinLameDuckDuration {
 		v.add("lame_duck_duration", "%v is below nats-server's minimum of %v", o.LameDuckDuration, MinLameDuckDuration)
 	}
-	v.atLeast("lame_duck_grace_period", int64(o.LameDuckGracePeriod), 0)
+	v.nonNegative("lame_duck_grace_period", o.LameDuckGracePeriod)
 
 	users := map[string]bool{}
 	if a := o.Authorization; a != nil {
@@ -57,7 +57,7 @@ func (o *Options) Validate() error {
 		if len(a.Users) > 0 && a.Token != "" {
 			v.add("authorization.users", "cannot have both a token and a users list")
 		}
-		v.timeout("authorization.timeout", a.Timeout)
+		v.nonNegative("authorization.timeout", a.Timeout)
 		v.permissions("authorization.default_permissions", a.DefaultPermissions)
 		for i, u := range a.Users {
 			key := fmt.Sprintf("authorization.users[%d]", i)
@@ -83,7 +83,7 @@ func (o *Options) Validate() error {
 			if a.User == "" && a.Password != "" {
 				v.add("cluster.authorization.password", "a password needs a user")
 			}
-			v.timeout("cluster.authorization.timeout", a.Timeout)
+			v.nonNegative("cluster.authorization.timeout", a.Timeout)
 		}
 		seen := map[string]bool{}
 		for i, r := range c.Routes {
@@ -143,7 +143,7 @@ func (v *validator) name(key, n string) {
 	}
 }
 
-func (v *validator) timeout(key string, d time.Duration) {
+func (v *validator) nonNegative(key string, d time.Duration) {
 	if d < 0 {
 		v.add(key, "%v is negative", d)
 	}
