@@ -1,0 +1,301 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func TestClientsOnDifferentServersExchangeMessagesAcrossTheCluster(t *testing.T) {
+	s := startCluster(t, 3)
+	a, b := connect(t, s[0].ClientURL()), connect(t, s[1].ClientURL())
+	sub, err := b.SubscribeSync("orders.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Flush()
+	waitInterest(t, s[0], "orders.new", 1)
+	if err := a.Publish("orders.new", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(2 * time.Second)
+	if err != nil || string(m.Data) != "one" || m.Subject != "orders.new" {
+		t.Fatalf("got %v, %v", m, err)
+	}
+	// Headers cross too.
+	hm := nats.NewMsg("orders.hdr")
+	hm.Header.Set("K", "V")
+	hm.Data = []byte("h")
+	if err := a.PublishMsg(hm); err != nil {
+		t.Fatal(err)
+	}
+	m, err = sub.NextMsg(2 * time.Second)
+	if err != nil || m.Header.Get("K") != "V" || string(m.Data) != "h" {
+		t.Fatalf("got %v, %v", m, err)
+	}
+}
+
+func TestRequestReplyWorksBetweenServers(t *testing.T) {
+	s := startCluster(t, 3)
+	responder, requester := connect(t, s[2].ClientURL()), connect(t, s[0].ClientURL())
+	if _, err := responder.Subscribe("svc.echo", func(m *nats.Msg) { m.Respond(append([]byte("re:"), m.Data...)) }); err != nil {
+		t.Fatal(err)
+	}
+	responder.Flush()
+	waitInterest(t, s[0], "svc.echo", 1)
+	for i := range 20 {
+		msg, err := requester.Request("svc.echo", fmt.Appendf(nil, "%d", i), 2*time.Second)
+		if err != nil || string(msg.Data) != fmt.Sprintf("re:%d", i) {
+			t.Fatalf("request %d: %v %v", i, msg, err)
+		}
+	}
+}
+
+func TestARequestNobodyAnswersAnywhereGetsNoResponders(t *testing.T) {
+	s := startCluster(t, 2)
+	nc := connect(t, s[0].ClientURL())
+	if _, err := nc.Request("nobody.home", nil, 2*time.Second); err != nats.ErrNoResponders {
+		t.Fatalf("got %v, want no responders", err)
+	}
+}
+
+func TestQueueGroupsDeliverExactlyOncePerGroupAcrossTheCluster(t *testing.T) {
+	s := startCluster(t, 3)
+	var counts [3]map[string]*atomic.Int64
+	var plain atomic.Int64
+	for i := range s {
+		nc := connect(t, s[i].ClientURL())
+		counts[i] = map[string]*atomic.Int64{"g1": {}, "g2": {}}
+		for _, g := range []string{"g1", "g2"} {
+			c := counts[i][g]
+			for range 2 {
+				if _, err := nc.QueueSubscribe("work", g, func(*nats.Msg) { c.Add(1) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if i == 2 {
+			if _, err := nc.Subscribe("work", func(*nats.Msg) { plain.Add(1) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nc.Flush()
+	}
+	// s0 hears of g1 and g2 on s1, and of g1, g2 and the plain one on s2.
+	waitInterest(t, s[0], "work", 5)
+	waitInterest(t, s[1], "work", 5)
+	pub := connect(t, s[0].ClientURL())
+	const n = 300
+	for range n {
+		pub.Publish("work", []byte("x"))
+	}
+	pub.Flush()
+	total := func(g string) int64 {
+		var sum int64
+		for i := range s {
+			sum += counts[i][g].Load()
+		}
+		return sum
+	}
+	waitUntil(t, 5*time.Second, "every message delivered", func() bool {
+		return total("g1") == n && total("g2") == n && plain.Load() == n
+	})
+	// Give any duplicate a chance to show up before checking none did.
+	pub2 := connect(t, s[1].ClientURL())
+	pub2.Publish("work", []byte("marker"))
+	pub2.Flush()
+	waitUntil(t, 5*time.Second, "the marker", func() bool { return plain.Load() == n+1 })
+	if total("g1") != n+1 || total("g2") != n+1 {
+		t.Fatalf("g1 got %d, g2 got %d, want %d each", total("g1"), total("g2"), n+1)
+	}
+}
+
+func TestAMessageCrossesAtMostOneRoute(t *testing.T) {
+	s := startCluster(t, 3)
+	var got atomic.Int64
+	for i := range s {
+		nc := connect(t, s[i].ClientURL())
+		nc.Subscribe("fanout", func(*nats.Msg) { got.Add(1) })
+		nc.Flush()
+	}
+	for i := range s {
+		waitInterest(t, s[i], "fanout", 2)
+	}
+	pub := connect(t, s[0].ClientURL())
+	for range 10 {
+		pub.Publish("fanout", nil)
+	}
+	pub.Flush()
+	waitUntil(t, 5*time.Second, "30 deliveries", func() bool { return got.Load() >= 30 })
+	marker := connect(t, s[2].ClientURL())
+	var markers atomic.Int64
+	marker.Subscribe("marker", func(*nats.Msg) { markers.Add(1) })
+	marker.Flush()
+	waitInterest(t, s[0], "marker", 1)
+	pub.Publish("marker", nil)
+	pub.Flush()
+	waitUntil(t, 5*time.Second, "the marker", func() bool { return markers.Load() == 1 })
+	if got.Load() != 30 {
+		t.Fatalf("got %d deliveries, want exactly 30", got.Load())
+	}
+}
+
+func TestEchoOffHoldsAcrossServers(t *testing.T) {
+	s := startCluster(t, 2)
+	nc := connect(t, s[0].ClientURL(), nats.NoEcho())
+	other := connect(t, s[1].ClientURL())
+	own, _ := nc.SubscribeSync("echo.test")
+	theirs, _ := other.SubscribeSync("echo.test")
+	nc.Flush()
+	other.Flush()
+	waitInterest(t, s[0], "echo.test", 1)
+	nc.Publish("echo.test", []byte("x"))
+	nc.Flush()
+	if _, err := theirs.NextMsg(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := own.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("echo off, yet got my own message back: %v", m)
+	}
+}
+
+func TestDuplicateRoutesBetweenTwoServersResolveToOne(t *testing.T) {
+	s := startCluster(t, 3)
+	// Every server dialled every other: each pair ended up with two
+	// connections, and each side must keep the same single one.
+	for _, srv := range s {
+		m := srv.routes()
+		waitUntil(t, 5*time.Second, "duplicates closed", func() bool {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			return len(m.all) == 2
+		})
+	}
+	for _, srv := range s {
+		for _, r := range srv.routes().registered() {
+			var peer *Server
+			for _, p := range s {
+				if p.ID() == r.remoteID {
+					peer = p
+				}
+			}
+			back := peer.routes().registered()
+			found := false
+			for _, pr := range back {
+				if pr.remoteID == srv.ID() && pr.dialledBy() == r.dialledBy() {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("%s and %s kept different connections", srv.Name(), peer.Name())
+			}
+		}
+	}
+}
+
+func TestAServerStartedLastJoinsAndCatchesUpOnInterest(t *testing.T) {
+	ports := freePorts(t, 3)
+	a := startServer(t, clusterOpts("a", ports[0], ports), nil)
+	b := startServer(t, clusterOpts("b", ports[1], ports), nil)
+	waitMesh(t, a, b)
+	onA := connect(t, a.ClientURL())
+	sub, _ := onA.SubscribeSync("late.>")
+	qsub, _ := onA.QueueSubscribeSync("late.q", "workers")
+	onA.Flush()
+
+	c := startServer(t, clusterOpts("c", ports[2], ports), nil)
+	waitMesh(t, a, b, c)
+	waitInterest(t, c, "late.x", 1)
+	waitInterest(t, c, "late.q", 2)
+	onC := connect(t, c.ClientURL())
+	onC.Publish("late.x", []byte("hi"))
+	onC.Publish("late.q", []byte("q"))
+	onC.Flush()
+	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "hi" {
+		t.Fatalf("%v %v", m, err)
+	}
+	if m, err := qsub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "q" {
+		t.Fatalf("%v %v", m, err)
+	}
+}
+
+func TestAServerThatKnowsOneSeedMeetsTheWholeMeshByGossip(t *testing.T) {
+	ports := freePorts(t, 3)
+	a := startServer(t, clusterOpts("a", ports[0], nil), nil)
+	b := startServer(t, clusterOpts("b", ports[1], ports[:1]), nil)
+	waitMesh(t, a, b)
+	c := startServer(t, clusterOpts("c", ports[2], ports[:1]), nil)
+	waitMesh(t, a, b, c)
+}
+
+func TestARouteWithAWrongPasswordIsRefusedAndNoPasswordIsLogged(t *testing.T) {
+	ports := freePorts(t, 2)
+	var logs syncBuffer
+	hashed := clusterOpts("a", ports[0], nil)
+	// bcrypt of testRoutePass: the accepting side may hold a hash.
+	hashed.Cluster.Authorization.Password = mustBcrypt(t, testRoutePass)
+	a := startServer(t, hashed, &logs)
+	bad := clusterOpts("b", ports[1], nil)
+	bad.Cluster.Routes = []string{routeURLFor(ports[0], testRouteUser, "wrong-pw-123")}
+	b := startServer(t, bad, &logs)
+	waitUntil(t, 5*time.Second, "the refusal in the log", func() bool {
+		return strings.Contains(logs.String(), "authorization violation")
+	})
+	if a.routes().numRoutes() != 0 || b.routes().numRoutes() != 0 {
+		t.Fatal("a route with a wrong password was registered")
+	}
+	good := clusterOpts("c", 0, []int{ports[0]})
+	good.Cluster.Port = RandomPort
+	c := startServer(t, good, &logs)
+	waitMesh(t, a, c)
+	for _, secret := range []string{testRoutePass, "wrong-pw-123"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatalf("a route password appears in the logs:\n%s", logs.String())
+		}
+	}
+}
+
+func TestClientsLearnTheOtherServersURLsByAsyncInfo(t *testing.T) {
+	s := startCluster(t, 3)
+	nc := connect(t, s[0].ClientURL())
+	waitUntil(t, 5*time.Second, "two discovered servers", func() bool {
+		return len(nc.DiscoveredServers()) == 2
+	})
+	var mu sync.Mutex
+	var discovered []string
+	mu.Lock()
+	discovered = nc.DiscoveredServers()
+	mu.Unlock()
+	for _, srv := range s[1:] {
+		found := false
+		for _, u := range discovered {
+			if strings.HasSuffix(srv.ClientURL(), strings.TrimPrefix(u, "nats://")) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("%s not among %v", srv.ClientURL(), discovered)
+		}
+	}
+}
+
+func TestNoAdvertiseKeepsClientURLsOutOfInfo(t *testing.T) {
+	ports := freePorts(t, 2)
+	var servers []*Server
+	for i, p := range ports {
+		o := clusterOpts(fmt.Sprint(i), p, ports)
+		o.Cluster.NoAdvertise = true
+		servers = append(servers, startServer(t, o, nil))
+	}
+	waitMesh(t, servers...)
+	nc := connect(t, servers[0].ClientURL())
+	nc.Flush()
+	if d := nc.DiscoveredServers(); len(d) != 0 {
+		t.Fatalf("discovered %v despite no_advertise", d)
+	}
+}
