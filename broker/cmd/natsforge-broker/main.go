@@ -1,0 +1,190 @@
+// Command natsforge-broker runs the natsforge NATS broker.
+//
+//	natsforge-broker [-c file] [-p port] [-a addr] [--user U --pass P] [-m http_port] [-D] [-V]
+//	natsforge-broker passwd [-p] [--cost N]
+//
+// Flags override the config file, as nats-server's do.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/natsforge/natsforge/broker/conf"
+	"github.com/natsforge/natsforge/broker/server"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "passwd" {
+		os.Exit(runPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// flags are the command line; set records which were given.
+type flags struct {
+	port, httpPort    int
+	addr, user, pass  string
+	config            string
+	debug, trace, ver bool
+	set               map[string]bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{set: map[string]bool{}}
+	fs := flag.NewFlagSet("natsforge-broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&f.port, "p", 0, "client port (default 4222; -1 for any free port)")
+	fs.IntVar(&f.port, "port", 0, "client port")
+	fs.StringVar(&f.addr, "a", "", "client listen address (default 0.0.0.0)")
+	fs.StringVar(&f.addr, "addr", "", "client listen address")
+	fs.StringVar(&f.user, "user", "", "user required for connections")
+	fs.StringVar(&f.pass, "pass", "", "password required for connections: plain or a bcrypt hash")
+	fs.StringVar(&f.config, "c", "", "configuration file")
+	fs.StringVar(&f.config, "config", "", "configuration file")
+	fs.IntVar(&f.httpPort, "m", 0, "HTTP monitoring port")
+	fs.IntVar(&f.httpPort, "http_port", 0, "HTTP monitoring port")
+	fs.BoolVar(&f.debug, "D", false, "debug logging")
+	fs.BoolVar(&f.trace, "V", false, "protocol trace logging (passwords redacted)")
+	fs.BoolVar(&f.ver, "v", false, "print the version and exit")
+	fs.BoolVar(&f.ver, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: natsforge-broker [options]\n       natsforge-broker passwd [-p] [--cost N]\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	alias := map[string]string{"port": "p", "addr": "a", "config": "c", "http_port": "m", "version": "v"}
+	fs.Visit(func(fl *flag.Flag) {
+		name := fl.Name
+		if a, ok := alias[name]; ok {
+			name = a
+		}
+		f.set[name] = true
+	})
+	return f, nil
+}
+
+// options builds the server options: the config file, then the flags over it.
+func (f *flags) options(logger *slog.Logger) (*conf.Options, error) {
+	opts := &conf.Options{}
+	if f.config != "" {
+		o, warnings, err := conf.ParseFile(f.config)
+		for _, w := range warnings {
+			logger.Warn("config: ignored", "where", w.String())
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := o.Validate(); err != nil {
+			return nil, err
+		}
+		opts = o
+	}
+	if f.set["p"] {
+		opts.Port = f.port
+	}
+	if f.set["a"] {
+		opts.Host = f.addr
+	}
+	if f.set["m"] {
+		opts.HTTPPort = f.httpPort
+	}
+	if f.set["D"] {
+		opts.Debug = f.debug
+	}
+	if f.set["V"] {
+		opts.Trace = f.trace
+	}
+	if f.set["user"] || f.set["pass"] {
+		if f.user == "" || f.pass == "" {
+			return nil, errors.New("--user and --pass go together")
+		}
+		a := &conf.Authorization{}
+		if opts.Authorization != nil {
+			*a = *opts.Authorization
+		}
+		a.User, a.Password = f.user, f.pass
+		opts.Authorization = a
+	}
+	return opts, nil
+}
+
+func newLogger(w io.Writer, debug, trace bool) *slog.Logger {
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	if trace {
+		level = server.LevelTrace
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.LevelKey && a.Value.Any() == server.LevelTrace {
+				a.Value = slog.StringValue("TRACE")
+			}
+			return a
+		},
+	}))
+}
+
+func run(args []string, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "natsforge-broker:", err)
+		return 2
+	}
+	if f.ver {
+		fmt.Fprintf(os.Stdout, "natsforge-broker: v%s\n", server.Version)
+		return 0
+	}
+	logger := newLogger(stderr, f.debug, f.trace)
+	opts, err := f.options(logger)
+	if err != nil {
+		logger.Error("configuration", "err", err.Error())
+		return 1
+	}
+	logger = newLogger(stderr, opts.Debug, opts.Trace)
+
+	s, err := server.New(opts, logger)
+	if err != nil {
+		logger.Error("configuration", "err", err.Error())
+		return 1
+	}
+	if err := s.Start(); err != nil {
+		logger.Error("start", "err", err.Error())
+		return 1
+	}
+	stopMonitor, err := startMonitor(s, opts, logger)
+	if err != nil {
+		logger.Error("monitoring", "err", err.Error())
+		s.Shutdown()
+		return 1
+	}
+	defer stopMonitor()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received, shutting down")
+		s.Shutdown()
+	case <-s.Done():
+	}
+	return 0
+}

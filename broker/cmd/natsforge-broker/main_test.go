@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// buildBinary compiles natsforge-broker into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "natsforge-broker")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	return bin
+}
+
+// syncBuffer collects a process's stderr while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listenLine = regexp.MustCompile(`listening for client connections" addr=(\S+)`)
+
+// startBroker runs the binary and returns its client address once it listens.
+func startBroker(t *testing.T, bin string, args ...string) (addr string, logs *syncBuffer) {
+	t.Helper()
+	logs = &syncBuffer{}
+	cmd := exec.Command(bin, append([]string{"-a", "127.0.0.1", "-p", "-1"}, args...)...)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listenLine.FindStringSubmatch(logs.String()); m != nil {
+			return m[1], logs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("broker did not start; logs:\n%s", logs.String())
+	return "", nil
+}
+
+func TestTheBinaryRequiresTheUserAndPasswordFromItsFlags(t *testing.T) {
+	bin := buildBinary(t)
+	addr, logs := startBroker(t, bin, "--user", "myname", "--pass", "password")
+
+	nc, err := nats.Connect("nats://myname:password@" + addr)
+	if err != nil {
+		t.Fatalf("connect with the right password: %v", err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("greet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("greet", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "hi" {
+		t.Fatalf("got %v, %v", m, err)
+	}
+
+	if _, err := nats.Connect("nats://myname:wrong@"+addr, nats.NoReconnect()); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("wrong password: got %v, want %v", err, nats.ErrAuthorization)
+	}
+	if _, err := nats.Connect("nats://"+addr, nats.NoReconnect()); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("no password: got %v, want %v", err, nats.ErrAuthorization)
+	}
+	if strings.Contains(logs.String(), "password") || strings.Contains(logs.String(), "wrong") {
+		t.Fatalf("a password reached the logs:\n%s", logs.String())
+	}
+}
+
+func TestTheBinaryServesAConfigHoldingAHashMadeByPasswd(t *testing.T) {
+	bin := buildBinary(t)
+	const password = `IW@$6v(y1(t@fhPDvf!5^%`
+	cmd := exec.Command(bin, "passwd", "-p", "--cost", "4")
+	cmd.Stdin = strings.NewReader(password + "\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("passwd: %v", err)
+	}
+	hash := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "bcrypt hash:"))
+	if !strings.HasPrefix(hash, "$2a$04$") {
+		t.Fatalf("passwd printed %q", out)
+	}
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "nats.conf")
+	body := "authorization {\n  users = [\n    { user: alice, password: \"" + hash + "\" }\n  ]\n}\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, logs := startBroker(t, bin, "-c", cfg, "-V")
+
+	nc, err := nats.Connect("nats://"+addr, nats.UserInfo("alice", password))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	nc.Close()
+	if _, err := nats.Connect("nats://"+addr, nats.UserInfo("alice", hash), nats.NoReconnect()); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("the hash as password: got %v, want %v", err, nats.ErrAuthorization)
+	}
+	// The trace shows CONNECT, with the password redacted.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "[REDACTED]") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no redacted CONNECT trace in logs:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := logs.String(); strings.Contains(l, password) || strings.Contains(l, hash) || strings.Contains(l, hash[7:]) {
+		t.Fatalf("a password or hash reached the logs:\n%s", l)
+	}
+}
+
+func TestPasswdWithoutPromptPrintsAGeneratedPasswordAndItsHash(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := runPasswd([]string{"--cost", "4"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	sc := bufio.NewScanner(&out)
+	var pass, hash string
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "pass: "); ok {
+			pass = v
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "bcrypt hash: "); ok {
+			hash = v
+		}
+	}
+	if len(pass) < 20 || !strings.HasPrefix(hash, "$2a$04$") {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestPasswdRejectsAnEmptyPasswordFromAPipe(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := runPasswd([]string{"-p", "--cost", "4"}, strings.NewReader("\n"), &out, &errOut); code == 0 {
+		t.Fatalf("accepted an empty password: %s", out.String())
+	}
+}
+
+func TestVersionFlagPrintsTheVersion(t *testing.T) {
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "natsforge-broker: v") {
+		t.Fatalf("%q, %v", out, err)
+	}
+}
