@@ -23,6 +23,8 @@ KUBECTL        := $(K8S_BIN)/kubectl
 # envtest runs a real kube-apiserver and etcd, built from Go modules by hack/.
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 export KUBE_VERSION
+# Tests that drive the pinned tools find them here.
+export HELM KUBECTL
 
 # Packages under test: everything but the end-to-end and benchmark suites, which
 # have their own targets.
@@ -73,7 +75,7 @@ verify: ## Regenerate everything and fail if the committed files differ.
 	@echo "verify: generated code, CRDs, RBAC, chart CRDs and go.mod are in sync."
 
 .PHONY: test
-test: k8s-binaries ## Run every unit and integration test (envtest with a real kube-apiserver and etcd).
+test: k8s-binaries $(HELM) ## Run every unit and integration test (envtest with a real kube-apiserver and etcd).
 	go test -count=1 $(TEST_PKGS)
 
 .PHONY: k8s-binaries
