@@ -39,11 +39,12 @@ import (
 )
 
 var (
-	repoRoot    string
-	restConfig  *rest.Config
-	kube        kubernetes.Interface
-	imagePrefix = envOr("E2E_IMAGE_PREFIX", "localhost:5001/natsforge")
-	imageTag    = envOr("E2E_IMAGE_TAG", "dev")
+	repoRoot       string
+	kubeconfigPath string
+	restConfig     *rest.Config
+	kube           kubernetes.Interface
+	imagePrefix    = envOr("E2E_IMAGE_PREFIX", "localhost:5001/natsforge")
+	imageTag       = envOr("E2E_IMAGE_TAG", "dev")
 )
 
 func envOr(k, def string) string {
@@ -63,6 +64,7 @@ func TestMain(m *testing.M) {
 	if kubeconfig == "" {
 		kubeconfig = filepath.Join(repoRoot, "bin", "kubeconfig")
 	}
+	kubeconfigPath = kubeconfig
 	if _, err := os.Stat(kubeconfig); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: no kubeconfig at %s: bring a cluster up first (make cluster-up)\n", kubeconfig)
 		os.Exit(1)
