@@ -11,7 +11,7 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION          ?= v3.22.0
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/natsforge/natsforge/broker/server.Version=$(VERSION)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 
 LOCALBIN   := $(CURDIR)/bin
 K8S_BIN    := $(LOCALBIN)/k8s/$(KUBE_VERSION)
