@@ -217,13 +217,14 @@ type BrokerConfig struct {
 	WriteDeadline *metav1.Duration `json:"writeDeadline,omitempty"`
 
 	// lameDuckDuration is how long a stopping broker pod spends handing its
-	// clients over to the other pods before it exits. The pods' termination
-	// grace period is derived from it.
+	// clients over to the other pods before it exits (at least 30s, as
+	// nats-server requires). The pods' termination grace period is derived from
+	// it.
 	// +optional
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('30m')",message="lameDuckDuration must be between 1s and 30m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('30m')",message="lameDuckDuration must be between 30s and 30m"
 	LameDuckDuration *metav1.Duration `json:"lameDuckDuration,omitempty"`
 
 	// debug turns on the broker's debug logging.
@@ -355,7 +356,7 @@ type UserStatus struct {
 }
 
 // UserReason says why a user is or is not resolved.
-// +kubebuilder:validation:Enum=Resolved;Generated;SecretNotFound;SecretKeyNotFound
+// +kubebuilder:validation:Enum=Resolved;Generated;SecretNotFound;SecretKeyNotFound;InvalidPassword
 type UserReason string
 
 // User reasons.
@@ -368,12 +369,14 @@ const (
 	UserSecretNotFound UserReason = "SecretNotFound"
 	// UserSecretKeyNotFound: the referenced Secret lacks the key, or it is empty.
 	UserSecretKeyNotFound UserReason = "SecretKeyNotFound"
+	// UserInvalidPassword: the password is longer than bcrypt's 72 bytes.
+	UserInvalidPassword UserReason = "InvalidPassword"
 )
 
 // Condition types.
 const (
-	// ConditionReady is True when every broker pod is ready and serves the
-	// current configuration's users.
+	// ConditionReady is True when every broker pod runs the current pod
+	// template and is ready.
 	ConditionReady = "Ready"
 	// ConditionUsersResolved is True when every user's password could be read.
 	ConditionUsersResolved = "UsersResolved"
@@ -402,6 +405,9 @@ const (
 	// ReasonSecretKeyNotFound (UsersResolved=False): a referenced Secret lacks
 	// the key; its users are left out of the configuration.
 	ReasonSecretKeyNotFound = "SecretKeyNotFound"
+	// ReasonInvalidPassword (UsersResolved=False): a referenced password cannot
+	// be hashed (longer than bcrypt's 72 bytes); its user is left out.
+	ReasonInvalidPassword = "InvalidPassword"
 
 	// ReasonConfigCurrent (ConfigPropagated=True): every ready pod serves the
 	// current configuration.

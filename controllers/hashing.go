@@ -1,0 +1,136 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/errgroup"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// bcryptOperations counts bcrypt hashes computed. A resync of an unchanged
+// cluster adds nothing to it: that is what the fingerprints are for.
+var bcryptOperations = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "natsforge_bcrypt_operations_total",
+	Help: "Number of bcrypt password hashes the operator has computed.",
+})
+
+func init() {
+	metrics.Registry.MustRegister(bcryptOperations)
+}
+
+// bcryptMaxPassword is bcrypt's input limit: longer passwords are refused
+// rather than silently truncated.
+const bcryptMaxPassword = 72
+
+// fingerprintRecord remembers which password a hash was made from, as a keyed
+// fingerprint: without the per-cluster key it tells nothing about the
+// password, and with it the operator can see that a password is unchanged
+// without calling bcrypt.
+type fingerprintRecord struct {
+	Fingerprint string `json:"fingerprint"`
+	Hash        string `json:"hash"`
+}
+
+// fingerprints are the records of one cluster, by user name. They are kept in
+// the config Secret next to the config the hashes went into, so the two are
+// always written together.
+type fingerprints map[string]fingerprintRecord
+
+func parseFingerprints(b []byte) fingerprints {
+	f := fingerprints{}
+	if len(b) > 0 {
+		// A damaged record only costs a re-hash.
+		_ = json.Unmarshal(b, &f)
+	}
+	return f
+}
+
+func (f fingerprints) marshal() []byte {
+	b, err := json.Marshal(f) // map keys are sorted: the output is stable
+	if err != nil {
+		panic(err) // a map of strings always marshals
+	}
+	return b
+}
+
+// fingerprint is HMAC-SHA256(key, user NUL password), hex.
+func fingerprint(key []byte, user string, password []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(user))
+	m.Write([]byte{0})
+	m.Write(password)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// hashPasswords returns the records for users: a user whose password and cost
+// are unchanged keeps its hash; the others are hashed with bcrypt, in
+// parallel. rotated names the users whose hash changed.
+func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int) (next fingerprints, rotated map[string]bool, err error) {
+	next = make(fingerprints, len(users))
+	rotated = map[string]bool{}
+	type job struct {
+		name     string
+		password []byte
+		fp       string
+	}
+	var jobs []job
+	for _, u := range users {
+		if !u.resolved() {
+			continue
+		}
+		fp := fingerprint(key, u.name, u.password)
+		if old, ok := prev[u.name]; ok && hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
+			if c, err := bcrypt.Cost([]byte(old.Hash)); err == nil && c == cost {
+				next[u.name] = old
+				continue
+			}
+		}
+		jobs = append(jobs, job{u.name, u.password, fp})
+	}
+
+	hashes := make([]string, len(jobs))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, j := range jobs {
+		g.Go(func() error {
+			h, err := bcrypt.GenerateFromPassword(j.password, cost)
+			bcryptOperations.Inc()
+			if err != nil {
+				return fmt.Errorf("hash password of user %q: %w", j.name, err)
+			}
+			hashes[i] = string(h)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	for i, j := range jobs {
+		next[j.name] = fingerprintRecord{Fingerprint: j.fp, Hash: hashes[i]}
+		rotated[j.name] = true
+	}
+	return next, rotated, nil
+}

@@ -1,0 +1,65 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"slices"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+)
+
+// secretNameIndex indexes NatsClusters by the names of the Secrets their users'
+// passwordSecretRefs point at.
+const secretNameIndex = "spec.auth.users.passwordSecretRef.name"
+
+func indexSecretNames(obj client.Object) []string {
+	nc, ok := obj.(*v1alpha1.NatsCluster)
+	if !ok {
+		return nil
+	}
+	var names []string
+	for _, u := range nc.Spec.Auth.Users {
+		if u.PasswordSecretRef != nil && !slices.Contains(names, u.PasswordSecretRef.Name) {
+			names = append(names, u.PasswordSecretRef.Name)
+		}
+	}
+	return names
+}
+
+// clustersNamingSecret maps a Secret to the NatsClusters in its namespace whose
+// users read a password from it, so a password change reaches the config at
+// once instead of at the next resync.
+func (r *NatsClusterReconciler) clustersNamingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	var list v1alpha1.NatsClusterList
+	if err := r.Client.List(ctx, &list,
+		client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{secretNameIndex: secret.GetName()},
+	); err != nil {
+		logf.FromContext(ctx).Error(err, "list NatsClusters naming a Secret", "secret", secret.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, nc := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)})
+	}
+	return reqs
+}

@@ -1,0 +1,183 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package controllers holds the NatsCluster reconciler: it turns a NatsCluster
+// and the Secrets its users name into a config Secret of bcrypt hashes and a
+// running StatefulSet of brokers, and reports what it observed in status.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+)
+
+// The operator's permissions: exactly what the phases below use.
+//
+// +kubebuilder:rbac:groups=natsforge.io,resources=natsclusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups=natsforge.io,resources=natsclusters/status,verbs=patch
+// +kubebuilder:rbac:groups=natsforge.io,resources=natsclusters/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;patch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// propagationPoll is how soon a cluster whose pods still serve an older config
+// is looked at again.
+const propagationPoll = 2 * time.Second
+
+// NatsClusterReconciler reconciles NatsCluster objects.
+type NatsClusterReconciler struct {
+	// Client reads NatsClusters, StatefulSets and Pods from the cache and writes
+	// everything. Secret reads through it bypass the cache (see ClientOptions).
+	Client client.Client
+	// APIReader reads Secret data straight from the API server: the operator
+	// keeps no cache of Secret data.
+	APIReader client.Reader
+	// Recorder emits Events on the NatsCluster.
+	Recorder events.EventRecorder
+	// DefaultImage is the broker image used when spec.image is empty.
+	DefaultImage string
+	// Digests asks a broker pod which config it has loaded.
+	Digests DigestProber
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// request is what one reconcile of one NatsCluster knows; the phases fill it in
+// order.
+type request struct {
+	cluster  *v1alpha1.NatsCluster
+	original *v1alpha1.NatsCluster
+	now      time.Time
+
+	fingerprintKey []byte
+	routePassword  string
+
+	users []resolvedUser // spec order
+
+	config        []byte
+	configHash    string
+	configWritten bool
+	rotated       map[string]bool // users whose hash changed in this reconcile
+
+	statefulSet *appsv1.StatefulSet
+	propagation propagation
+
+	failure error // the first phase error, wrapped with the phase's name
+}
+
+// phase is one named step of a reconcile.
+type phase struct {
+	name string
+	run  func(context.Context, *request) error
+}
+
+// phases run in this order: read, then decide, then write, workload last.
+func (r *NatsClusterReconciler) phases() []phase {
+	return []phase{
+		{"ensure operator secrets", r.ensureOperatorSecrets},
+		{"resolve users", r.resolveUsers},
+		{"write config", r.writeConfig},
+		{"apply workload", r.applyWorkload},
+		{"propagate config", r.propagateConfig},
+	}
+}
+
+// Reconcile brings one NatsCluster's children in line with its spec, then
+// records what it observed in status, written once.
+func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+
+	nc := &v1alpha1.NatsCluster{}
+	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !nc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // owner references let the garbage collector clean up
+	}
+
+	rq := &request{cluster: nc, original: nc.DeepCopy(), now: r.now()}
+	if nc.Spec.Paused {
+		if err := r.observeStatefulSet(ctx, rq); err != nil {
+			rq.failure = fmt.Errorf("observe statefulset: %w", err)
+		}
+	} else {
+		for _, p := range r.phases() {
+			if err := p.run(ctx, rq); err != nil {
+				rq.failure = fmt.Errorf("%s: %w", p.name, err)
+				break
+			}
+		}
+	}
+
+	if err := r.writeStatus(ctx, rq); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil
+		}
+		if rq.failure == nil {
+			return ctrl.Result{}, fmt.Errorf("write status: %w", err)
+		}
+		log.Error(err, "write status")
+	}
+	if rq.failure != nil {
+		return ctrl.Result{}, rq.failure
+	}
+	if rq.propagation.pending() {
+		return ctrl.Result{RequeueAfter: propagationPoll}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *NatsClusterReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager registers the reconciler, the index that maps a Secret to
+// the clusters naming it, and the watches. Secrets are watched by metadata
+// only: the cache holds no Secret data.
+func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexSecretNames); err != nil {
+		return fmt.Errorf("index %s: %w", secretNameIndex, err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.NatsCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersNamingSecret), builder.OnlyMetadata).
+		Complete(r)
+}

@@ -1,0 +1,61 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/natsforge/natsforge/controllers/resources"
+)
+
+// BrokerImageRepository is the broker image the operator runs by default.
+const BrokerImageRepository = "natsforge/broker"
+
+// DefaultImage is the broker image of the operator's own version.
+func DefaultImage(version string) string {
+	if version == "" || version == "dev" {
+		return BrokerImageRepository + ":latest"
+	}
+	return BrokerImageRepository + ":" + version
+}
+
+// CacheOptions restrict the manager's cache to the namespaces to watch (all
+// when empty) and, for Pods, to the broker pods the operator manages.
+func CacheOptions(namespaces []string) cache.Options {
+	opts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})},
+		},
+	}
+	if len(namespaces) > 0 {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
+}
+
+// ClientOptions make every read of a Secret through the manager's client go to
+// the API server: the operator keeps no cache of Secret data (its Secret
+// informer holds metadata only).
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}

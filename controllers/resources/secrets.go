@@ -1,0 +1,83 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package resources
+
+import (
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+)
+
+// ConfigSecret holds the broker config file (bcrypt hashes of user passwords,
+// and the generated route password) and the fingerprints the hashes were made
+// from. Only ConfigKey is mounted into the pods.
+func ConfigSecret(nc *v1alpha1.NatsCluster, config, fingerprints []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(nc, ConfigSecretName(nc), "config"),
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			ConfigKey:       config,
+			FingerprintsKey: fingerprints,
+		},
+	}
+}
+
+// RoutesSecret holds the generated credentials broker pods route to each other
+// with.
+func RoutesSecret(nc *v1alpha1.NatsCluster, password string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(nc, RoutesSecretName(nc), "routes"),
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			UsernameKey: []byte(RouteUser),
+			PasswordKey: []byte(password),
+		},
+	}
+}
+
+// FingerprintKeySecret holds the per-cluster HMAC key that password
+// fingerprints are computed with. It never leaves the operator.
+func FingerprintKeySecret(nc *v1alpha1.NatsCluster, key []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(nc, FingerprintKeySecretName(nc), "fingerprint-key"),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{FingerprintKeyKey: key},
+	}
+}
+
+// GeneratedUserSecret holds the generated password of a user without
+// passwordSecretRef, ready for an application to mount: username, password and
+// a url to connect with.
+func GeneratedUserSecret(nc *v1alpha1.NatsCluster, user, password string) *corev1.Secret {
+	s := &corev1.Secret{
+		ObjectMeta: objectMeta(nc, GeneratedUserSecretName(nc, user), ComponentUserCredentials),
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			UsernameKey: []byte(user),
+			PasswordKey: []byte(password),
+			URLKey:      []byte(ClientURL(nc, user, password)),
+		},
+	}
+	s.Annotations = map[string]string{AnnotationUser: user}
+	return s
+}
+
+// IsGeneratedUserSecret tells the generated credential Secrets apart from the
+// operator's other Secrets, by their component label.
+func IsGeneratedUserSecret(labels map[string]string) bool {
+	return labels[LabelComponent] == ComponentUserCredentials
+}

@@ -1,0 +1,179 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/controllers/resources"
+)
+
+// writeStatus computes the status from what this reconcile observed and writes
+// it once, only when it changed.
+func (r *NatsClusterReconciler) writeStatus(ctx context.Context, rq *request) error {
+	status := computeStatus(rq)
+	if equality.Semantic.DeepEqual(rq.original.Status, status) {
+		return nil
+	}
+	nc := rq.original.DeepCopy()
+	nc.Status = status
+	return r.Client.Status().Patch(ctx, nc, client.MergeFrom(rq.original))
+}
+
+// computeStatus is the new status: what this reconcile observed, and for what
+// it did not get to observe (a failed or paused reconcile), the old status.
+func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
+	prev := rq.original.Status
+	st := *prev.DeepCopy()
+	st.ObservedGeneration = rq.cluster.Generation
+	now := metav1.NewTime(rq.now.Truncate(time.Second))
+
+	if sts := rq.statefulSet; sts != nil {
+		st.Replicas, st.ReadyReplicas = sts.Status.Replicas, sts.Status.ReadyReplicas
+	}
+	if rq.configHash != "" {
+		st.ConfigHash = rq.configHash
+	}
+	if rq.users != nil {
+		st.Users = userStatuses(prev.Users, rq.users, rq.rotated, now)
+		st.ResolvedUsers = 0
+		for _, u := range rq.users {
+			if u.resolved() {
+				st.ResolvedUsers++
+			}
+		}
+	}
+
+	set := func(c metav1.Condition) {
+		c.ObservedGeneration = rq.cluster.Generation
+		c.LastTransitionTime = now
+		meta.SetStatusCondition(&st.Conditions, c)
+	}
+	set(readyCondition(rq))
+	if rq.users != nil {
+		set(usersResolvedCondition(rq.users))
+	}
+	if rq.propagation.observed {
+		set(configPropagatedCondition(rq.propagation))
+	}
+	return st
+}
+
+func readyCondition(rq *request) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionReady}
+	sts := rq.statefulSet
+	want := resources.Replicas(rq.cluster)
+	switch {
+	case rq.failure != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonReconcileFailed, rq.failure.Error()
+	case rq.cluster.Spec.Paused:
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, v1alpha1.ReasonPaused, "spec.paused is set: the operator changes nothing"
+	case sts == nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonPodsNotReady, "the StatefulSet does not exist yet"
+	case sts.Status.ObservedGeneration >= sts.Generation && sts.Status.ReadyReplicas >= want &&
+		sts.Status.UpdatedReplicas >= want && sts.Status.Replicas == want:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonAvailable
+		c.Message = fmt.Sprintf("%d/%d pods ready", sts.Status.ReadyReplicas, want)
+	default:
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonPodsNotReady
+		c.Message = fmt.Sprintf("%d/%d pods ready, %d/%d up to date", sts.Status.ReadyReplicas, want, sts.Status.UpdatedReplicas, want)
+	}
+	return c
+}
+
+// usersResolvedCondition names each unresolved user and its Secret (never a
+// value); its reason is the first unresolved user's.
+func usersResolvedCondition(users []resolvedUser) metav1.Condition {
+	var problems []string
+	reason := ""
+	for _, u := range users {
+		if u.resolved() {
+			continue
+		}
+		if reason == "" {
+			reason = conditionReason(u.reason)
+		}
+		problems = append(problems, fmt.Sprintf("user %s: %s", u.name, u.message))
+	}
+	if len(problems) == 0 {
+		return metav1.Condition{Type: v1alpha1.ConditionUsersResolved, Status: metav1.ConditionTrue,
+			Reason: v1alpha1.ReasonAllUsersResolved, Message: fmt.Sprintf("all %d users resolved", len(users))}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionUsersResolved, Status: metav1.ConditionFalse, Reason: reason,
+		Message: fmt.Sprintf("%d of %d users left out of the config: %s", len(problems), len(users), strings.Join(problems, "; "))}
+}
+
+func conditionReason(r v1alpha1.UserReason) string {
+	switch r {
+	case v1alpha1.UserSecretNotFound:
+		return v1alpha1.ReasonSecretNotFound
+	case v1alpha1.UserSecretKeyNotFound:
+		return v1alpha1.ReasonSecretKeyNotFound
+	default:
+		return v1alpha1.ReasonInvalidPassword
+	}
+}
+
+func configPropagatedCondition(p propagation) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionConfigPropagated}
+	switch {
+	case p.asked == 0:
+		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonNoPodAddresses
+		c.Message = "no pod addresses: no ready broker pod has an IP to ask for its config digest yet"
+	case p.current == p.asked:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonConfigCurrent
+		c.Message = fmt.Sprintf("%d/%d ready pods serve the current config", p.current, p.asked)
+	default:
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonConfigPending
+		c.Message = fmt.Sprintf("%d/%d ready pods serve the current config; %s", p.current, p.asked, strings.Join(p.stale, "; "))
+	}
+	return c
+}
+
+// userStatuses reports every spec user; lastRotationTime moves only when the
+// user's hash changed.
+func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, rotated map[string]bool, now metav1.Time) []v1alpha1.UserStatus {
+	before := map[string]*metav1.Time{}
+	for _, s := range prev {
+		before[s.Name] = s.LastRotationTime
+	}
+	out := make([]v1alpha1.UserStatus, 0, len(users))
+	for _, u := range users {
+		s := v1alpha1.UserStatus{
+			Name:             u.name,
+			SecretName:       u.secretName,
+			Resolved:         u.resolved(),
+			Reason:           u.reason,
+			Message:          u.message,
+			LastRotationTime: before[u.name],
+		}
+		if rotated[u.name] {
+			s.LastRotationTime = &now
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,290 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/controllers/resources"
+)
+
+// fingerprintKeyBytes is the size of the per-cluster HMAC key.
+const fingerprintKeyBytes = 32
+
+// resolvedUser is one spec user and, when it could be read, its password. The
+// password lives only in memory for the length of one reconcile.
+type resolvedUser struct {
+	name       string
+	spec       *v1alpha1.User
+	secretName string
+	key        string
+	password   []byte
+	reason     v1alpha1.UserReason
+	message    string
+}
+
+func (u resolvedUser) resolved() bool { return u.password != nil }
+
+// ensureOperatorSecrets reads, or creates, the Secrets the operator keeps for
+// itself: the fingerprint key and the route credentials.
+func (r *NatsClusterReconciler) ensureOperatorSecrets(ctx context.Context, rq *request) error {
+	nc := rq.cluster
+	keySecret, err := r.ensureSecret(ctx, nc, resources.FingerprintKeySecretName(nc),
+		func(s *corev1.Secret) bool { return len(s.Data[resources.FingerprintKeyKey]) >= fingerprintKeyBytes },
+		func() *corev1.Secret {
+			key := make([]byte, fingerprintKeyBytes)
+			_, _ = rand.Read(key) // crypto/rand.Read never fails
+			return resources.FingerprintKeySecret(nc, key)
+		})
+	if err != nil {
+		return err
+	}
+	rq.fingerprintKey = keySecret.Data[resources.FingerprintKeyKey]
+
+	routes, err := r.ensureSecret(ctx, nc, resources.RoutesSecretName(nc),
+		func(s *corev1.Secret) bool { return len(s.Data[resources.PasswordKey]) > 0 },
+		func() *corev1.Secret { return resources.RoutesSecret(nc, rand.Text()) })
+	if err != nil {
+		return err
+	}
+	rq.routePassword = string(routes.Data[resources.PasswordKey])
+	return nil
+}
+
+// ensureSecret returns the Secret name that nc controls, creating it with
+// build() when it is missing and replacing its data when valid() refuses it.
+// It never takes over a Secret it does not control.
+func (r *NatsClusterReconciler) ensureSecret(ctx context.Context, nc *v1alpha1.NatsCluster, name string,
+	valid func(*corev1.Secret) bool, build func() *corev1.Secret) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, s)
+	switch {
+	case apierrors.IsNotFound(err):
+		s = build()
+		if err := r.Client.Create(ctx, s); err != nil {
+			return nil, fmt.Errorf("create Secret %s: %w", name, err)
+		}
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("get Secret %s: %w", name, err)
+	case !metav1.IsControlledBy(s, nc):
+		return nil, fmt.Errorf("Secret %s exists and is not controlled by this NatsCluster", name)
+	case !valid(s):
+		s.Data = build().Data
+		if err := r.Client.Update(ctx, s); err != nil {
+			return nil, fmt.Errorf("update Secret %s: %w", name, err)
+		}
+	}
+	return s, nil
+}
+
+// resolveUsers reads every user's password: from the Secret its
+// passwordSecretRef names, or from (a newly generated) "<cluster>-user-<name>".
+// A missing Secret or key leaves out that user only.
+func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) error {
+	nc := rq.cluster
+	secrets := map[string]*corev1.Secret{} // referenced Secrets by name; nil = missing
+	wantGenerated := map[string]bool{}
+	users := make([]resolvedUser, 0, len(nc.Spec.Auth.Users))
+
+	for i := range nc.Spec.Auth.Users {
+		spec := &nc.Spec.Auth.Users[i]
+		u := resolvedUser{
+			name:       spec.Name,
+			spec:       spec,
+			secretName: resources.UserSecretName(nc, spec),
+			key:        resources.UserSecretKey(spec),
+		}
+		if spec.PasswordSecretRef == nil {
+			wantGenerated[u.secretName] = true
+			pw, err := r.ensureGeneratedCredentials(ctx, nc, spec.Name)
+			if err != nil {
+				return err
+			}
+			u.password, u.reason = pw, v1alpha1.UserGenerated
+			u.message = fmt.Sprintf("password generated into Secret %s", u.secretName)
+			users = append(users, u)
+			continue
+		}
+
+		s, seen := secrets[u.secretName]
+		if !seen {
+			s = &corev1.Secret{}
+			err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: u.secretName}, s)
+			if apierrors.IsNotFound(err) {
+				s = nil
+			} else if err != nil {
+				return fmt.Errorf("get Secret %s: %w", u.secretName, err)
+			}
+			secrets[u.secretName] = s
+		}
+		pw := []byte(nil)
+		if s != nil {
+			pw = s.Data[u.key]
+		}
+		switch {
+		case s == nil:
+			u.reason = v1alpha1.UserSecretNotFound
+			u.message = fmt.Sprintf("Secret %s not found", u.secretName)
+		case len(pw) == 0:
+			u.reason = v1alpha1.UserSecretKeyNotFound
+			u.message = fmt.Sprintf("Secret %s has no key %q, or it is empty", u.secretName, u.key)
+		case len(pw) > bcryptMaxPassword:
+			u.reason = v1alpha1.UserInvalidPassword
+			u.message = fmt.Sprintf("the password in Secret %s key %q is longer than bcrypt's %d bytes", u.secretName, u.key, bcryptMaxPassword)
+		default:
+			u.password, u.reason = pw, v1alpha1.UserResolved
+			u.message = fmt.Sprintf("password read from Secret %s key %q", u.secretName, u.key)
+		}
+		users = append(users, u)
+	}
+
+	rq.users = users
+	r.recordUnresolvedUsers(rq)
+	return r.deleteStaleGeneratedCredentials(ctx, nc, wantGenerated)
+}
+
+// ensureGeneratedCredentials returns the password of a user without
+// passwordSecretRef, generating it (and its Secret) on first use. An
+// application may also set a password of its own in that Secret: the url key
+// follows it.
+func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, nc *v1alpha1.NatsCluster, user string) ([]byte, error) {
+	name := resources.GeneratedUserSecretName(nc, user)
+	existing := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		s := resources.GeneratedUserSecret(nc, user, rand.Text())
+		if err := r.Client.Create(ctx, s); err != nil {
+			return nil, fmt.Errorf("create Secret %s: %w", name, err)
+		}
+		return s.Data[resources.PasswordKey], nil
+	case err != nil:
+		return nil, fmt.Errorf("get Secret %s: %w", name, err)
+	case !metav1.IsControlledBy(existing, nc):
+		return nil, fmt.Errorf("Secret %s exists and is not controlled by this NatsCluster", name)
+	}
+
+	password := string(existing.Data[resources.PasswordKey])
+	if password == "" || len(password) > bcryptMaxPassword {
+		password = rand.Text()
+	}
+	desired := resources.GeneratedUserSecret(nc, user, password)
+	if !secretUpToDate(existing, desired) {
+		mergeSecret(existing, desired)
+		if err := r.Client.Update(ctx, existing); err != nil {
+			return nil, fmt.Errorf("update Secret %s: %w", name, err)
+		}
+	}
+	return []byte(password), nil
+}
+
+// deleteStaleGeneratedCredentials removes generated credential Secrets of
+// users that are gone, or that now name a Secret of their own.
+func (r *NatsClusterReconciler) deleteStaleGeneratedCredentials(ctx context.Context, nc *v1alpha1.NatsCluster, want map[string]bool) error {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	sel := resources.SelectorLabels(nc)
+	sel[resources.LabelComponent] = resources.ComponentUserCredentials
+	if err := r.Client.List(ctx, list, client.InNamespace(nc.Namespace), client.MatchingLabels(sel)); err != nil {
+		return fmt.Errorf("list generated credential Secrets: %w", err)
+	}
+	for i := range list.Items {
+		s := &list.Items[i]
+		if want[s.Name] || !metav1.IsControlledBy(s, nc) {
+			continue
+		}
+		if err := r.Client.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete Secret %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// recordUnresolvedUsers emits a Warning Event for each user that has just
+// become unresolved (not on every reconcile), naming the Secret, never a value.
+func (r *NatsClusterReconciler) recordUnresolvedUsers(rq *request) {
+	before := map[string]v1alpha1.UserReason{}
+	for _, s := range rq.original.Status.Users {
+		before[s.Name] = s.Reason
+	}
+	for _, u := range rq.users {
+		if u.resolved() || before[u.name] == u.reason {
+			continue
+		}
+		r.event(rq.cluster, corev1.EventTypeWarning, string(u.reason), "ResolveUser",
+			"user %s left out of the config: %s", u.name, u.message)
+	}
+}
+
+func (r *NatsClusterReconciler) event(nc *v1alpha1.NatsCluster, eventtype, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(nc, nil, eventtype, reason, action, note, args...)
+	}
+}
+
+// secretUpToDate tells whether existing already has desired's data, type,
+// labels and annotations.
+func secretUpToDate(existing, desired *corev1.Secret) bool {
+	if existing.Type != desired.Type || len(existing.Data) != len(desired.Data) {
+		return false
+	}
+	for k, v := range desired.Data {
+		if !bytes.Equal(existing.Data[k], v) {
+			return false
+		}
+	}
+	return hasAll(existing.Labels, desired.Labels) && hasAll(existing.Annotations, desired.Annotations)
+}
+
+func mergeSecret(existing, desired *corev1.Secret) {
+	existing.Data = desired.Data
+	existing.StringData = nil
+	existing.Labels = mergeMaps(existing.Labels, desired.Labels)
+	existing.Annotations = mergeMaps(existing.Annotations, desired.Annotations)
+}
+
+// hasAll tells whether have holds every key of want with the same value.
+func hasAll(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func mergeMaps(into, from map[string]string) map[string]string {
+	if len(from) == 0 {
+		return into
+	}
+	if into == nil {
+		into = map[string]string{}
+	}
+	maps.Copy(into, from)
+	return into
+}
