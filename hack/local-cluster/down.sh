@@ -51,10 +51,15 @@ if running kube-apiserver && running kubelet && running containerd; then
   [ "${left}" = 0 ] && say "draining: no containers left" || say "draining: ${left} containers still running; killing them"
 fi
 
-# 2. Components, in reverse start order.
+# 2. Components (containerd comes after its containers, below): SIGTERM to all at
+#    once, then wait for each.
+for name in "${LC_COMPONENTS[@]}"; do
+  [ "${name}" = containerd ] && continue
+  running "${name}" && kill -TERM "$(pid_of "${name}")" 2>/dev/null
+done
 for ((i = ${#LC_COMPONENTS[@]} - 1; i >= 0; i--)); do
   name="${LC_COMPONENTS[i]}"
-  [ "${name}" = containerd ] && continue # after its containers, below
+  [ "${name}" = containerd ] && continue
   stop_component "${name}"
 done
 

@@ -397,7 +397,7 @@ metricsBindAddress: 127.0.0.1:10249
 # Without a cluster-wide overlay, same-bridge pod-to-Service-to-pod replies must
 # come back through the node: masquerade all Service traffic.
 iptables: {masqueradeAll: true, minSyncPeriod: 1s}
-conntrack: {maxPerCore: 0, min: 0}
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
 start kube-proxy "${K8S_BIN}/kube-proxy" --config "${LC_STATE}/kube-proxy-config.yaml"
 
