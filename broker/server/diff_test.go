@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,7 @@ type diffCase struct {
 	opts   *conf.Options
 	input  string
 	closes bool
+	errs   []string // -ERR texts the transcript must hold, verbatim
 }
 
 const quiet = `CONNECT {"verbose":false,"pedantic":false}` + "\r\n"
@@ -106,19 +108,19 @@ var diffCases = []diffCase{
 	{name: "an empty payload is delivered", input: quiet + "SUB foo 1\r\nPUB foo 0\r\n\r\n"},
 	{name: "the first ping after connect with protocol 1 also gets INFO", input: `CONNECT {"verbose":false,"protocol":1}` + "\r\nPING\r\n"},
 	{name: "a ping before connect gets a pong", input: "PING\r\n"},
-	{name: "an unknown op closes the connection", input: quiet + "FOO\r\n", closes: true},
-	{name: "a misspelled op closes the connection", input: quiet + "PUX foo 1\r\n", closes: true},
+	{name: "an unknown op closes the connection", input: quiet + "FOO\r\n", closes: true, errs: []string{errTextUnknownOp}},
+	{name: "a misspelled op closes the connection", input: quiet + "PUX foo 1\r\n", closes: true, errs: []string{errTextUnknownOp}},
 	{name: "a client sending MSG closes the connection", input: quiet + "MSG foo 1 2\r\n", closes: true},
-	{name: "a payload without its CRLF closes the connection", input: quiet + "PUB foo 2\r\nhiX\r\n", closes: true},
+	{name: "a payload without its CRLF closes the connection", input: quiet + "PUB foo 2\r\nhiX\r\n", closes: true, errs: []string{errTextUnknownOp}},
 	{name: "PUB without a size closes silently", input: quiet + "PUB foo\r\n", closes: true},
 	{name: "PUB with a bad size closes silently", input: quiet + "PUB foo bar baz\r\n", closes: true},
-	{name: "a payload over max_payload closes the connection", input: quiet + "PUB foo 2000000\r\n", closes: true},
-	{name: "a payload over a configured max_payload closes the connection", opts: &conf.Options{MaxPayload: 8}, input: quiet + "PUB foo 9\r\n", closes: true},
-	{name: "a control line over max_control_line closes the connection", opts: &conf.Options{MaxControlLine: 64}, input: quiet + "SUB " + strings.Repeat("a", 100) + " 1\r\n", closes: true},
-	{name: "a subscription to an invalid subject is refused and the connection stays", input: quiet + "SUB foo..bar 1\r\nSUB foo.>.bar 2\r\nSUB >x 3\r\n"},
-	{name: "pedantic publish to a wildcard subject is refused", input: `CONNECT {"verbose":false,"pedantic":true}` + "\r\nSUB foo.* 1\r\nPUB foo.* 1\r\nx\r\n"},
-	{name: "a protocol version past 1 closes the connection", input: `CONNECT {"protocol":2}` + "\r\n", closes: true},
-	{name: "no responders without headers closes the connection", input: `CONNECT {"no_responders":true}` + "\r\n", closes: true},
+	{name: "a payload over max_payload closes the connection", input: quiet + "PUB foo 2000000\r\n", closes: true, errs: []string{errTextMaxPayload}},
+	{name: "a payload over a configured max_payload closes the connection", opts: &conf.Options{MaxPayload: 8}, input: quiet + "PUB foo 9\r\n", closes: true, errs: []string{errTextMaxPayload}},
+	{name: "a control line over max_control_line closes the connection", opts: &conf.Options{MaxControlLine: 64}, input: quiet + "SUB " + strings.Repeat("a", 100) + " 1\r\n", closes: true, errs: []string{errTextMaxControlLine}},
+	{name: "a subscription to an invalid subject is refused and the connection stays", input: quiet + "SUB foo..bar 1\r\nSUB foo.>.bar 2\r\nSUB >x 3\r\n", errs: []string{errTextInvalidSubject}},
+	{name: "pedantic publish to a wildcard subject is refused", input: `CONNECT {"verbose":false,"pedantic":true}` + "\r\nSUB foo.* 1\r\nPUB foo.* 1\r\nx\r\n", errs: []string{errTextInvalidPubSubject}},
+	{name: "a protocol version past 1 closes the connection", input: `CONNECT {"protocol":2}` + "\r\n", closes: true, errs: []string{errTextBadClientProtocol}},
+	{name: "no responders without headers closes the connection", input: `CONNECT {"no_responders":true}` + "\r\n", closes: true, errs: []string{errTextNoRespondersHeaders}},
 	{name: "a request nobody receives gets a 503 status", input: quietHeaders + "SUB _INBOX.1 1\r\nPUB service _INBOX.1 2\r\nhi\r\n"},
 	{name: "a header publish is delivered with its headers", input: quietHeaders + "SUB foo 1\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"},
 	{name: "HPUB without headers support closes silently", input: quiet + "HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", closes: true},
@@ -128,20 +130,20 @@ var diffCases = []diffCase{
 	{name: "UNSUB of an unknown sid is acknowledged", input: `CONNECT {}` + "\r\nUNSUB 99\r\n"},
 	{name: "a duplicate sid keeps the first subscription", input: quiet + "SUB foo 1\r\nSUB bar 1\r\nPUB foo 1\r\na\r\nPUB bar 1\r\nb\r\n"},
 	{name: "a queue group of one receives", input: quiet + "SUB foo q 1\r\nPUB foo 1\r\na\r\n"},
-	{name: "max_subscriptions refuses one more and keeps the connection", opts: &conf.Options{MaxSubscriptions: 1}, input: quiet + "SUB a 1\r\nSUB b 2\r\nPUB b 1\r\nx\r\nPUB a 1\r\ny\r\n"},
+	{name: "max_subscriptions refuses one more and keeps the connection", opts: &conf.Options{MaxSubscriptions: 1}, input: quiet + "SUB a 1\r\nSUB b 2\r\nPUB b 1\r\nx\r\nPUB a 1\r\ny\r\n", errs: []string{errTextMaxSubscriptions}},
 	{name: "a client sending -ERR is closed", input: quiet + "-ERR 'boom'\r\n", closes: true},
 	{name: "a client sending +OK is ignored", input: quiet + "+OK\r\n"},
 	{name: "bad CONNECT JSON closes silently", input: "CONNECT {bad\r\n", closes: true},
 
-	{name: "auth: an op before CONNECT is an authorization violation", opts: authOpts, input: "PING\r\n", closes: true},
-	{name: "auth: a wrong password is an authorization violation", opts: authOpts, input: `CONNECT {"user":"alice","pass":"nope"}` + "\r\n", closes: true},
+	{name: "auth: an op before CONNECT is an authorization violation", opts: authOpts, input: "PING\r\n", closes: true, errs: []string{errTextAuthViolation}},
+	{name: "auth: a wrong password is an authorization violation", opts: authOpts, input: `CONNECT {"user":"alice","pass":"nope"}` + "\r\n", closes: true, errs: []string{errTextAuthViolation}},
 	{name: "auth: an unknown user is an authorization violation", opts: authOpts, input: `CONNECT {"user":"mallory","pass":"secret"}` + "\r\n", closes: true},
 	{name: "auth: no credentials is an authorization violation", opts: authOpts, input: `CONNECT {}` + "\r\n", closes: true},
-	{name: "auth: the bcrypt hash itself is not the password", opts: authOpts, input: `CONNECT {"user":"bob","pass":"$2a$04$Q.CgCP2Sl9pkcTXEZHazaeMwPaAkSHk7AI51HkyMt5iJQQyUA4qxq"}` + "\r\n", closes: true},
+	{name: "auth: the bcrypt hash itself is not the password", opts: authOpts, input: `CONNECT {"user":"bob","pass":"$2a$04$Q.CgCP2Sl9pkcTXEZHazaeMwPaAkSHk7AI51HkyMt5iJQQyUA4qxq"}` + "\r\n", closes: true, errs: []string{errTextAuthViolation}},
 	{name: "auth: the right bcrypt password connects", opts: authOpts, input: `CONNECT {"verbose":false,"user":"bob","pass":"IW@$6v(y1(t@fhPDvf!5^%"}` + "\r\nSUB x 1\r\nPUB x 1\r\na\r\n"},
 	{name: "auth: permissions refuse and the connection stays", opts: authOpts, input: `CONNECT {"verbose":false,"user":"alice","pass":"secret"}` + "\r\n" +
 		"SUB forbidden 1\r\nSUB orders.hidden 2\r\nSUB work q2 3\r\nSUB work q1 4\r\nSUB orders.* 5\r\n" +
-		"PUB orders.new 1\r\na\r\nPUB orders.secret 1\r\nb\r\nPUB elsewhere 1\r\nc\r\nPUB orders.hidden 1\r\nd\r\n"},
+		"PUB orders.new 1\r\na\r\nPUB orders.secret 1\r\nb\r\nPUB elsewhere 1\r\nc\r\nPUB orders.hidden 1\r\nd\r\n", errs: []string{`Permissions Violation for Subscription to "forbidden"`, `Permissions Violation for Subscription to "work" using queue "q2"`, `Permissions Violation for Publish to "orders.secret"`, `Permissions Violation for Publish to "elsewhere"`}},
 	{name: "auth: allow_responses permits exactly one reply", opts: authOpts, input: `CONNECT {"verbose":false,"user":"svc","pass":"svc"}` + "\r\n" +
 		"SUB requests 1\r\nPUB requests reply.1 1\r\nq\r\nPUB reply.1 1\r\na\r\nPUB reply.1 1\r\nb\r\nPUB other 1\r\nc\r\n"},
 	// nats-server compares a bcrypt no_auth_user's hash with itself and
@@ -151,8 +153,8 @@ var diffCases = []diffCase{
 	{name: "auth: a token is checked", opts: &conf.Options{Authorization: &conf.Authorization{Token: "tok"}}, input: `CONNECT {"verbose":false,"auth_token":"tok"}` + "\r\n"},
 	{name: "auth: a wrong token is an authorization violation", opts: &conf.Options{Authorization: &conf.Authorization{Token: "tok"}}, input: `CONNECT {"verbose":false,"auth_token":"bad"}` + "\r\n", closes: true},
 	{name: "auth: single user auth checks the name", opts: &conf.Options{Authorization: &conf.Authorization{User: "myname", Password: "password"}}, input: `CONNECT {"user":"other","pass":"password"}` + "\r\n", closes: true},
-	{name: "auth: the auth timeout closes a silent client", opts: &conf.Options{Authorization: &conf.Authorization{User: "u", Password: "p", Timeout: 100 * time.Millisecond}}, input: "", closes: true},
-	{name: "stale: a client that never answers PING is closed", opts: &conf.Options{PingInterval: 50 * time.Millisecond, MaxPingsOut: 2}, input: "", closes: true},
+	{name: "auth: the auth timeout closes a silent client", opts: &conf.Options{Authorization: &conf.Authorization{User: "u", Password: "p", Timeout: 100 * time.Millisecond}}, input: "", closes: true, errs: []string{errTextAuthTimeout}},
+	{name: "stale: a client that never answers PING is closed", opts: &conf.Options{PingInterval: 50 * time.Millisecond, MaxPingsOut: 2}, input: "", closes: true, errs: []string{errTextStale}},
 }
 
 func TestRawExchangesMatchNatsServer(t *testing.T) {
@@ -164,6 +166,11 @@ func TestRawExchangesMatchNatsServer(t *testing.T) {
 			want := transcript(t, oracle.Addr().String(), tc.input, tc.closes)
 			if strings.Join(got, "") != strings.Join(want, "") {
 				t.Errorf("input %q\n ours:        %q\n nats-server: %q", tc.input, got, want)
+			}
+			for _, e := range tc.errs {
+				if !slices.Contains(got, "-ERR '"+e+"'\r\n") {
+					t.Errorf("no -ERR '%s' in %q", e, got)
+				}
 			}
 		})
 	}

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsforge/natsforge/broker/conf"
+)
+
+func TestMaxConnectionsRefusesOneMoreWithItsErrorAsNatsServerDoes(t *testing.T) {
+	opts := &conf.Options{MaxConnections: 1}
+	for name, addr := range map[string]string{
+		"ours":        runServer(t, opts).Addr().String(),
+		"nats-server": runOracle(t, opts).Addr().String(),
+	} {
+		first := dialRaw(t, addr)
+		if l := first.line(); !strings.HasPrefix(l, "INFO ") {
+			t.Fatalf("%s: first connection got %q", name, l)
+		}
+		first.send("CONNECT {\"verbose\":false}\r\nPING\r\n")
+		first.expect("PONG")
+
+		second := dialRaw(t, addr)
+		if l := second.line(); !strings.HasPrefix(l, "INFO ") {
+			t.Fatalf("%s: second connection got %q", name, l)
+		}
+		second.expect("-ERR '" + errTextMaxConnections + "'")
+		second.expectClosed()
+	}
+}
+
+func TestASubscriberWithoutHeadersGetsTheMessageWithoutThem(t *testing.T) {
+	for name, addr := range map[string]string{
+		"ours":        runServer(t, nil).Addr().String(),
+		"nats-server": runOracle(t, nil).Addr().String(),
+	} {
+		sub := dialRaw(t, addr)
+		sub.line()
+		sub.send("CONNECT {\"verbose\":false,\"headers\":false}\r\nSUB foo 1\r\nPING\r\n")
+		sub.expect("PONG")
+		pub := dialRaw(t, addr)
+		pub.line()
+		pub.send("CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB foo 18 20\r\nNATS/1.0\r\nA: B\r\n\r\nhi\r\nPING\r\n")
+		pub.expect("PONG")
+		if got := sub.line(); got != "MSG foo 1 2" {
+			t.Fatalf("%s: got %q", name, got)
+		}
+		sub.expect("hi")
+	}
+}
+
+// stalledSubscriber subscribes to subject over raw TCP and never reads.
+func stalledSubscriber(t *testing.T, addr, subject string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := nc.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB " + subject + " 1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+func connect(t *testing.T, url string, o ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, o...)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestASubscriberPastMaxPendingIsCutOffWithoutStallingOthers(t *testing.T) {
+	s := runServer(t, &conf.Options{MaxPending: 2 << 20, MaxPayload: 1 << 10})
+	stalledSubscriber(t, s.Addr().String(), "flood")
+	eventually(t, 2*time.Second, "the stalled subscription", func() bool { return s.sl.Count() == 1 })
+
+	fast := connect(t, s.ClientURL())
+	sub, err := fast.SubscribeSync("flood")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	_ = fast.Flush()
+
+	pub := connect(t, s.ClientURL())
+	payload := bytes.Repeat([]byte("x"), 1000)
+	const batch, maxBatches = 500, 200 // up to 100 MB
+	for b := 0; s.Stats().SlowConsumers == 0; b++ {
+		if b == maxBatches {
+			t.Fatal("the stalled subscriber was never cut off")
+		}
+		for i := 0; i < batch; i++ {
+			if err := pub.Publish("flood", payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pub.FlushTimeout(5 * time.Second); err != nil {
+			t.Fatalf("the publisher stalled: %v", err)
+		}
+		// The fast subscriber keeps up, batch by batch.
+		for i := 0; i < batch; i++ {
+			if _, err := sub.NextMsg(5 * time.Second); err != nil {
+				t.Fatalf("batch %d: the fast subscriber got %d of %d: %v", b, i, batch, err)
+			}
+		}
+	}
+	eventually(t, 5*time.Second, "the slow consumer's connection to go", func() bool {
+		return s.Stats().Connections == 2
+	})
+	if !fast.IsConnected() || !pub.IsConnected() {
+		t.Fatal("a fast connection was dropped")
+	}
+}
+
+func TestASubscriberWhoseWritesStallPastTheDeadlineIsCutOff(t *testing.T) {
+	s := runServer(t, &conf.Options{WriteDeadline: 100 * time.Millisecond})
+	stalledSubscriber(t, s.Addr().String(), "flood")
+	eventually(t, 2*time.Second, "the stalled subscription", func() bool { return s.sl.Count() == 1 })
+
+	pub := connect(t, s.ClientURL())
+	payload := bytes.Repeat([]byte("x"), 1000)
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Stats().SlowConsumers == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled subscriber was never cut off")
+		}
+		for i := 0; i < 1000; i++ {
+			_ = pub.Publish("flood", payload)
+		}
+		_ = pub.Flush()
+	}
+	eventually(t, 5*time.Second, "the connection to go", func() bool { return s.Stats().Connections == 1 })
+}
