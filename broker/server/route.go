@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -120,9 +121,11 @@ type routeManager struct {
 	selfURLs map[string]bool      // configured URLs that reached this server
 	nextRID  uint64
 	lameDuck bool
-	closed   bool
-	quit     chan struct{}
-	wg       sync.WaitGroup
+	// Route totals, to tell client traffic from route traffic in /varz.
+	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
+	closed                             bool
+	quit                               chan struct{}
+	wg                                 sync.WaitGroup
 }
 
 // interest is one local subject, or queue group, with its number of local
@@ -849,24 +852,24 @@ func (r *route) wasRegistered() bool {
 	return r.wasReg
 }
 
-type hostPort struct {
+type peerHostPort struct {
 	host string
 	port int
 }
 
 // peerAddr is where the remote server accepts routes.
-func (r *route) peerAddr() (hostPort, bool) {
+func (r *route) peerAddr() (peerHostPort, bool) {
 	r.mu.Lock()
 	in := r.remote
 	r.mu.Unlock()
 	if in.Port == 0 {
-		return hostPort{}, false
+		return peerHostPort{}, false
 	}
 	h := in.Host
 	if isUnspecifiedHost(h) {
 		h = r.host
 	}
-	return hostPort{h, in.Port}, true
+	return peerHostPort{h, in.Port}, true
 }
 
 // clientURL is where the remote server accepts clients, "" when it does not
@@ -946,6 +949,8 @@ func (r *route) sendMsg(subject, reply []byte, queues [][]byte, hdr int, payload
 	r.mu.Unlock()
 	r.outMsgs.Add(1)
 	r.outBytes.Add(int64(len(payload)))
+	r.m.outMsgs.Add(1)
+	r.m.outBytes.Add(int64(len(payload)))
 	r.m.s.outMsgs.Add(1)
 	r.m.s.outBytes.Add(int64(len(payload)))
 	r.wake()
@@ -1117,6 +1122,9 @@ func (r *route) handshake(rr *routeReader, cfg routeConfig) bool {
 		return false
 	}
 	op, err := rr.next()
+	if errors.Is(err, io.EOF) {
+		return false // a server that dialled itself, or a port probe
+	}
 	if err != nil || op.kind != routeOpConnect {
 		return fail("expected CONNECT")
 	}
@@ -1199,6 +1207,8 @@ func (r *route) process(op *routeOp) error {
 	case routeOpMsg:
 		r.inMsgs.Add(1)
 		r.inBytes.Add(int64(len(op.payload)))
+		r.m.inMsgs.Add(1)
+		r.m.inBytes.Add(int64(len(op.payload)))
 		r.m.s.deliverRouted(op.msg.subject, op.msg.reply, op.msg.queues, op.msg.hdr, op.payload)
 	case routeOpErr:
 		return fmt.Errorf("remote sent -ERR %q", op.arg)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -89,7 +91,7 @@ func clusterOpts(name string, clusterPort int, routePorts []int) *conf.Options {
 }
 
 // startServer starts a server from opts, logging into logs when not nil.
-func startServer(t testing.TB, opts *conf.Options, logs *syncBuffer) *Server {
+func startMember(t testing.TB, opts *conf.Options, logs *syncBuffer) *Server {
 	t.Helper()
 	var logger *slog.Logger
 	if logs != nil {
@@ -113,7 +115,7 @@ func startCluster(t testing.TB, n int) []*Server {
 	ports := freePorts(t, n)
 	servers := make([]*Server, n)
 	for i := range n {
-		servers[i] = startServer(t, clusterOpts(fmt.Sprintf("s%d", i), ports[i], ports), nil)
+		servers[i] = startMember(t, clusterOpts(fmt.Sprintf("s%d", i), ports[i], ports), nil)
 	}
 	waitMesh(t, servers...)
 	return servers
@@ -148,7 +150,7 @@ func waitInterest(t testing.TB, s *Server, subject string, n int) {
 	})
 }
 
-func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+func connectTo(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -179,3 +181,5 @@ func mustBcrypt(t testing.TB, pw string) string {
 	}
 	return string(h)
 }
+
+func newTestHTTP(h http.Handler) *httptest.Server { return httptest.NewServer(h) }

@@ -22,6 +22,7 @@ type serverExt struct {
 	lastReloadError string
 	lastReloadTime  time.Time
 	watcher         *configWatcher
+	overrides       ConfigOverrides
 	reloadMu        sync.Mutex // serialises reloads
 }
 

@@ -13,7 +13,7 @@ import (
 
 func TestClientsOnDifferentServersExchangeMessagesAcrossTheCluster(t *testing.T) {
 	s := startCluster(t, 3)
-	a, b := connect(t, s[0].ClientURL()), connect(t, s[1].ClientURL())
+	a, b := connectTo(t, s[0].ClientURL()), connectTo(t, s[1].ClientURL())
 	sub, err := b.SubscribeSync("orders.*")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestClientsOnDifferentServersExchangeMessagesAcrossTheCluster(t *testing.T)
 
 func TestRequestReplyWorksBetweenServers(t *testing.T) {
 	s := startCluster(t, 3)
-	responder, requester := connect(t, s[2].ClientURL()), connect(t, s[0].ClientURL())
+	responder, requester := connectTo(t, s[2].ClientURL()), connectTo(t, s[0].ClientURL())
 	if _, err := responder.Subscribe("svc.echo", func(m *nats.Msg) { m.Respond(append([]byte("re:"), m.Data...)) }); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestRequestReplyWorksBetweenServers(t *testing.T) {
 
 func TestARequestNobodyAnswersAnywhereGetsNoResponders(t *testing.T) {
 	s := startCluster(t, 2)
-	nc := connect(t, s[0].ClientURL())
+	nc := connectTo(t, s[0].ClientURL())
 	if _, err := nc.Request("nobody.home", nil, 2*time.Second); err != nats.ErrNoResponders {
 		t.Fatalf("got %v, want no responders", err)
 	}
@@ -69,7 +69,7 @@ func TestQueueGroupsDeliverExactlyOncePerGroupAcrossTheCluster(t *testing.T) {
 	var counts [3]map[string]*atomic.Int64
 	var plain atomic.Int64
 	for i := range s {
-		nc := connect(t, s[i].ClientURL())
+		nc := connectTo(t, s[i].ClientURL())
 		counts[i] = map[string]*atomic.Int64{"g1": {}, "g2": {}}
 		for _, g := range []string{"g1", "g2"} {
 			c := counts[i][g]
@@ -89,7 +89,7 @@ func TestQueueGroupsDeliverExactlyOncePerGroupAcrossTheCluster(t *testing.T) {
 	// s0 hears of g1 and g2 on s1, and of g1, g2 and the plain one on s2.
 	waitInterest(t, s[0], "work", 5)
 	waitInterest(t, s[1], "work", 5)
-	pub := connect(t, s[0].ClientURL())
+	pub := connectTo(t, s[0].ClientURL())
 	const n = 300
 	for range n {
 		pub.Publish("work", []byte("x"))
@@ -106,7 +106,7 @@ func TestQueueGroupsDeliverExactlyOncePerGroupAcrossTheCluster(t *testing.T) {
 		return total("g1") == n && total("g2") == n && plain.Load() == n
 	})
 	// Give any duplicate a chance to show up before checking none did.
-	pub2 := connect(t, s[1].ClientURL())
+	pub2 := connectTo(t, s[1].ClientURL())
 	pub2.Publish("work", []byte("marker"))
 	pub2.Flush()
 	waitUntil(t, 5*time.Second, "the marker", func() bool { return plain.Load() == n+1 })
@@ -119,20 +119,20 @@ func TestAMessageCrossesAtMostOneRoute(t *testing.T) {
 	s := startCluster(t, 3)
 	var got atomic.Int64
 	for i := range s {
-		nc := connect(t, s[i].ClientURL())
+		nc := connectTo(t, s[i].ClientURL())
 		nc.Subscribe("fanout", func(*nats.Msg) { got.Add(1) })
 		nc.Flush()
 	}
 	for i := range s {
 		waitInterest(t, s[i], "fanout", 2)
 	}
-	pub := connect(t, s[0].ClientURL())
+	pub := connectTo(t, s[0].ClientURL())
 	for range 10 {
 		pub.Publish("fanout", nil)
 	}
 	pub.Flush()
 	waitUntil(t, 5*time.Second, "30 deliveries", func() bool { return got.Load() >= 30 })
-	marker := connect(t, s[2].ClientURL())
+	marker := connectTo(t, s[2].ClientURL())
 	var markers atomic.Int64
 	marker.Subscribe("marker", func(*nats.Msg) { markers.Add(1) })
 	marker.Flush()
@@ -147,8 +147,8 @@ func TestAMessageCrossesAtMostOneRoute(t *testing.T) {
 
 func TestEchoOffHoldsAcrossServers(t *testing.T) {
 	s := startCluster(t, 2)
-	nc := connect(t, s[0].ClientURL(), nats.NoEcho())
-	other := connect(t, s[1].ClientURL())
+	nc := connectTo(t, s[0].ClientURL(), nats.NoEcho())
+	other := connectTo(t, s[1].ClientURL())
 	own, _ := nc.SubscribeSync("echo.test")
 	theirs, _ := other.SubscribeSync("echo.test")
 	nc.Flush()
@@ -200,19 +200,19 @@ func TestDuplicateRoutesBetweenTwoServersResolveToOne(t *testing.T) {
 
 func TestAServerStartedLastJoinsAndCatchesUpOnInterest(t *testing.T) {
 	ports := freePorts(t, 3)
-	a := startServer(t, clusterOpts("a", ports[0], ports), nil)
-	b := startServer(t, clusterOpts("b", ports[1], ports), nil)
+	a := startMember(t, clusterOpts("a", ports[0], ports), nil)
+	b := startMember(t, clusterOpts("b", ports[1], ports), nil)
 	waitMesh(t, a, b)
-	onA := connect(t, a.ClientURL())
+	onA := connectTo(t, a.ClientURL())
 	sub, _ := onA.SubscribeSync("late.>")
 	qsub, _ := onA.QueueSubscribeSync("late.q", "workers")
 	onA.Flush()
 
-	c := startServer(t, clusterOpts("c", ports[2], ports), nil)
+	c := startMember(t, clusterOpts("c", ports[2], ports), nil)
 	waitMesh(t, a, b, c)
 	waitInterest(t, c, "late.x", 1)
 	waitInterest(t, c, "late.q", 2)
-	onC := connect(t, c.ClientURL())
+	onC := connectTo(t, c.ClientURL())
 	onC.Publish("late.x", []byte("hi"))
 	onC.Publish("late.q", []byte("q"))
 	onC.Flush()
@@ -226,10 +226,10 @@ func TestAServerStartedLastJoinsAndCatchesUpOnInterest(t *testing.T) {
 
 func TestAServerThatKnowsOneSeedMeetsTheWholeMeshByGossip(t *testing.T) {
 	ports := freePorts(t, 3)
-	a := startServer(t, clusterOpts("a", ports[0], nil), nil)
-	b := startServer(t, clusterOpts("b", ports[1], ports[:1]), nil)
+	a := startMember(t, clusterOpts("a", ports[0], nil), nil)
+	b := startMember(t, clusterOpts("b", ports[1], ports[:1]), nil)
 	waitMesh(t, a, b)
-	c := startServer(t, clusterOpts("c", ports[2], ports[:1]), nil)
+	c := startMember(t, clusterOpts("c", ports[2], ports[:1]), nil)
 	waitMesh(t, a, b, c)
 }
 
@@ -239,10 +239,10 @@ func TestARouteWithAWrongPasswordIsRefusedAndNoPasswordIsLogged(t *testing.T) {
 	hashed := clusterOpts("a", ports[0], nil)
 	// bcrypt of testRoutePass: the accepting side may hold a hash.
 	hashed.Cluster.Authorization.Password = mustBcrypt(t, testRoutePass)
-	a := startServer(t, hashed, &logs)
+	a := startMember(t, hashed, &logs)
 	bad := clusterOpts("b", ports[1], nil)
 	bad.Cluster.Routes = []string{routeURLFor(ports[0], testRouteUser, "wrong-pw-123")}
-	b := startServer(t, bad, &logs)
+	b := startMember(t, bad, &logs)
 	waitUntil(t, 5*time.Second, "the refusal in the log", func() bool {
 		return strings.Contains(logs.String(), "authorization violation")
 	})
@@ -251,7 +251,7 @@ func TestARouteWithAWrongPasswordIsRefusedAndNoPasswordIsLogged(t *testing.T) {
 	}
 	good := clusterOpts("c", 0, []int{ports[0]})
 	good.Cluster.Port = RandomPort
-	c := startServer(t, good, &logs)
+	c := startMember(t, good, &logs)
 	waitMesh(t, a, c)
 	for _, secret := range []string{testRoutePass, "wrong-pw-123"} {
 		if strings.Contains(logs.String(), secret) {
@@ -262,7 +262,7 @@ func TestARouteWithAWrongPasswordIsRefusedAndNoPasswordIsLogged(t *testing.T) {
 
 func TestClientsLearnTheOtherServersURLsByAsyncInfo(t *testing.T) {
 	s := startCluster(t, 3)
-	nc := connect(t, s[0].ClientURL())
+	nc := connectTo(t, s[0].ClientURL())
 	waitUntil(t, 5*time.Second, "two discovered servers", func() bool {
 		return len(nc.DiscoveredServers()) == 2
 	})
@@ -290,10 +290,10 @@ func TestNoAdvertiseKeepsClientURLsOutOfInfo(t *testing.T) {
 	for i, p := range ports {
 		o := clusterOpts(fmt.Sprint(i), p, ports)
 		o.Cluster.NoAdvertise = true
-		servers = append(servers, startServer(t, o, nil))
+		servers = append(servers, startMember(t, o, nil))
 	}
 	waitMesh(t, servers...)
-	nc := connect(t, servers[0].ClientURL())
+	nc := connectTo(t, servers[0].ClientURL())
 	nc.Flush()
 	if d := nc.DiscoveredServers(); len(d) != 0 {
 		t.Fatalf("discovered %v despite no_advertise", d)
