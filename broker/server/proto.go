@@ -98,6 +98,7 @@ func (c *client) authViolation() {
 	c.mu.Unlock()
 	// The attempted user name is logged; never the password or token.
 	c.srv.logger.Info("authorization violation", "cid", c.cid, "addr", c.nc.RemoteAddr().String(), "user", user)
+	c.srv.ext().authFailures.Add(1) // for /varz and /metrics (route_info.go)
 	c.sendErr(errTextAuthViolation)
 	c.closeConnection(AuthenticationViolation)
 }

@@ -7,15 +7,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/natsforge/natsforge/broker/conf"
 	"github.com/natsforge/natsforge/broker/server"
@@ -35,6 +32,10 @@ type flags struct {
 	config            string
 	debug, trace, ver bool
 	set               map[string]bool
+
+	// Cluster flags, as nats-server's (cluster*.go in broker/server).
+	cluster, routes, clusterName string
+	noAdvertise                  bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -55,6 +56,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.trace, "V", false, "protocol trace logging (passwords redacted)")
 	fs.BoolVar(&f.ver, "v", false, "print the version and exit")
 	fs.BoolVar(&f.ver, "version", false, "print the version and exit")
+	fs.StringVar(&f.cluster, "cluster", "", "cluster listen URL, e.g. nats://0.0.0.0:6222")
+	fs.StringVar(&f.routes, "routes", "", "comma-separated route URLs to dial (nats://user:pass@host:6222)")
+	fs.StringVar(&f.clusterName, "cluster_name", "", "cluster name")
+	fs.BoolVar(&f.noAdvertise, "no_advertise", false, "do not advertise this server's client URL to clients")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: natsforge-broker [options]\n       natsforge-broker passwd [-p] [--cost N]\n\nOptions:\n")
 		fs.PrintDefaults()
@@ -92,6 +97,18 @@ func (f *flags) options(logger *slog.Logger) (*conf.Options, error) {
 		}
 		opts = o
 	}
+	if err := f.apply(opts); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+// apply lays the flags over options parsed from the config file; reload
+// applies them again over every reloaded file.
+func (f *flags) apply(opts *conf.Options) error {
+	if err := f.applyCluster(opts); err != nil {
+		return err
+	}
 	if f.set["p"] {
 		opts.Port = f.port
 	}
@@ -109,7 +126,7 @@ func (f *flags) options(logger *slog.Logger) (*conf.Options, error) {
 	}
 	if f.set["user"] || f.set["pass"] {
 		if f.user == "" || f.pass == "" {
-			return nil, errors.New("--user and --pass go together")
+			return errors.New("--user and --pass go together")
 		}
 		a := &conf.Authorization{}
 		if opts.Authorization != nil {
@@ -118,7 +135,7 @@ func (f *flags) options(logger *slog.Logger) (*conf.Options, error) {
 		a.User, a.Password = f.user, f.pass
 		opts.Authorization = a
 	}
-	return opts, nil
+	return nil
 }
 
 func newLogger(w io.Writer, debug, trace bool) *slog.Logger {
@@ -177,14 +194,13 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer stopMonitor()
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	select {
-	case <-ctx.Done():
-		logger.Info("signal received, shutting down")
-		s.Shutdown()
-	case <-s.Done():
+	if f.config != "" {
+		if err := enableReload(s, f); err != nil {
+			logger.Error("config reload", "err", err.Error())
+			s.Shutdown()
+			return 1
+		}
 	}
+	handleSignals(s, logger)
 	return 0
 }
