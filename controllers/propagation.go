@@ -41,7 +41,10 @@ type DigestProber interface {
 
 // HTTPDigestProber reads config_digest from a pod's http://<podIP>:8222/varz.
 type HTTPDigestProber struct {
+	// Client makes the requests; nil means a client with a 2s timeout.
 	Client *http.Client
+	// Port is the monitoring port; 0 means 8222.
+	Port int
 }
 
 // ConfigDigest implements DigestProber.
@@ -50,7 +53,11 @@ func (p HTTPDigestProber) ConfigDigest(ctx context.Context, pod *corev1.Pod) (st
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Second}
 	}
-	u := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(resources.MonitorPort)) + "/varz"
+	port := p.Port
+	if port == 0 {
+		port = resources.MonitorPort
+	}
+	u := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/varz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err

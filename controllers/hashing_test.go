@@ -1,0 +1,119 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+)
+
+var testKey = bytes.Repeat([]byte{7}, fingerprintKeyBytes)
+
+func users(pw ...string) []resolvedUser {
+	var out []resolvedUser
+	for i, p := range pw {
+		u := resolvedUser{name: string(rune('a' + i)), spec: &v1alpha1.User{}}
+		if p != "" {
+			u.password = []byte(p)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+func TestUnchangedPasswordsKeepTheirHashesWithoutBcrypt(t *testing.T) {
+	first, rotated, err := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rotated) != 2 {
+		t.Errorf("first hashing rotated %v, want both", rotated)
+	}
+	ops := testutil.ToFloat64(bcryptOperations)
+	second, rotated, err := hashPasswords(testKey, parseFingerprints(first.marshal()), users("pw-a", "pw-b"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.ToFloat64(bcryptOperations) - ops; d != 0 || len(rotated) != 0 {
+		t.Errorf("unchanged passwords cost %v bcrypt operations and rotated %v", d, rotated)
+	}
+	if second["a"] != first["a"] || second["b"] != first["b"] {
+		t.Error("unchanged passwords got new hashes")
+	}
+}
+
+func TestChangedPasswordIsRehashedAndOnlyIt(t *testing.T) {
+	first, _, _ := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4)
+	ops := testutil.ToFloat64(bcryptOperations)
+	next, rotated, err := hashPasswords(testKey, first, users("pw-a2", "pw-b"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.ToFloat64(bcryptOperations) - ops; d != 1 || !rotated["a"] || rotated["b"] {
+		t.Errorf("%v bcrypt operations, rotated %v; want 1 and only a", d, rotated)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(next["a"].Hash), []byte("pw-a2")) != nil {
+		t.Error("a's new hash does not verify its new password")
+	}
+	if next["b"] != first["b"] {
+		t.Error("b's hash changed")
+	}
+}
+
+func TestCostChangeRehashesEveryPassword(t *testing.T) {
+	first, _, _ := hashPasswords(testKey, nil, users("pw-a"), 4)
+	next, rotated, _ := hashPasswords(testKey, first, users("pw-a"), 5)
+	if c, _ := bcrypt.Cost([]byte(next["a"].Hash)); c != 5 || !rotated["a"] {
+		t.Errorf("cost %d rotated %v after raising the cost to 5", c, rotated)
+	}
+}
+
+func TestUnresolvedUsersAreLeftOut(t *testing.T) {
+	got, _, _ := hashPasswords(testKey, nil, users("pw-a", ""), 4)
+	if _, ok := got["b"]; ok || len(got) != 1 {
+		t.Errorf("records %v, want only a", got)
+	}
+}
+
+func TestFingerprintDependsOnKeyUserAndPassword(t *testing.T) {
+	base := fingerprint(testKey, "a", []byte("pw"))
+	other := bytes.Repeat([]byte{8}, fingerprintKeyBytes)
+	for name, fp := range map[string]string{
+		"another key":      fingerprint(other, "a", []byte("pw")),
+		"another user":     fingerprint(testKey, "b", []byte("pw")),
+		"another password": fingerprint(testKey, "a", []byte("pw2")),
+		"shifted boundary": fingerprint(testKey, "ap", []byte("w")),
+	} {
+		if fp == base {
+			t.Errorf("%s gives the same fingerprint", name)
+		}
+	}
+	if bytes.Contains([]byte(base), []byte("pw")) {
+		t.Error("fingerprint contains the password")
+	}
+}
+
+func TestDamagedFingerprintsOnlyCostARehash(t *testing.T) {
+	if f := parseFingerprints([]byte("{not json")); len(f) != 0 {
+		t.Errorf("parsed %v", f)
+	}
+}
