@@ -42,7 +42,7 @@ func TestMalformedValuesAreErrorsNamingFileLineAndKey(t *testing.T) {
 		{"two values for one key", "port: 1 2", `nats.conf:1: port: expected a new line, ',' or '}' after the value`},
 		{"a bad escape", `server_name: "a\qb"`, `nats.conf:1: server_name: invalid escape: only \t \n \r \" \\ and \xHH are allowed`},
 		{"a bad hex escape", `server_name: "a\xZZ"`, `nats.conf:1: server_name: expected two hexadecimal digits after \x`},
-		{"a stray closing brace", "port: 1\n}", `nats.conf:2: unexpected '}'`},
+		{"a stray closing brace", "port: 1\n}", `nats.conf:2: unexpected '}' where a key should be`},
 		{"a separator without a key", "= 1", `nats.conf:1: unexpected key separator '=' where a key should be`},
 		{"a datetime", "server_name: 2024-01-01T00:00:00Z", `nats.conf:1: server_name: datetimes are not supported`},
 		{"a block string", "server_name: (\nabc\n)", `nats.conf:1: server_name: '(' blocks are not supported`},

@@ -122,6 +122,10 @@ func (p *parser) skipSpaceAndComments() {
 
 func (p *parser) parseFile() (*node, error) {
 	root := &node{kind: kindMap, file: p.file, line: 1}
+	// nats-server's lexer takes a NUL byte for the end of the input.
+	if i := strings.IndexByte(p.src, 0); i >= 0 {
+		return nil, &Error{File: p.file, Line: 1 + strings.Count(p.src[:i], "\n"), Msg: "NUL byte in the file"}
+	}
 	p.skipSpaceAndComments()
 	// A file may be wrapped in braces, JSON style.
 	if p.peek() == '{' {
@@ -156,11 +160,9 @@ func (p *parser) parseBody(m *node, closer rune, top bool) error {
 			return nil
 		case r == eof:
 			return p.errorf("unexpected end of file inside a map: missing '}'")
-		case r == '}' || r == ']':
-			return p.errorf("unexpected '%c'", r)
 		case r == '=' || r == ':':
 			return p.errorf("unexpected key separator '%c' where a key should be", r)
-		case r == ',' || r == ';':
+		case strings.ContainsRune("{}[],;/", r):
 			return p.errorf("unexpected '%c' where a key should be", r)
 		}
 		if err := p.parseEntry(m, closer, top); err != nil {
@@ -541,7 +543,7 @@ func (p *parser) parseUnquoted(start, line int) (*node, error) {
 func isNumberSuffix(r rune) bool { return strings.ContainsRune("kKmMgGtTpPeE", r) }
 
 // numberEnd reports whether r ends a number (nats-server's list: note that
-// ']' is not in it, so in `[1]` the 1 is a string, as in nats-server).
+// ']' is not in it, so `[1]` is an unterminated array, as in nats-server).
 func numberEnd(r rune) bool {
 	return r == eof || isNL(r) || isBlank(r) || r == '}' || r == ';' || r == ','
 }
@@ -593,6 +595,9 @@ func (p *parser) parseNumber(start int, neg bool) (*node, error) {
 	case numberEnd(r) || neg:
 		return p.integer(start, line)
 	}
+	// Not a number after all: as nats-server, the rune that showed it is
+	// taken as it is (a backslash here escapes nothing), then a string goes on.
+	p.next()
 	return p.parseUnquoted(start, line)
 }
 

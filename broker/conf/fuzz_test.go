@@ -1,0 +1,143 @@
+package conf
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	natsconf "github.com/nats-io/nats-server/v2/conf"
+)
+
+// fuzzSeeds are configs in every syntax form, for both fuzz targets.
+var fuzzSeeds = []string{
+	"port: 4222\nhttp_port: 8222\nmax_payload: 1MB\n",
+	"port = 4222; debug = true, trace: off\n",
+	"listen 0.0.0.0:4222\nhttp: localhost:8222\n",
+	"{ \"port\": 4222, 'server_name': \"a\\tb\\x41\" }",
+	"ping_interval: \"2m\"\nwrite_deadline: 10\nlame_duck_duration: \"30s\"\n",
+	"max_pending: 64KB\nmax_control_line: 4K\nmax_connections: 10\nmax_subs: 5\nping_max: 3\n",
+	"# comment\n// comment\nserver_name: n1 # trailing\n",
+	"authorization {\n  user: me\n  password: \"$2a$11$abcdefghijklmnopqrstuu5/Jx0Zx2OvvBzDy1l4wl6ZkbUdvXHGi\"\n  timeout: 0.5\n}\n",
+	"authorization { token: 's3cr3t' }\nno_auth_user: x\n",
+	"authorization {\n  default_permissions: { subscribe: \"PUBLIC.>\" }\n  users = [\n    { user: alice, password: \"$2a$11$...\", permissions: {\n        publish: { allow: [\"orders.>\"], deny: [\"orders.secret\"] },\n        subscribe: \"replies.>\", allow_responses: true } }\n  ]\n}\nno_auth_user: alice\n",
+	"cluster { name: C1, listen: 0.0.0.0:6222,\n  authorization { user: route, password: \"$2a$11$...\" },\n  routes = [ nats://route:GENERATED@c1-0.c1-routes:6222,\n             nats://route:GENERATED@c1-1.c1-routes:6222 ] }\n",
+	"cluster {\n  host: 127.0.0.1\n  port: 6222\n  no_advertise: yes\n  routes: [\n    \"nats://a:b@h:1\" # c\n  ]\n}\n",
+	"V: 4222\nport: $V\nN: { a: 1 }\ncluster { name: $HOME }\n",
+	"a: [1, 2.5, -3, 1MB, true, \"x\", 'y', z, [], {}]\n",
+	"users: [ {user: a}, {user: b, password: c} ]\njetstream { max_mem: 1G }\n",
+}
+
+func addSeeds(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	golden, _ := filepath.Glob(filepath.Join("testdata", "*.golden"))
+	for _, p := range golden {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+}
+
+// FuzzParse checks that Parse never panics, that its errors are *Error with
+// a line, and that whatever it reads and Validate accepts survives
+// Render-then-Parse unchanged.
+func FuzzParse(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o, warnings, err := Parse(data, "fuzz.conf")
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Line < 1 {
+				t.Fatalf("error %T %v is not an *Error with a line", err, err)
+			}
+			return
+		}
+		for _, w := range warnings {
+			if w.Line < 1 || w.File == "" {
+				t.Fatalf("warning without a file or line: %+v", w)
+			}
+		}
+		if o.Validate() != nil {
+			return
+		}
+		b, err := Render(o)
+		if err != nil {
+			t.Fatalf("Render of valid options: %v", err)
+		}
+		again, warnings, err := Parse(b, "rendered.conf")
+		if err != nil {
+			t.Fatalf("Parse of rendered config: %v\n%s", err, b)
+		}
+		if len(warnings) > 0 {
+			t.Fatalf("rendered config warns: %v\n%s", warnings, b)
+		}
+		if !reflect.DeepEqual(again, o) {
+			t.Fatalf("render then parse changed the options:\n%s\n%s", diff(again, o), b)
+		}
+		if b2, _ := Render(again); string(b2) != string(b) {
+			t.Fatalf("rendering twice differs:\n%s\n%s", b, b2)
+		}
+	})
+}
+
+// FuzzParseAgreesWithNATSServer checks the syntax layer against nats-server's
+// own parser: whatever we read, nats-server reads too, to the same tree. (We
+// may refuse what nats-server accepts.)
+func FuzzParseAgreesWithNATSServer(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if strings.Contains(strings.ToLower(string(data)), "include") {
+			return // both would read files from the working directory
+		}
+		tree, err := parseTree(string(data), "")
+		if err != nil {
+			return
+		}
+		var theirs map[string]any
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("we read %q; nats-server panics: %v", data, r)
+				}
+			}()
+			theirs, err = natsconf.Parse(string(data))
+		}()
+		if err != nil {
+			t.Fatalf("we read %q; nats-server refuses it: %v", data, err)
+		}
+		if ours := toNATSValue(tree); !reflect.DeepEqual(ours, any(theirs)) {
+			t.Fatalf("we read %q as\n%#v\nnats-server as\n%#v", data, ours, theirs)
+		}
+	})
+}
+
+// toNATSValue turns our tree into the shapes nats-server's conf.Parse returns.
+func toNATSValue(n *node) any {
+	switch n.kind {
+	case kindString:
+		return n.str
+	case kindInt:
+		return n.num
+	case kindFloat:
+		return n.flt
+	case kindBool:
+		return n.bool
+	case kindMap:
+		m := map[string]any{}
+		for _, e := range n.entries {
+			m[e.key] = toNATSValue(e.val)
+		}
+		return m
+	case kindArray:
+		a := make([]any, 0, len(n.items))
+		for _, it := range n.items {
+			a = append(a, toNATSValue(it))
+		}
+		return a
+	}
+	return nil
+}
