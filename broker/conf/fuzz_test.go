@@ -84,6 +84,29 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// FuzzRenderIsReadByNATSServer renders what Parse reads from fuzzed input
+// (when valid) and checks that nats-server reads the same options from it.
+func FuzzRenderIsReadByNATSServer(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o, _, err := Parse(data, "fuzz.conf")
+		if err != nil || o.Validate() != nil {
+			return
+		}
+		b, err := Render(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := natsServerReadsString(b)
+		if err != nil {
+			t.Fatalf("nats-server rejects the rendered config: %v\n%s", err, b)
+		}
+		if want := asNATSServerSeesIt(o); !reflect.DeepEqual(got, want) {
+			t.Fatalf("nats-server read differently:\n%s\nfrom\n%s", diff(got, want), b)
+		}
+	})
+}
+
 // FuzzParseAgreesWithNATSServer checks the syntax layer against nats-server's
 // own parser: whatever we read, nats-server reads too, to the same tree. (We
 // may refuse what nats-server accepts.)

@@ -28,6 +28,21 @@ func natsServerReads(t *testing.T, b []byte) *Options {
 	if err != nil {
 		t.Fatalf("nats-server rejects the rendered config: %v\n%s", err, b)
 	}
+	return fromNATSOptions(n)
+}
+
+// natsServerReadsString is natsServerReads without a file (for fuzzing).
+func natsServerReadsString(b []byte) (*Options, error) {
+	n := &natsserver.Options{}
+	if err := n.ProcessConfigString(string(b)); err != nil {
+		if w, ok := err.(interface{ Errors() []error }); !ok || len(w.Errors()) > 0 {
+			return nil, err
+		}
+	}
+	return fromNATSOptions(n), nil
+}
+
+func fromNATSOptions(n *natsserver.Options) *Options {
 	o := &Options{
 		ServerName:          n.ServerName,
 		Host:                n.Host,
