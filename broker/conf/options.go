@@ -5,6 +5,13 @@
 // Options is the typed model shared by the parser, the renderer, the broker and the
 // operator. The zero value of a field means "not set": the broker applies its
 // defaults (see Defaults) after parsing, and the renderer leaves unset fields out.
+//
+// ParseFile and Parse read a file (parser.go: the syntax, includes and
+// variables; decode.go: keys onto Options); Validate checks ranges and how
+// options fit together, by nats-server's rules; Render writes Options back
+// out, and Digest names them. Parse then Render then Parse is the identity on
+// valid Options, and nats-server reads what Render writes the same way; the
+// tests check both against nats-server itself.
 package conf
 
 import "time"
