@@ -376,6 +376,8 @@ func (p *parser) parseValue() (*node, error) {
 		return p.parseNumber(p.pos-1, true)
 	case isDigit(r):
 		return p.parseNumber(p.pos, false)
+	case unicode.IsDigit(r):
+		return nil, p.errorf("invalid number: only ASCII digits")
 	case r == '(':
 		return nil, p.errorf("'(' blocks are not supported")
 	case r == '.':
@@ -409,8 +411,8 @@ func (p *parser) parseArray() (*node, error) {
 		case r == ']':
 			p.next()
 			return a, nil
-		case r == ',':
-			return nil, p.errorf("unexpected ',' in an array")
+		case r == ',' || r == '/':
+			return nil, p.errorf("unexpected '%c' in an array", r)
 		case r == eof:
 			return nil, p.errorf("unexpected end of file in an array: missing ']'")
 		}
@@ -557,6 +559,9 @@ func (p *parser) parseNumber(start int, neg bool) (*node, error) {
 		p.next()
 	}
 	r := p.peek()
+	if unicode.IsDigit(r) { // nats-server takes it for a digit, then fails
+		return nil, p.errorf("invalid number: only ASCII digits")
+	}
 	switch {
 	case r == '-' && !neg:
 		return nil, p.errorf("datetimes are not supported")
@@ -567,6 +572,9 @@ func (p *parser) parseNumber(start int, neg bool) (*node, error) {
 		}
 		for isDigit(p.peek()) {
 			p.next()
+		}
+		if unicode.IsDigit(p.peek()) {
+			return nil, p.errorf("invalid number: only ASCII digits")
 		}
 		if p.peek() == '.' { // an IP address, maybe with a port
 			for c := p.peek(); isDigit(c) || c == '.' || c == ':' || c == '-'; c = p.peek() {
