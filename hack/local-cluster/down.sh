@@ -33,6 +33,13 @@ stop_component() {
   rm -f "${LC_PIDS}/${name}.pid" "${LC_PIDS}/${name}.exe"
 }
 
+# pids_with_arg STRING: processes whose command line contains STRING (not grep itself).
+pids_with_arg() {
+  grep -lsaF -- "$1" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | while read -r pid; do
+    [ "$(cat "/proc/${pid}/comm" 2>/dev/null)" = grep ] || echo "${pid}"
+  done
+}
+
 ctr_k8s() { ctr --address "${LC_CONTAINERD_SOCK}" --namespace k8s.io "$@"; }
 
 # 1. Drain: with no controllers left to replace them, delete every pod and let the
@@ -72,11 +79,9 @@ if [ -d "${LC_RUNC_ROOT}/k8s.io" ]; then
 fi
 stop_component containerd 15
 # Shims outlive containerd; they are ours when started with our socket address.
-for p in /proc/[0-9]*; do
-  cmd="$(tr '\0' ' ' 2>/dev/null < "${p}/cmdline")"
-  case "${cmd}" in
-    *containerd-shim*"-address ${LC_CONTAINERD_SOCK}"*) stop_pid containerd-shim "${p#/proc/}" 5 ;;
-  esac
+for pid in $(pids_with_arg "${LC_CONTAINERD_SOCK}"); do
+  [ "$(cat "/proc/${pid}/comm" 2>/dev/null)" = containerd-shim ] || continue
+  stop_pid containerd-shim "${pid}" 5
 done
 if [ -d "${LC_RUNC_ROOT}/k8s.io" ]; then
   for id in $(runc --root "${LC_RUNC_ROOT}/k8s.io" list -q 2>/dev/null); do
@@ -87,9 +92,8 @@ fi
 # 4. Anything still in the cluster's network namespace was started by the cluster.
 if netns_exists; then
   ns_inode="$(stat -L -c %i "/run/netns/${LC_NETNS}")"
-  for p in /proc/[0-9]*; do
-    [ "$(stat -L -c %i "${p}/ns/net" 2>/dev/null)" = "${ns_inode}" ] || continue
-    stop_pid "process in ${LC_NETNS} ($(tr '\0' ' ' < "${p}/cmdline" | cut -c1-60))" "${p#/proc/}" 5
+  for pid in $(find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/net' -lname "net:?${ns_inode}?" 2>/dev/null | cut -d/ -f3); do
+    stop_pid "process in ${LC_NETNS} ($(tr '\0' ' ' 2>/dev/null < "/proc/${pid}/cmdline" | cut -c1-60))" "${pid}" 5
   done
 fi
 
@@ -144,15 +148,11 @@ fi
 
 # 9. Check: nothing of ours running, mounted or configured.
 problems=0
-for p in /proc/[0-9]*; do
-  cmd="$(tr '\0' ' ' 2>/dev/null < "${p}/cmdline")"
-  case "${cmd}" in
-    *"${LC_STATE}"*|*"${LC_RUN}"*)
-      echo "[local-cluster] still running: pid ${p#/proc/}: ${cmd}" >&2; problems=1; continue ;;
-  esac
-  if grep -q ':/kubepods' "${p}/cgroup" 2>/dev/null; then
-    echo "[local-cluster] still running in a pod cgroup: pid ${p#/proc/}: ${cmd}" >&2; problems=1
-  fi
+for pid in $(pids_with_arg "${LC_STATE}") $(pids_with_arg "${LC_RUN}") \
+  $(grep -l ':/kubepods' /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3); do
+  [ -e "/proc/${pid}" ] || continue
+  echo "[local-cluster] still running: pid ${pid}: $(tr '\0' ' ' 2>/dev/null < "/proc/${pid}/cmdline")" >&2
+  problems=1
 done
 if grep -qE " (${LC_STATE}|${LC_RUN})[/ ]" /proc/self/mountinfo; then
   echo "[local-cluster] still mounted:" >&2
