@@ -8,8 +8,8 @@ import (
 // tell the clients (INFO with "ldm":true and connect_urls without this
 // server) and the peers (so they stop advertising it), wait the grace period,
 // then close the remaining clients spread over the rest of
-// lame_duck_duration, so that they reconnect elsewhere a few at a time; then
-// shut down. It returns once the server is down.
+// lame_duck_duration (at most a second apart), so that they reconnect
+// elsewhere a few at a time; then shut down. It returns once the server is down.
 func (s *Server) LameDuckShutdown() {
 	o := s.getOpts()
 	e := s.ext()
@@ -40,7 +40,10 @@ func (s *Server) LameDuckShutdown() {
 	var clients []*client
 	s.forEachClient(func(c *client) { clients = append(clients, c) })
 	if n := len(clients); n > 0 {
-		step := (total - grace) / time.Duration(n)
+		// As nats-server: spread over what is left of the duration, but no
+		// more than a second apart, so a few clients are not strung out
+		// over minutes.
+		step := min((total-grace)/time.Duration(n), time.Second)
 		for i, c := range clients {
 			c.closeConnection(LameDuckMode)
 			if i < n-1 && step > 0 {

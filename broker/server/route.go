@@ -359,8 +359,10 @@ func isUnspecifiedHost(h string) bool {
 }
 
 // register makes r the route to its remote server. Of two connections between
-// the same pair of servers, both sides keep the one dialled by the server with
-// the lower id, so they agree without talking. It reports whether r was kept.
+// the same pair of servers, both sides keep the one with the lower token (the
+// dialling server's id, then a nonce the dialler chose), so they agree without
+// talking, whichever connection each registered first. It reports whether r
+// was kept.
 func (m *routeManager) register(r *route) bool {
 	s := m.s
 	// Registration and the interest snapshot happen under m.mu, which
@@ -373,8 +375,7 @@ func (m *routeManager) register(r *route) bool {
 	}
 	var loser *route
 	if old := m.byID[r.remoteID]; old != nil && old != r {
-		lower := min(s.id, r.remoteID)
-		if r.dialledBy() == lower && old.dialledBy() != lower {
+		if r.token() < old.token() {
 			loser = old
 		} else {
 			m.mu.Unlock()
@@ -817,6 +818,7 @@ type route struct {
 
 	// Set by run during the handshake, read-only once registered.
 	remoteID, remoteName string
+	nonce                string // chosen by the dialling side, sent in CONNECT
 	isSelf               bool
 
 	// Remote interest: written by run, matched by any publisher.
@@ -837,6 +839,10 @@ type route struct {
 
 	inMsgs, outMsgs, inBytes, outBytes atomic.Int64
 }
+
+// token orders duplicate connections: the dialling server's id, then the
+// dialler's nonce for this connection.
+func (r *route) token() string { return r.dialledBy() + "/" + r.nonce }
 
 // dialledBy is the id of the server that dialled this connection.
 func (r *route) dialledBy() string {
@@ -965,13 +971,17 @@ func (r *route) writeLoop() {
 		case <-r.donec:
 			return
 		}
+		// Swap buffers: producers append to the spare while this one is
+		// written. spare is handed over exactly once, so the two never alias.
 		r.mu.Lock()
-		buf := r.out
-		r.out = spare[:0]
-		r.mu.Unlock()
-		if len(buf) == 0 {
+		if len(r.out) == 0 {
+			r.mu.Unlock()
 			continue
 		}
+		buf := r.out
+		r.out = spare[:0]
+		spare = nil
+		r.mu.Unlock()
 		r.nc.SetWriteDeadline(time.Now().Add(r.m.s.getOpts().WriteDeadline))
 		if _, err := r.nc.Write(buf); err != nil {
 			r.close(WriteError)
@@ -1089,7 +1099,8 @@ func (r *route) handshake(rr *routeReader, cfg routeConfig) bool {
 		r.mu.Lock()
 		r.remote = in
 		r.mu.Unlock()
-		c := routeConnect{ID: s.id, Name: s.name, Cluster: cfg.name}
+		r.nonce = newServerID()
+		c := routeConnect{ID: s.id, Name: s.name, Cluster: cfg.name, Nonce: r.nonce}
 		if u := r.dialer.u; u.User != nil {
 			c.User = u.User.Username()
 			c.Pass, _ = u.User.Password()
@@ -1142,6 +1153,7 @@ func (r *route) handshake(rr *routeReader, cfg routeConfig) bool {
 		r.isSelf = true
 		return false
 	}
+	r.nonce = c.Nonce
 	if c.Cluster != "" && cfg.name != "" && c.Cluster != cfg.name {
 		return fail("remote is in another cluster", "remote_cluster", c.Cluster, "cluster", cfg.name)
 	}

@@ -71,6 +71,9 @@ type routeConnect struct {
 	ID      string `json:"server_id"`
 	Name    string `json:"name"`
 	Cluster string `json:"cluster,omitempty"`
+	// Nonce tells apart two connections the same server dialled to the same
+	// peer, so both sides settle on the same one.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // routeMsgArgs are the arguments of a routed message.

@@ -187,7 +187,7 @@ func TestDuplicateRoutesBetweenTwoServersResolveToOne(t *testing.T) {
 			back := peer.routes().registered()
 			found := false
 			for _, pr := range back {
-				if pr.remoteID == srv.ID() && pr.dialledBy() == r.dialledBy() {
+				if pr.remoteID == srv.ID() && pr.token() == r.token() {
 					found = true
 				}
 			}
