@@ -29,6 +29,9 @@ import (
 	"github.com/natsforge/natsforge/controllers/resources"
 )
 
+// defaultBcryptCost is the API's default for spec.auth.bcryptCost.
+const defaultBcryptCost = 11
+
 // writeConfig hashes the passwords that changed (and only those), renders the
 // broker config, and writes the config Secret when its bytes differ.
 func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) error {
@@ -50,7 +53,11 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	if found {
 		prev = parseFingerprints(existing.Data[resources.FingerprintsKey])
 	}
-	records, rotated, err := hashPasswords(rq.fingerprintKey, prev, rq.users, int(nc.Spec.Auth.BcryptCost))
+	cost := int(nc.Spec.Auth.BcryptCost)
+	if cost == 0 { // the API defaults it; an object written around the schema may lack it
+		cost = defaultBcryptCost
+	}
+	records, rotated, err := hashPasswords(rq.fingerprintKey, prev, rq.users, cost)
 	if err != nil {
 		return err
 	}

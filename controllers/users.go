@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"maps"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,7 +108,10 @@ func (r *NatsClusterReconciler) ensureSecret(ctx context.Context, nc *v1alpha1.N
 // A missing Secret or key leaves out that user only.
 func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) error {
 	nc := rq.cluster
-	secrets := map[string]*corev1.Secret{} // referenced Secrets by name; nil = missing
+	secrets, err := r.readReferencedSecrets(ctx, nc)
+	if err != nil {
+		return err
+	}
 	wantGenerated := map[string]bool{}
 	users := make([]resolvedUser, 0, len(nc.Spec.Auth.Users))
 
@@ -131,17 +135,7 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 			continue
 		}
 
-		s, seen := secrets[u.secretName]
-		if !seen {
-			s = &corev1.Secret{}
-			err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: u.secretName}, s)
-			if apierrors.IsNotFound(err) {
-				s = nil
-			} else if err != nil {
-				return fmt.Errorf("get Secret %s: %w", u.secretName, err)
-			}
-			secrets[u.secretName] = s
-		}
+		s := secrets[u.secretName]
 		pw := []byte(nil)
 		if s != nil {
 			pw = s.Data[u.key]
@@ -166,6 +160,40 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 	rq.users = users
 	r.recordUnresolvedUsers(rq)
 	return r.deleteStaleGeneratedCredentials(ctx, nc, wantGenerated)
+}
+
+// secretReads is how many Secrets are read from the API server at once.
+const secretReads = 8
+
+// readReferencedSecrets reads, in parallel and straight from the API server,
+// every Secret a passwordSecretRef names. A missing Secret maps to nil.
+func (r *NatsClusterReconciler) readReferencedSecrets(ctx context.Context, nc *v1alpha1.NatsCluster) (map[string]*corev1.Secret, error) {
+	names := indexSecretNames(nc)
+	found := make([]*corev1.Secret, len(names))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(secretReads)
+	for i, name := range names {
+		g.Go(func() error {
+			s := &corev1.Secret{}
+			err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, s)
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case err != nil:
+				return fmt.Errorf("get Secret %s: %w", name, err)
+			}
+			found[i] = s
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	secrets := make(map[string]*corev1.Secret, len(names))
+	for i, name := range names {
+		secrets[name] = found[i]
+	}
+	return secrets, nil
 }
 
 // ensureGeneratedCredentials returns the password of a user without
