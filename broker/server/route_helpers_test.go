@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -183,3 +184,8 @@ func mustBcrypt(t testing.TB, pw string) string {
 }
 
 func newTestHTTP(h http.Handler) *httptest.Server { return httptest.NewServer(h) }
+
+var (
+	httpClient = &http.Client{Timeout: 5 * time.Second}
+	ioCopy     = io.Copy
+)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsforge/natsforge/broker/conf"
 )
 
 func TestClientsOnDifferentServersExchangeMessagesAcrossTheCluster(t *testing.T) {
@@ -297,5 +299,43 @@ func TestNoAdvertiseKeepsClientURLsOutOfInfo(t *testing.T) {
 	nc.Flush()
 	if d := nc.DiscoveredServers(); len(d) != 0 {
 		t.Fatalf("discovered %v despite no_advertise", d)
+	}
+}
+
+func TestPermissionsHoldAcrossServers(t *testing.T) {
+	ports := freePorts(t, 2)
+	var servers []*Server
+	for i, p := range ports {
+		o := clusterOpts(fmt.Sprint(i), p, ports)
+		o.Authorization = &conf.Authorization{Users: []conf.User{
+			{Name: "pub", Password: "pw", Permissions: &conf.Permissions{
+				Publish: &conf.SubjectPermission{Allow: []string{"public.>", "svc.>"}}}},
+			{Name: "sub", Password: "pw", Permissions: &conf.Permissions{
+				Subscribe: &conf.SubjectPermission{Allow: []string{"public.>", "svc.>"}, Deny: []string{"public.secret"}},
+				Publish:   &conf.SubjectPermission{Allow: []string{"nothing"}}, AllowResponses: true}},
+		}}
+		servers = append(servers, startMember(t, o, nil))
+	}
+	waitMesh(t, servers...)
+	userURL := func(s *Server, user string) string {
+		return strings.Replace(s.ClientURL(), "nats://", "nats://"+user+":pw@", 1)
+	}
+	sub := connectTo(t, userURL(servers[1], "sub"))
+	wide, _ := sub.SubscribeSync("public.*")
+	sub.Subscribe("svc.ask", func(m *nats.Msg) { m.Respond([]byte("answer")) })
+	sub.Flush()
+	waitInterest(t, servers[0], "public.x", 1)
+	waitInterest(t, servers[0], "svc.ask", 1)
+
+	pub := connectTo(t, userURL(servers[0], "pub"))
+	pub.Publish("public.secret", []byte("denied to sub"))
+	pub.Publish("public.news", []byte("allowed"))
+	pub.Flush()
+	if m, err := wide.NextMsg(2 * time.Second); err != nil || string(m.Data) != "allowed" {
+		t.Fatalf("got %v %v, want only the allowed message", m, err)
+	}
+	// allow_responses on one server lets the reply cross back to the other.
+	if m, err := pub.Request("svc.ask", nil, 2*time.Second); err != nil || string(m.Data) != "answer" {
+		t.Fatalf("a response across servers: %v %v", m, err)
 	}
 }
