@@ -62,8 +62,15 @@ func (s *Server) WatchConfigFile(interval time.Duration) error {
 	if e.watcher != nil {
 		return nil
 	}
-	w := newConfigWatcher(e.configFile, interval, func() {
-		s.logger.Info("config file changed on disk, reloading", "file", e.configFile)
+	path := e.configFile
+	w := newConfigWatcher(path, interval, func(digest string) {
+		e.mu.Lock()
+		loaded := e.configDigest
+		e.mu.Unlock()
+		if digest == loaded {
+			return // already loaded, by SIGHUP
+		}
+		s.logger.Info("config file changed on disk, reloading", "file", path)
 		_ = s.Reload()
 	})
 	e.watcher = w

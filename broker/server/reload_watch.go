@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"time"
 )
@@ -20,13 +21,13 @@ const defaultConfigPollInterval = time.Second
 type configWatcher struct {
 	path     string
 	interval time.Duration
-	onChange func()
+	onChange func(digest string)
 	last     [sha256.Size]byte
 	stop     chan struct{}
 	done     chan struct{}
 }
 
-func newConfigWatcher(path string, interval time.Duration, onChange func()) *configWatcher {
+func newConfigWatcher(path string, interval time.Duration, onChange func(digest string)) *configWatcher {
 	if interval <= 0 {
 		interval = defaultConfigPollInterval
 	}
@@ -55,7 +56,7 @@ func (w *configWatcher) run() {
 		}
 		if d := sha256.Sum256(b); d != w.last {
 			w.last = d
-			w.onChange()
+			w.onChange(hex.EncodeToString(d[:]))
 		}
 	}
 }

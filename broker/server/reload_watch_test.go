@@ -47,7 +47,7 @@ func (v *kubeSecretVolume) update(t *testing.T, name string, content []byte) {
 func TestConfigWatcherNoticesAKubernetesSecretVolumeSwap(t *testing.T) {
 	vol, path := newKubeSecretVolume(t, "nats.conf", []byte("port: 4222\n"))
 	changed := make(chan struct{}, 10)
-	w := newConfigWatcher(path, 10*time.Millisecond, func() { changed <- struct{}{} })
+	w := newConfigWatcher(path, 10*time.Millisecond, func(string) { changed <- struct{}{} })
 	go w.run()
 	defer w.close()
 

@@ -610,6 +610,11 @@ func (m *routeManager) gossiped(from *route, peers []routePeer) {
 	if m.closed || m.lameDuck {
 		return
 	}
+	if auth.IsBcrypt(m.cfg.password) {
+		// A hash cannot be sent as a password: such a cluster relies on its
+		// configured routes alone (as nats-server, which needs it plaintext).
+		return
+	}
 	for _, p := range peers {
 		if p.ID == m.s.id || m.byID[p.ID] != nil || m.implicit[p.ID] || p.Port == 0 {
 			continue
@@ -733,8 +738,15 @@ func (d *dialer) run() {
 			}
 			continue
 		}
-		if !d.configured && (attempts >= routeImplicitRetries || d.m.hasRoute(d.peerID)) {
-			return
+		if !d.configured {
+			// Give the configured routes, which usually reach the same server
+			// under its name, a moment first.
+			if attempts == 0 && !d.wait(jitter(routeBackoffMax)) {
+				return
+			}
+			if attempts >= routeImplicitRetries || d.m.hasRoute(d.peerID) {
+				return
+			}
 		}
 		attempts++
 		// Dialling the name each time re-resolves it: pods come back with new
