@@ -339,3 +339,39 @@ func TestPermissionsHoldAcrossServers(t *testing.T) {
 		t.Fatalf("a response across servers: %v %v", m, err)
 	}
 }
+
+func TestClientsOfAStoppedServerFailOverAndTheServerRejoinsWhenRestarted(t *testing.T) {
+	ports := freePorts(t, 3)
+	var s []*Server
+	for i := range 3 {
+		s = append(s, startMember(t, clusterOpts(fmt.Sprint(i), ports[i], ports), nil))
+	}
+	waitMesh(t, s...)
+	var reconnects atomic.Int64
+	nc := connectTo(t, s[0].ClientURL(), nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnects.Add(1) }))
+	sub, _ := nc.SubscribeSync("fo.x")
+	nc.Flush()
+	waitUntil(t, 5*time.Second, "connect_urls", func() bool { return len(nc.DiscoveredServers()) == 2 })
+
+	s[0].Shutdown()
+	waitUntil(t, 10*time.Second, "the fail-over", func() bool { return reconnects.Load() == 1 && nc.IsConnected() })
+	waitMesh(t, s[1], s[2])
+	pub := connectTo(t, s[2].ClientURL())
+	waitUntil(t, 5*time.Second, "the resubscription", func() bool {
+		return s[2].routes().numRemoteSubs() > 0 || nc.ConnectedUrl() == s[2].ClientURL()
+	})
+	pub.Publish("fo.x", []byte("1"))
+	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "1" {
+		t.Fatalf("after the fail-over: %v %v", m, err)
+	}
+
+	restarted := startMember(t, clusterOpts("0", ports[0], ports), nil)
+	waitMesh(t, restarted, s[1], s[2])
+	waitInterest(t, restarted, "fo.x", 1)
+	back := connectTo(t, restarted.ClientURL())
+	back.Publish("fo.x", []byte("2"))
+	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "2" {
+		t.Fatalf("from the restarted server: %v %v", m, err)
+	}
+}
