@@ -199,9 +199,7 @@ func (c *client) parse(buf []byte) error {
 					i = c.as + c.pa.size - 2
 				}
 			default:
-				if c.argBuf != nil {
-					c.argBuf = append(c.argBuf, b)
-				}
+				c.argByte(b)
 			}
 		case opP:
 			switch b {
@@ -313,9 +311,7 @@ func (c *client) parse(buf []byte) error {
 				}
 				c.drop, c.as, c.state = 0, i+1, opStart
 			default:
-				if c.argBuf != nil {
-					c.argBuf = append(c.argBuf, b)
-				}
+				c.argByte(b)
 			}
 		case opU:
 			if b != 'N' && b != 'n' {
@@ -365,9 +361,7 @@ func (c *client) parse(buf []byte) error {
 				}
 				c.drop, c.as, c.state = 0, i+1, opStart
 			default:
-				if c.argBuf != nil {
-					c.argBuf = append(c.argBuf, b)
-				}
+				c.argByte(b)
 			}
 		case opPI:
 			if b != 'N' && b != 'n' {
@@ -461,9 +455,7 @@ func (c *client) parse(buf []byte) error {
 				awaitingAuth = c.flags.has(flagExpectConnect) && !c.flags.has(flagConnectReceived)
 				c.mu.Unlock()
 			default:
-				if c.argBuf != nil {
-					c.argBuf = append(c.argBuf, b)
-				}
+				c.argByte(b)
 			}
 		case opI:
 			if b != 'N' && b != 'n' {
@@ -500,9 +492,7 @@ func (c *client) parse(buf []byte) error {
 				}
 				c.drop, c.as, c.state = 0, i+1, opStart
 			default:
-				if c.argBuf != nil {
-					c.argBuf = append(c.argBuf, b)
-				}
+				c.argByte(b)
 			}
 		case opPlus:
 			if b != 'O' && b != 'o' {
@@ -556,9 +546,7 @@ func (c *client) parse(buf []byte) error {
 				c.processErr(arg)
 				return errClosed
 			default:
-				if c.argBuf != nil {
-					c.argBuf = append(c.argBuf, b)
-				}
+				c.argByte(b)
 			}
 		default:
 			goto parseErr
@@ -605,6 +593,21 @@ parseErr:
 	return errClosed
 }
 
+// argByte records a byte of a control line. A '\r' is dropped only when the
+// '\n' follows it at once; one inside the line stays, however the input was
+// split across reads.
+func (c *client) argByte(b byte) {
+	if c.drop != 0 {
+		c.drop = 0
+		if c.argBuf != nil {
+			c.argBuf = append(c.argBuf, '\r')
+		}
+	}
+	if c.argBuf != nil {
+		c.argBuf = append(c.argBuf, b)
+	}
+}
+
 // takeArg returns the argument that ends at buf[i] ('\n') and resets argBuf.
 func (c *client) takeArg(buf []byte, i int) []byte {
 	if c.argBuf != nil {
@@ -628,14 +631,15 @@ func (c *client) checkControlLine(arg []byte, mcl int) error {
 
 // clonePubArgs copies the control line of a message whose payload is split
 // across reads into scratch and parses it again there, so the arguments no
-// longer point into the read buffer.
+// longer point into the read buffer. Only the parsing is repeated: the checks
+// (and their -ERRs) ran once already.
 func (c *client) clonePubArgs() error {
 	c.argBuf = c.scratch[:0]
 	c.argBuf = append(c.argBuf, c.pa.arg...)
 	if c.pa.hdr < 0 {
-		return c.processPub(c.argBuf)
+		return c.parsePubArgs(c.argBuf)
 	}
-	return c.processHeaderPub(c.argBuf)
+	return c.parseHeaderPubArgs(c.argBuf)
 }
 
 // opName is the name of the op being parsed, for tracing.

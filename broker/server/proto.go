@@ -115,8 +115,16 @@ func (c *client) authTimeout() {
 	c.closeConnection(AuthenticationTimeout)
 }
 
-// processPub parses PUB <subject> [reply] <size>.
+// processPub handles the control line of PUB <subject> [reply] <size>.
 func (c *client) processPub(arg []byte) error {
+	if err := c.parsePubArgs(arg); err != nil {
+		return err
+	}
+	return c.checkPubSizeAndSubject()
+}
+
+// parsePubArgs fills c.pa from PUB's arguments, with no other effect.
+func (c *client) parsePubArgs(arg []byte) error {
 	var a [3][]byte
 	args := splitArgs(a[:0], arg)
 	if len(args) > 3 {
@@ -135,10 +143,11 @@ func (c *client) processPub(arg []byte) error {
 	if c.pa.size < 0 {
 		return fmt.Errorf("PUB: bad or missing size %q", arg)
 	}
-	return c.checkPubSizeAndSubject()
+	return nil
 }
 
-// processHeaderPub parses HPUB <subject> [reply] <header size> <total size>.
+// processHeaderPub handles the control line of
+// HPUB <subject> [reply] <header size> <total size>.
 func (c *client) processHeaderPub(arg []byte) error {
 	c.mu.Lock()
 	headers := c.headers
@@ -146,6 +155,14 @@ func (c *client) processHeaderPub(arg []byte) error {
 	if !headers {
 		return errHeadersNotSupported
 	}
+	if err := c.parseHeaderPubArgs(arg); err != nil {
+		return err
+	}
+	return c.checkPubSizeAndSubject()
+}
+
+// parseHeaderPubArgs fills c.pa from HPUB's arguments, with no other effect.
+func (c *client) parseHeaderPubArgs(arg []byte) error {
 	var a [4][]byte
 	args := splitArgs(a[:0], arg)
 	if len(args) > 4 {
@@ -171,7 +188,7 @@ func (c *client) processHeaderPub(arg []byte) error {
 	if c.pa.hdr > c.pa.size {
 		return fmt.Errorf("HPUB: header size larger than total size %q", arg)
 	}
-	return c.checkPubSizeAndSubject()
+	return nil
 }
 
 func (c *client) checkPubSizeAndSubject() error {
