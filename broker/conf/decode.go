@@ -170,7 +170,65 @@ func (d *decoder) hostPort(n *node, key string) (string, int, error) {
 	return "", 0, d.fail(n, key, "expected a port or \"host:port\", got %s", n.kind)
 }
 
+// What each known key sets, per block. Two keys of a block that set the same
+// thing (an alias, another case, listen and port) are an error: nats-server
+// keeps a Go map and would apply them in a random order.
+var (
+	topFields = map[string][]string{
+		"server_name": {"server_name"}, "host": {"host"}, "net": {"host"}, "port": {"port"},
+		"listen": {"host", "port"}, "http": {"http_host", "http_port"}, "http_port": {"http_port"},
+		"monitor_port": {"http_port"}, "max_payload": {"max_payload"}, "max_control_line": {"max_control_line"},
+		"max_pending": {"max_pending"}, "max_connections": {"max_connections"}, "max_conn": {"max_connections"},
+		"max_subscriptions": {"max_subscriptions"}, "max_subs": {"max_subscriptions"},
+		"ping_interval": {"ping_interval"}, "ping_max": {"ping_max"}, "write_deadline": {"write_deadline"},
+		"lame_duck_duration": {"lame_duck_duration"}, "lame_duck_grace_period": {"lame_duck_grace_period"},
+		"debug": {"debug"}, "trace": {"trace"}, "no_auth_user": {"no_auth_user"},
+		"authorization": {"authorization"}, "cluster": {"cluster"},
+	}
+	authorizationFields = map[string][]string{
+		"user": {"user"}, "username": {"user"}, "password": {"password"}, "pass": {"password"},
+		"token": {"token"}, "timeout": {"timeout"}, "users": {"users"},
+		"default_permissions": {"default_permissions"}, "default_permission": {"default_permissions"},
+		"permissions": {"default_permissions"},
+	}
+	userFields = map[string][]string{
+		"user": {"user"}, "username": {"user"}, "password": {"password"}, "pass": {"password"},
+		"permissions": {"permissions"}, "permission": {"permissions"}, "authorization": {"permissions"},
+	}
+	permissionsFields = map[string][]string{
+		"publish": {"publish"}, "pub": {"publish"}, "import": {"publish"},
+		"subscribe": {"subscribe"}, "sub": {"subscribe"}, "export": {"subscribe"},
+		"allow_responses": {"allow_responses"}, "publish_allow_responses": {"allow_responses"},
+	}
+	subjectPermissionFields = map[string][]string{"allow": {"allow"}, "deny": {"deny"}}
+	clusterFields           = map[string][]string{
+		"name": {"name"}, "listen": {"host", "port"}, "host": {"host"}, "net": {"host"}, "port": {"port"},
+		"authorization": {"authorization"}, "routes": {"routes"}, "no_advertise": {"no_advertise"},
+	}
+	clusterAuthorizationFields = map[string][]string{
+		"user": {"user"}, "username": {"user"}, "password": {"password"}, "pass": {"password"},
+		"timeout": {"timeout"}, "users": {"users"}, "token": {"token"},
+	}
+)
+
+// conflicts reports two keys of map n that set the same thing.
+func (d *decoder) conflicts(n *node, at string, fields map[string][]string) error {
+	by := map[string]*entry{}
+	for _, e := range n.effective() {
+		for _, f := range fields[strings.ToLower(e.key)] {
+			if prev := by[f]; prev != nil {
+				return d.fail(e.val, path(at, e.key), "sets what %s on line %d sets; nats-server would apply one of them at random", prev.key, prev.line)
+			}
+			by[f] = e
+		}
+	}
+	return nil
+}
+
 func (d *decoder) options(root *node) (*Options, error) {
+	if err := d.conflicts(root, "", topFields); err != nil {
+		return nil, err
+	}
 	o := &Options{}
 	for _, e := range root.effective() {
 		n, key := e.val, e.key
@@ -198,6 +256,10 @@ func (d *decoder) options(root *node) (*Options, error) {
 			o.MaxPending, err = d.size(n, key, math.MaxInt64)
 		case "max_connections", "max_conn":
 			o.MaxConnections, err = d.smallInt(n, key)
+			if err == nil && o.MaxConnections == 0 {
+				// Zero is "not set" here, but "refuse every client" to nats-server.
+				err = d.fail(n, key, "0 would refuse every client in nats-server; leave the key out for the default")
+			}
 		case "max_subscriptions", "max_subs":
 			o.MaxSubscriptions, err = d.smallInt(n, key)
 		case "ping_interval":
@@ -208,6 +270,9 @@ func (d *decoder) options(root *node) (*Options, error) {
 			o.WriteDeadline, err = d.duration(n, key, "")
 		case "lame_duck_duration":
 			o.LameDuckDuration, err = d.duration(n, key, "a number of seconds: nats-server wants a duration string like \"30s\"")
+			if err == nil && o.LameDuckDuration < MinLameDuckDuration {
+				err = d.fail(n, key, "%v is below nats-server's minimum of %v", o.LameDuckDuration, MinLameDuckDuration)
+			}
 		case "lame_duck_grace_period":
 			o.LameDuckGracePeriod, err = d.duration(n, key, "a number of seconds: nats-server wants a duration string like \"10s\"")
 		case "debug":
@@ -232,6 +297,9 @@ func (d *decoder) options(root *node) (*Options, error) {
 
 func (d *decoder) authorization(n *node, at string) (*Authorization, error) {
 	if err := d.want(n, at, kindMap); err != nil {
+		return nil, err
+	}
+	if err := d.conflicts(n, at, authorizationFields); err != nil {
 		return nil, err
 	}
 	a := &Authorization{}
@@ -271,6 +339,9 @@ func (d *decoder) users(n *node, at string) ([]User, error) {
 		if err := d.want(item, ukey, kindMap); err != nil {
 			return nil, err
 		}
+		if err := d.conflicts(item, ukey, userFields); err != nil {
+			return nil, err
+		}
 		var u User
 		for _, e := range item.effective() {
 			v, key := e.val, path(ukey, e.key)
@@ -299,6 +370,9 @@ func (d *decoder) users(n *node, at string) ([]User, error) {
 
 func (d *decoder) permissions(n *node, at string) (*Permissions, error) {
 	if err := d.want(n, at, kindMap); err != nil {
+		return nil, err
+	}
+	if err := d.conflicts(n, at, permissionsFields); err != nil {
 		return nil, err
 	}
 	p := &Permissions{}
@@ -346,6 +420,9 @@ func (d *decoder) subjectPermission(n *node, at string) (*SubjectPermission, err
 		}
 		return &SubjectPermission{Allow: allow}, nil
 	case kindMap:
+		if err := d.conflicts(n, at, subjectPermissionFields); err != nil {
+			return nil, err
+		}
 		sp := &SubjectPermission{}
 		for _, e := range n.effective() {
 			v, key := e.val, path(at, e.key)
@@ -391,6 +468,9 @@ func (d *decoder) cluster(n *node, at string) (*Cluster, error) {
 	if err := d.want(n, at, kindMap); err != nil {
 		return nil, err
 	}
+	if err := d.conflicts(n, at, clusterFields); err != nil {
+		return nil, err
+	}
 	c := &Cluster{}
 	for _, e := range n.effective() {
 		v, key := e.val, path(at, e.key)
@@ -422,6 +502,9 @@ func (d *decoder) cluster(n *node, at string) (*Cluster, error) {
 
 func (d *decoder) clusterAuthorization(n *node, at string) (*ClusterAuthorization, error) {
 	if err := d.want(n, at, kindMap); err != nil {
+		return nil, err
+	}
+	if err := d.conflicts(n, at, clusterAuthorizationFields); err != nil {
 		return nil, err
 	}
 	a := &ClusterAuthorization{}

@@ -15,6 +15,11 @@ func TestMalformedValuesAreErrorsNamingFileLineAndKey(t *testing.T) {
 		{"a size too big for nats-server", "max_payload: 4GB", `nats.conf:1: max_payload: size 4GB is too big (at most 2147483647)`},
 		{"a size that overflows", "max_pending: 9999999EB", `nats.conf:1: max_pending: number out of range`},
 		{"a size with a doubled suffix", "max_pending: 1kbb", `nats.conf:1: max_pending: invalid size suffix`},
+		{"a lame duck duration below nats-server's minimum", `lame_duck_duration: "0s"`, `nats.conf:1: lame_duck_duration: 0s is below nats-server's minimum of 30s`},
+		{"max_connections 0, which nats-server reads as none", `max_connections: 0`, `nats.conf:1: max_connections: 0 would refuse every client in nats-server; leave the key out for the default`},
+		{"listen and port together", "listen: 1.2.3.4:5\nport: 6", `nats.conf:2: port: sets what listen on line 1 sets; nats-server would apply one of them at random`},
+		{"a key and its alias", "cluster {\n host: a\n net: b\n}", `nats.conf:3: cluster.net: sets what host on line 2 sets; nats-server would apply one of them at random`},
+		{"a key in two cases", "authorization { users: [ {user: a, permissions: { sub: x, SUB: y }} ] }", `nats.conf:1: authorization.users[0].permissions.SUB: sets what sub on line 1 sets; nats-server would apply one of them at random`},
 		{"a quoted port", `port: "4222"`, `nats.conf:1: port: expected a number, got a string`},
 		{"a port that is a map", `port {}`, `nats.conf:1: port: expected a number, got a map`},
 		{"a bad listen address", "listen: nohost", `nats.conf:1: listen: invalid address "nohost": expected host:port`},
@@ -140,7 +145,7 @@ accounts: {}
 }
 
 func TestKeysThatOnlyDefineVariablesAreNotWarnedAbout(t *testing.T) {
-	_, warnings, err := Parse([]byte("PORT: 4222\nport: $PORT\nunused: 1\n"), "nats.conf")
+	_, warnings, err := Parse([]byte("CLIENT_PORT: 4222\nport: $CLIENT_PORT\nunused: 1\n"), "nats.conf")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,29 @@ func FuzzRenderIsReadByNATSServer(f *testing.F) {
 	})
 }
 
+// FuzzParseMeansTheSameToNATSServer checks the key layer against
+// nats-server: a config we read without a warning, and Validate accepts,
+// nats-server must accept too and read as the same options.
+func FuzzParseMeansTheSameToNATSServer(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if strings.Contains(strings.ToLower(string(data)), "include") {
+			return
+		}
+		o, warnings, err := Parse(data, "fuzz.conf")
+		if err != nil || len(warnings) > 0 || o.Validate() != nil {
+			return
+		}
+		got, err := natsServerReadsString(data)
+		if err != nil {
+			t.Fatalf("we read %q; nats-server refuses it: %v", data, err)
+		}
+		if want := asNATSServerSeesIt(o); !reflect.DeepEqual(got, want) {
+			t.Fatalf("we read %q differently from nats-server:\n%s", data, diff(got, want))
+		}
+	})
+}
+
 // FuzzParseAgreesWithNATSServer checks the syntax layer against nats-server's
 // own parser: whatever we read, nats-server reads too, to the same tree. (We
 // may refuse what nats-server accepts.)

@@ -79,7 +79,7 @@ func fromNATSOptions(n *natsserver.Options) *Options {
 		}
 	}
 	c := n.Cluster
-	if c.Name != "" || c.Host != "" || c.Port != 0 || c.Username != "" || len(n.Routes) > 0 || c.NoAdvertise {
+	if c.Name != "" || c.Host != "" || c.Port != 0 || c.Username != "" || c.Password != "" || c.AuthTimeout != 0 || len(n.Routes) > 0 || c.NoAdvertise {
 		o.Cluster = &Cluster{Name: c.Name, Host: c.Host, Port: c.Port, NoAdvertise: c.NoAdvertise}
 		if c.Username != "" || c.Password != "" || c.AuthTimeout != 0 {
 			o.Cluster.Authorization = &ClusterAuthorization{User: c.Username, Password: c.Password, Timeout: seconds(c.AuthTimeout)}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // MinLameDuckDuration is nats-server's lower bound for lame_duck_duration.
@@ -90,7 +91,7 @@ func (o *Options) Validate() error {
 			key := fmt.Sprintf("cluster.routes[%d]", i)
 			u, err := url.Parse(r)
 			switch {
-			case err != nil || u.Host == "" || strings.ContainsAny(r, " \t\r\n"):
+			case err != nil || !validRoute(r, u):
 				v.add(key, "invalid route URL (expected nats://user:password@host:port)")
 			case seen[r]:
 				v.add(key, "route %s is listed twice", u.Redacted())
@@ -196,4 +197,24 @@ func validSubject(s string) bool {
 		}
 	}
 	return true
+}
+
+// validRoute wants nats://[user:password@]host:port and nothing more (no
+// spaces or control characters, which nats-server would trim or escape).
+func validRoute(raw string, u *url.URL) bool {
+	for _, r := range raw {
+		if r <= ' ' || r == 0x7f || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	switch u.Scheme {
+	case "nats", "nats-route", "tls":
+	default:
+		return false
+	}
+	if u.Hostname() == "" || u.Port() == "" || u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return false
+	}
+	p, err := strconv.Atoi(u.Port())
+	return err == nil && p > 0 && p <= 65535
 }

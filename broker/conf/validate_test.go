@@ -55,6 +55,9 @@ func TestValidateNamesTheKeyOfEachProblem(t *testing.T) {
 		{"a queue in a publish permission", &Options{Authorization: &Authorization{DefaultPermissions: &Permissions{Publish: &SubjectPermission{Allow: []string{"a q"}}}}}, `authorization.default_permissions.publish.allow[0]: invalid subject "a q"`},
 		{"'>' before the last token", &Options{Authorization: &Authorization{DefaultPermissions: &Permissions{Subscribe: &SubjectPermission{Allow: []string{">.a"}}}}}, `authorization.default_permissions.subscribe.allow[0]: invalid subject ">.a"`},
 		{"a route without a host", &Options{Cluster: &Cluster{Routes: []string{"c1-0:6222"}}}, "cluster.routes[0]: invalid route URL (expected nats://user:password@host:port)"},
+		{"a route with a fragment", &Options{Cluster: &Cluster{Routes: []string{"nats://h:1#x"}}}, "cluster.routes[0]: invalid route URL (expected nats://user:password@host:port)"},
+		{"a route with a vertical tab", &Options{Cluster: &Cluster{Routes: []string{"nats://h:1\v"}}}, "cluster.routes[0]: invalid route URL (expected nats://user:password@host:port)"},
+		{"a route of another scheme", &Options{Cluster: &Cluster{Routes: []string{"http://h:1"}}}, "cluster.routes[0]: invalid route URL (expected nats://user:password@host:port)"},
 		{"a route listed twice", &Options{Cluster: &Cluster{Routes: []string{"nats://r:SECRET@h:1", "nats://r:SECRET@h:1"}}}, "cluster.routes[1]: route nats://r:xxxxx@h:1 is listed twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
