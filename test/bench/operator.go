@@ -1,0 +1,246 @@
+//go:build bench
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/controllers"
+)
+
+// opCost is the bcrypt cost of the operator rows' clusters: the lowest the
+// API allows, so that creating 200 x 20 users takes seconds, not minutes.
+// A resync of unchanged users costs no bcrypt at any cost; a changed
+// password costs one hash at the cluster's cost (the report gives cost 11).
+const opCost = 6
+
+// operatorRows times the reconciler against a real kube-apiserver and etcd
+// (envtest): a pass over every NatsCluster when nothing changed, and when one
+// password changed, with the bcrypt operations each pass cost.
+func (h *harness) operatorRows() []*row {
+	c := h.cfg
+	name := func(s string) string {
+		return fmt.Sprintf("operator: %s, %d NatsClusters x %d users", s, c.clusters, c.users)
+	}
+	rows := []*row{
+		{group: "operator", metric: metric{name: name("first reconcile (creates everything)"), unit: "ms"}},
+		{group: "operator", metric: metric{name: name("resync, nothing changed"), unit: "ms"}},
+		{group: "operator", metric: metric{name: "  bcrypt operations in that resync", unit: "ops"}, aimNote: "= 0"},
+		{group: "operator", metric: metric{name: name("resync, one password changed"), unit: "ms"}},
+		{group: "operator", metric: metric{name: "  bcrypt operations in that resync", unit: "ops"}, aimNote: "= 1"},
+	}
+	note := fmt.Sprintf("envtest (kube-apiserver and etcd from bin/k8s); the reconciler from controllers/ reads through a manager's cache as the operator does, "+
+		"Secrets straight from the API server; Reconcile is called for every cluster in turn (one worker); bcrypt cost %d; "+
+		"bcrypt operations are read from the controller's natsforge_bcrypt_operations_total counter; no pods run, so no digest probes", opCost)
+	for _, r := range rows {
+		r.oursOnly = true
+		r.note = note
+	}
+	logf("operator rows (%d clusters x %d users, %d runs)", c.clusters, c.users, c.opRuns)
+	if err := h.measureOperator(rows); err != nil {
+		logf("  operator: %v", err)
+		h.errlog = append(h.errlog, "operator: "+err.Error())
+		for _, r := range rows {
+			if len(r.ours) == 0 {
+				r.missing = err.Error()
+			}
+		}
+	}
+	for _, i := range []int{2, 4} {
+		want := 0.0
+		if i == 4 {
+			want = 1
+		}
+		if len(finite(rows[i].ours)) > 0 {
+			rows[i].verdictNote = "yes"
+			for _, v := range rows[i].ours {
+				if v != want {
+					rows[i].verdictNote = "**no**"
+				}
+			}
+		}
+	}
+	return rows
+}
+
+func (h *harness) measureOperator(rows []*row) error {
+	c := h.cfg
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join("bin", "k8s", "1.37.2")
+	}
+	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
+		return fmt.Errorf("no kube-apiserver in %s (make k8s-binaries): %w", assets, err)
+	}
+	crlog.SetLogger(logr.Discard())
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+
+	env := &envtest.Environment{
+		CRDDirectoryPaths:        []string{filepath.Join("config", "crd", "bases")},
+		ErrorIfCRDPathMissing:    true,
+		BinaryAssetsDirectory:    assets,
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("start envtest: %w", err)
+	}
+	defer env.Stop()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	const ns = "bench"
+	if err := direct.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  controllers.CacheOptions([]string{ns}),
+		Client:                 controllers.ClientOptions(),
+	})
+	if err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("cache did not sync")
+	}
+	rec := &controllers.NatsClusterReconciler{
+		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
+		DefaultImage: controllers.DefaultImage("bench"),
+		Digests:      controllers.HTTPDigestProber{},
+	}
+
+	logf("  creating %d NatsClusters and their password Secrets", c.clusters)
+	var reqs []reconcile.Request
+	for i := range c.clusters {
+		name := fmt.Sprintf("c%03d", i)
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-passwords"}, Data: map[string][]byte{}}
+		nc := &v1alpha1.NatsCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		nc.Spec.Auth.BcryptCost = opCost
+		for u := range c.users {
+			key := fmt.Sprintf("user-%02d", u)
+			sec.Data[key] = []byte(fmt.Sprintf("password-%s-%s", name, key))
+			nc.Spec.Auth.Users = append(nc.Spec.Auth.Users, v1alpha1.User{Name: key,
+				PasswordSecretRef: &v1alpha1.SecretKeyReference{Name: sec.Name, Key: key}})
+		}
+		if err := direct.Create(ctx, sec); err != nil {
+			return err
+		}
+		if err := direct.Create(ctx, nc); err != nil {
+			return fmt.Errorf("create NatsCluster: %w", err)
+		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)})
+	}
+
+	pass := func() (time.Duration, float64, error) {
+		ops := bcryptOps()
+		start := time.Now()
+		for _, req := range reqs {
+			if _, err := rec.Reconcile(ctx, req); err != nil {
+				return 0, 0, fmt.Errorf("reconcile %s: %w", req.Name, err)
+			}
+		}
+		return time.Since(start), bcryptOps() - ops, nil
+	}
+	// settle lets the cache catch up with the pass's own writes, then runs a
+	// pass that writes what the last one observed (status), untimed.
+	settle := func() error {
+		time.Sleep(time.Second)
+		_, _, err := pass()
+		time.Sleep(time.Second)
+		return err
+	}
+
+	d, ops, err := pass()
+	if err != nil {
+		return err
+	}
+	rows[0].ours = append(rows[0].ours, ms(d))
+	logf("  first pass: %v, %v bcrypt operations", d.Round(time.Millisecond), ops)
+	if err := settle(); err != nil {
+		return err
+	}
+	for run := range c.opRuns {
+		d, ops, err := pass()
+		if err != nil {
+			return err
+		}
+		rows[1].ours = append(rows[1].ours, ms(d))
+		rows[2].ours = append(rows[2].ours, ops)
+		logf("  unchanged pass %d: %v, %v bcrypt operations", run, d.Round(time.Millisecond), ops)
+	}
+	for run := range c.opRuns {
+		time.Sleep(time.Second) // the last pass's writes reach the cache
+		sec := &corev1.Secret{}
+		key := client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("c%03d-passwords", run%c.clusters)}
+		if err := direct.Get(ctx, key, sec); err != nil {
+			return err
+		}
+		sec.Data["user-00"] = []byte(fmt.Sprintf("rotated-%d", run))
+		if err := direct.Update(ctx, sec); err != nil {
+			return err
+		}
+		d, ops, err := pass()
+		if err != nil {
+			return err
+		}
+		rows[3].ours = append(rows[3].ours, ms(d))
+		rows[4].ours = append(rows[4].ours, ops)
+		logf("  one-changed pass %d: %v, %v bcrypt operations", run, d.Round(time.Millisecond), ops)
+		if err := settle(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bcryptOps reads the controller's counter of bcrypt hashes from the
+// controller-runtime metrics registry it registers with.
+func bcryptOps() float64 {
+	mfs, err := metrics.Registry.Gather()
+	if err != nil {
+		return math.NaN()
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "natsforge_bcrypt_operations_total" {
+			continue
+		}
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+		return sum
+	}
+	return math.NaN()
+}

@@ -1,0 +1,108 @@
+//go:build bench
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"time"
+
+	"github.com/natsforge/natsforge/broker/server"
+)
+
+// profileLoads are the loads -profile can run against our broker.
+var profileLoads = map[string]func(url string, d time.Duration) error{
+	"pub16": func(url string, d time.Duration) error { _, err := pubOnly(url, 16, d); return err },
+	"pub1k": func(url string, d time.Duration) error { _, err := pubOnly(url, 1024, d); return err },
+	"fan1":  func(url string, d time.Duration) error { _, err := fanIn(url, url, 16, 1, false, d); return err },
+	"fan4":  func(url string, d time.Duration) error { _, err := fanIn(url, url, 16, 4, false, d); return err },
+	"queue4": func(url string, d time.Duration) error {
+		_, err := fanIn(url, url, 16, 4, true, d)
+		return err
+	},
+	"req1":  func(url string, d time.Duration) error { _, err := reqReply(url, 1, d); return err },
+	"req50": func(url string, d time.Duration) error { _, err := reqReply(url, 50, d); return err },
+}
+
+func profileNames() []string {
+	var names []string
+	for n := range profileLoads {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// runProfile runs our broker in this process and one load against it,
+// three times over, under the CPU profiler, then writes the CPU profile and
+// an allocation profile and prints the top of each. The clients run in the
+// same process: read the broker's share with -focus=broker/server.
+func runProfile(name, dir string, d time.Duration) error {
+	load, ok := profileLoads[name]
+	if !ok {
+		return fmt.Errorf("no load %q; have %v", name, profileNames())
+	}
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "natsforge-profile-"); err != nil {
+			return err
+		}
+	}
+	o, err := baseOptions()
+	if err != nil {
+		return err
+	}
+	s, err := server.New(o, nil)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(); err != nil {
+		return err
+	}
+	defer s.Shutdown()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
+
+	runtime.MemProfileRate = 64 << 10
+	cpuPath, allocPath := filepath.Join(dir, name+"-cpu.pprof"), filepath.Join(dir, name+"-allocs.pprof")
+	f, err := os.Create(cpuPath)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	for range 3 {
+		if err := load(url, d); err != nil {
+			pprof.StopCPUProfile()
+			return err
+		}
+	}
+	pprof.StopCPUProfile()
+	f.Close()
+	af, err := os.Create(allocPath)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(af, 0); err != nil {
+		return err
+	}
+	af.Close()
+
+	exe, _ := os.Executable()
+	for _, args := range [][]string{
+		{"tool", "pprof", "-top", "-nodecount=30", "-focus=broker/server", exe, cpuPath},
+		{"tool", "pprof", "-top", "-nodecount=15", "-sample_index=alloc_space", "-focus=broker/server", exe, allocPath},
+	} {
+		fmt.Printf("$ go %v\n", args)
+		cmd := exec.Command("go", args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		_ = cmd.Run()
+	}
+	fmt.Printf("profiles: %s %s\n", cpuPath, allocPath)
+	return nil
+}
