@@ -19,8 +19,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,7 +54,7 @@ import (
 // reconciler, so that nothing else reconciles its cluster while it measures.
 var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
-	"missing", "generated", "scaling", "validation", "paused",
+	"missing", "generated", "scaling", "validation", "paused", "propagation",
 }
 
 const unwatchedNamespace = "timing"
@@ -61,6 +66,8 @@ var (
 	testScheme = runtime.NewScheme()
 	reconciler *NatsClusterReconciler
 	envErr     error // why the suite has no API server, if it has none
+	// fakeDigest is the config_digest the fake /varz reports.
+	fakeDigest atomic.Value
 )
 
 func TestMain(m *testing.M) {
@@ -131,12 +138,22 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
 	}
+	varz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"config_digest":%q}`, fakeDigest.Load())
+	}))
+	defer varz.Close()
+	_, port, _ := net.SplitHostPort(varz.Listener.Addr().String())
+	varzPort, _ := strconv.Atoi(port)
+	fakeDigest.Store("")
+
 	reconciler = &NatsClusterReconciler{
 		Client:       mgr.GetClient(),
 		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("natsforge-operator"),
 		DefaultImage: DefaultImage("test"),
-		Digests:      HTTPDigestProber{},
+		// Broker pods under envtest are objects only; a pod given the address
+		// 127.0.0.1 is answered by this fake /varz.
+		Digests: HTTPDigestProber{Port: varzPort},
 	}
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "setup:", err)
