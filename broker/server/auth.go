@@ -149,6 +149,7 @@ func (c *client) setUser(u *userAuth) {
 // then re-checks existing subscriptions. Lock held.
 func (c *client) setPermissionsLocked(p *auth.Permissions) {
 	c.perms = p
+	c.pubRestricted.Store(p.RestrictsPublish())
 	c.pcache = nil
 	c.replies = nil
 	if p == nil {

@@ -99,15 +99,18 @@ type client struct {
 	headers bool
 	reason  ClosedReason
 
-	user     *userAuth         // who authenticated; nil without auth
-	perms    *auth.Permissions // nil: everything allowed
-	pcache   map[string]bool   // publish permission decisions by subject
-	replies  map[string]*responsePermit
-	subs     map[string]*subscription // by sid
-	out      outbound
-	pingsOut int
-	rtt      time.Duration
-	rttStart time.Time
+	user  *userAuth         // who authenticated; nil without auth
+	perms *auth.Permissions // nil: everything allowed
+	// pubRestricted mirrors perms.RestrictsPublish() for the lock-free
+	// check on the publish path; reload may change perms at any time.
+	pubRestricted atomic.Bool
+	pcache        map[string]bool // publish permission decisions by subject
+	replies       map[string]*responsePermit
+	subs          map[string]*subscription // by sid
+	out           outbound
+	pingsOut      int
+	rtt           time.Duration
+	rttStart      time.Time
 
 	pingTimer *time.Timer
 	authTimer *time.Timer

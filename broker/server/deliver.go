@@ -19,7 +19,7 @@ func (c *client) processInboundClientMsg(msg []byte) {
 	c.srv.inMsgs.Add(1)
 	c.srv.inBytes.Add(int64(len(payload)))
 
-	if c.perms.RestrictsPublish() && !c.pubAllowed(c.pa.subject) {
+	if c.pubRestricted.Load() && !c.pubAllowed(c.pa.subject) {
 		c.pubPermissionViolation(c.pa.subject)
 		return
 	}
@@ -88,6 +88,9 @@ func containsQueue(queues [][]byte, q []byte) bool {
 func (c *client) pubAllowed(subject []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.perms == nil {
+		return true
+	}
 	allowed, ok := c.pcache[string(subject)]
 	if !ok {
 		allowed = c.perms.CanPublish(string(subject))
