@@ -5,7 +5,6 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -15,9 +14,9 @@ import (
 // directory. Warnings list keys the broker ignores; the error, if any, is an
 // *Error naming file, line and key.
 func ParseFile(path string) (*Options, []Warning, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, &Error{File: path, Msg: "cannot read: " + err.Error()}
 	}
 	return Parse(data, path)
 }

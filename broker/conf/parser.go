@@ -206,7 +206,7 @@ func (p *parser) parseEntry(m *node, closer rune, top bool) error {
 	if err != nil {
 		return err
 	}
-	if bare && strings.EqualFold(key, "include") && isBlank(p.peek()) {
+	if bare && strings.EqualFold(key, "include") && isSpace(p.peek()) {
 		p.keys = append(p.keys, "include")
 		defer func() { p.keys = p.keys[:len(p.keys)-1] }()
 		if err := p.parseInclude(m); err != nil {
@@ -314,9 +314,9 @@ func (p *parser) parseInclude(m *node) error {
 	}
 	// As nats-server: joined to the including file's directory, even when absolute.
 	path := filepath.Join(p.dir, name)
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if err != nil {
-		return &Error{File: p.file, Line: line, Key: "include", Msg: fmt.Sprintf("cannot read %q: %v", name, unwrapPathError(err))}
+		return &Error{File: p.file, Line: line, Key: "include", Msg: fmt.Sprintf("cannot read %q: %v", name, err)}
 	}
 	sub := newParser(string(data), path)
 	sub.includeDepth = p.includeDepth + 1
@@ -327,6 +327,26 @@ func (p *parser) parseInclude(m *node) error {
 	}
 	m.entries = append(m.entries, tree.entries...)
 	return nil
+}
+
+// maxFileSize bounds a config file (and each include).
+const maxFileSize = 16 << 20
+
+// readConfigFile reads a regular file of at most maxFileSize bytes (not a
+// device or a pipe, which could hang or never end).
+func readConfigFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	if fi.Size() > maxFileSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxFileSize)
+	}
+	b, err := os.ReadFile(path)
+	return b, unwrapPathError(err)
 }
 
 func unwrapPathError(err error) error {
