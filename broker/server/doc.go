@@ -27,17 +27,21 @@
 //
 // Take locks only in this order; never hold two locks of the same level.
 //
-//  1. Server.mu          lifecycle, listener, the clients map
-//  2. client.mu          one connection's state; never two clients at once
-//  3. Sublist.mu         the subject index (Insert under client.mu is fine)
-//  4. auth.Verifier.mu   the verification cache; leaf
+//	0. serverExt.reloadMu   serialises reloads (reload.go); held across a reload
+//	1. Server.mu            lifecycle, listener, the clients map
+//	2. client.mu            one connection's state; never two clients at once
+//	3. Sublist.mu           the subject index (Insert under client.mu is fine)
+//	4. auth.Verifier.mu     the verification cache; leaf
 //
 // Server.mu is never held while taking client.mu: code that visits clients
 // copies the map under Server.mu, releases it, then locks each client
-// (forEachClient). The cluster (route*.go) has its own locks and is called
-// with none of the above held, and calls back (deliverRouted) with none of its
-// own held. Options and the auth configuration are immutable values behind
-// atomic pointers: reload stores new ones, readers load once per use.
+// (forEachClient). serverExt.mu (route_info.go) guards a few fields and is
+// released before anything else is locked. The cluster (route*.go) has its
+// own locks, routeManager.mu then route.mu; the core calls the cluster with
+// none of the locks above held, and the cluster calls back (deliverRouted)
+// with none of its own held. Options and the auth configuration are immutable
+// values behind atomic pointers: reload stores new ones, readers load them
+// once per use.
 //
 // # Hot path
 //
