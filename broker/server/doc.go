@@ -27,11 +27,11 @@
 //
 // Take locks only in this order; never hold two locks of the same level.
 //
-//	0. serverExt.reloadMu   serialises reloads (reload.go); held across a reload
-//	1. Server.mu            lifecycle, listener, the clients map
-//	2. client.mu            one connection's state; never two clients at once
-//	3. Sublist.mu           the subject index (Insert under client.mu is fine)
-//	4. auth.Verifier.mu     the verification cache; leaf
+//  0. serverExt.reloadMu   serialises reloads (reload.go); held across a reload
+//  1. Server.mu            lifecycle, listener, the clients map
+//  2. client.mu            one connection's state; never two clients at once
+//  3. Sublist.mu           the subject index (Insert under client.mu is fine)
+//  4. auth.Verifier.mu     the verification cache; leaf
 //
 // Server.mu is never held while taking client.mu: code that visits clients
 // copies the map under Server.mu, releases it, then locks each client
