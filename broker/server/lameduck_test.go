@@ -58,12 +58,21 @@ func TestLameDuckMovesNatsGoClientsToOtherServersWithTheirSubscriptions(t *testi
 			t.Fatalf("a client is back on the lame duck server")
 		}
 	}
-	waitInterest(t, s[2], "ld.work", 1)
+	// The clients are spread over s1 and s2 now; publish from s2 until every
+	// subscription has heard (interest on s1 takes a moment to reach s2).
 	pub := connectTo(t, s[2].ClientURL())
-	pub.Publish("ld.work", []byte("after"))
-	pub.Flush()
+	waitUntil(t, 5*time.Second, "every subscription to receive", func() bool {
+		pub.Publish("ld.work", []byte("after"))
+		pub.Flush()
+		for _, sub := range subs {
+			if n, _, _ := sub.Pending(); n == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	for i, sub := range subs {
-		if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "after" {
+		if m, err := sub.NextMsg(time.Second); err != nil || string(m.Data) != "after" {
 			t.Fatalf("client %d lost its subscription: %v %v", i, m, err)
 		}
 	}

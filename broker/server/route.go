@@ -105,7 +105,8 @@ func redactURL(u *url.URL) string {
 // and writer, and its remote interest lives in its own Sublist, so the client
 // core never sees a route.
 //
-// Lock order: routeManager.mu, then route.mu. The client core is called
+// Lock order: routeManager.mu, then route.mu or Server.mu (for Addr), never
+// the other way round. The client core is called
 // (deliverRouted, clusterURLsChanged) with neither held.
 type routeManager struct {
 	s *Server
@@ -114,6 +115,7 @@ type routeManager struct {
 	cfg      routeConfig
 	ln       net.Listener
 	byID     map[string]*route    // registered routes by remote server id
+	pending  map[string]*route    // winners of a duplicate, waiting to take over
 	all      map[*route]struct{}  // every route connection, registered or not
 	local    map[string]*interest // local client interest by subKey
 	dialers  map[string]*dialer   // configured route URLs by their full form
@@ -121,6 +123,9 @@ type routeManager struct {
 	selfURLs map[string]bool      // configured URLs that reached this server
 	nextRID  uint64
 	lameDuck bool
+	// live is byID's values, replaced whole on every change, so that
+	// routeMsg, on every publish, reads it without a lock.
+	live atomic.Pointer[[]*route]
 	// Route totals, to tell client traffic from route traffic in /varz.
 	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
 	closed                             bool
@@ -142,7 +147,7 @@ func newRouteManager(s *Server, o *conf.Options) (*routeManager, error) {
 	}
 	return &routeManager{
 		s: s, cfg: cfg, quit: make(chan struct{}),
-		byID: map[string]*route{}, all: map[*route]struct{}{}, local: map[string]*interest{},
+		byID: map[string]*route{}, pending: map[string]*route{}, all: map[*route]struct{}{}, local: map[string]*interest{},
 		dialers: map[string]*dialer{}, implicit: map[string]bool{}, selfURLs: map[string]bool{},
 	}, nil
 }
@@ -316,8 +321,14 @@ func (m *routeManager) newRoute(nc net.Conn, d *dialer) *route {
 
 // info is this server's route INFO.
 func (m *routeManager) info() routeInfo {
-	o := m.s.getOpts()
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.infoLocked()
+}
+
+// infoLocked is info with m.mu held.
+func (m *routeManager) infoLocked() routeInfo {
+	o := m.s.getOpts()
 	cfg := m.cfg
 	in := routeInfo{
 		ID: m.s.id, Name: m.s.name, Version: Version, Cluster: cfg.name,
@@ -326,11 +337,6 @@ func (m *routeManager) info() routeInfo {
 	if m.ln != nil {
 		in.Port = m.ln.Addr().(*net.TCPAddr).Port
 	}
-	routes := make([]*route, 0, len(m.byID))
-	for _, r := range m.byID {
-		routes = append(routes, r)
-	}
-	m.mu.Unlock()
 	if !isUnspecifiedHost(cfg.host) {
 		in.Host = cfg.host
 	}
@@ -342,7 +348,7 @@ func (m *routeManager) info() routeInfo {
 			in.ClientHost = o.Host
 		}
 	}
-	for _, r := range routes {
+	for _, r := range m.byID {
 		if p, ok := r.peerAddr(); ok {
 			in.Peers = append(in.Peers, routePeer{ID: r.remoteID, Host: p.host, Port: p.port})
 		}
@@ -363,6 +369,12 @@ func isUnspecifiedHost(h string) bool {
 // dialling server's id, then a nonce the dialler chose), so they agree without
 // talking, whichever connection each registered first. It reports whether r
 // was kept.
+//
+// On registering, each side sends the other its whole local interest and then
+// its INFO on r. A winner that replaces a route already in use waits, as
+// pending, for that INFO: only then does it hold the peer's interest, and
+// only then does it take over and the old route close, so no message is
+// routed by a route that does not yet know what the peer wants.
 func (m *routeManager) register(r *route) bool {
 	s := m.s
 	// Registration and the interest snapshot happen under m.mu, which
@@ -374,17 +386,28 @@ func (m *routeManager) register(r *route) bool {
 		return false
 	}
 	var loser *route
-	if old := m.byID[r.remoteID]; old != nil && old != r {
-		if r.token() < old.token() {
-			loser = old
-		} else {
-			m.mu.Unlock()
-			s.logger.Debug("duplicate route closed", "remote_id", r.remoteID, "rid", r.rid)
-			r.close(DuplicateRoute)
-			return false
+	old := m.byID[r.remoteID]
+	switch {
+	case old == nil:
+		m.byID[r.remoteID] = r
+		m.snapshotLocked()
+	case r.token() < old.token():
+		if p := m.pending[r.remoteID]; p != nil {
+			if p.token() < r.token() {
+				m.mu.Unlock()
+				s.logger.Debug("duplicate route closed", "remote_id", r.remoteID, "rid", r.rid)
+				r.close(DuplicateRoute)
+				return false
+			}
+			loser = p
 		}
+		m.pending[r.remoteID] = r
+	default:
+		m.mu.Unlock()
+		s.logger.Debug("duplicate route closed", "remote_id", r.remoteID, "rid", r.rid)
+		r.close(DuplicateRoute)
+		return false
 	}
-	m.byID[r.remoteID] = r
 	r.mu.Lock()
 	r.registered = true
 	r.mu.Unlock()
@@ -392,12 +415,16 @@ func (m *routeManager) register(r *route) bool {
 	for _, in := range m.local {
 		buf = appendRouteSub(buf, in.subject, in.queue, in.n)
 	}
+	buf = appendRouteJSON(buf, "INFO", m.infoLocked())
 	r.enqueue(buf)
 	m.mu.Unlock()
 
 	if loser != nil {
 		s.logger.Debug("duplicate route closed", "remote_id", loser.remoteID, "rid", loser.rid)
 		loser.close(DuplicateRoute)
+	}
+	if old != nil {
+		return true // it announces itself when it takes over (promote)
 	}
 	s.logger.Info("route connection registered", "remote_id", r.remoteID, "remote_name", r.remoteName,
 		"rid", r.rid, "addr", r.nc.RemoteAddr().String(), "dialled", r.dialer != nil)
@@ -406,13 +433,53 @@ func (m *routeManager) register(r *route) bool {
 	return true
 }
 
+// promote lets a pending route take over from the one it replaces, once the
+// peer's interest has arrived on it (the peer's first INFO after it).
+func (m *routeManager) promote(r *route) {
+	m.mu.Lock()
+	if m.pending[r.remoteID] != r {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.pending, r.remoteID)
+	old := m.byID[r.remoteID]
+	m.byID[r.remoteID] = r
+	m.snapshotLocked()
+	m.mu.Unlock()
+	if old != nil && old != r {
+		m.s.logger.Debug("duplicate route closed", "remote_id", old.remoteID, "rid", old.rid)
+		old.close(DuplicateRoute)
+	}
+	m.s.logger.Info("route connection registered", "remote_id", r.remoteID, "remote_name", r.remoteName,
+		"rid", r.rid, "addr", r.nc.RemoteAddr().String(), "dialled", r.dialer != nil)
+}
+
+// snapshotLocked publishes byID's routes for routeMsg. m.mu held.
+func (m *routeManager) snapshotLocked() {
+	routes := make([]*route, 0, len(m.byID))
+	for _, r := range m.byID {
+		routes = append(routes, r)
+	}
+	m.live.Store(&routes)
+}
+
 // unregister forgets r.
 func (m *routeManager) unregister(r *route) {
 	m.mu.Lock()
 	delete(m.all, r)
+	if m.pending[r.remoteID] == r {
+		delete(m.pending, r.remoteID)
+	}
 	was := m.byID[r.remoteID] == r
 	if was {
 		delete(m.byID, r.remoteID)
+		// A pending replacement takes over now rather than leave no route.
+		if p := m.pending[r.remoteID]; p != nil {
+			delete(m.pending, r.remoteID)
+			m.byID[r.remoteID] = p
+			was = false
+		}
+		m.snapshotLocked()
 	}
 	closed := m.closed
 	m.mu.Unlock()
@@ -476,6 +543,9 @@ func (m *routeManager) localInterest(subject, queue []byte, delta int32) {
 	for _, r := range m.byID {
 		r.enqueue(buf)
 	}
+	for _, r := range m.pending {
+		r.enqueue(buf)
+	}
 }
 
 // routeMsg sends a message a local client published to the routes with
@@ -500,12 +570,11 @@ func (m *routeManager) routeMsg(subject, reply []byte, hdr int, payload []byte, 
 	targets := tbuf[:0]
 	var groups []group
 
-	m.mu.Lock()
-	if len(m.byID) == 0 {
-		m.mu.Unlock()
+	live := m.live.Load()
+	if live == nil || len(*live) == 0 {
 		return false
 	}
-	for _, r := range m.byID {
+	for _, r := range *live {
 		res := r.sl.MatchBytes(subject)
 		if len(res.psubs) == 0 && len(res.qsubs) == 0 {
 			continue
@@ -538,7 +607,6 @@ func (m *routeManager) routeMsg(subject, reply []byte, hdr int, payload []byte, 
 			g.weights = append(g.weights, w)
 		}
 	}
-	m.mu.Unlock()
 
 	for _, g := range groups {
 		n := rand.Int64N(g.total)
@@ -1255,6 +1323,7 @@ func (r *route) processInfo(arg []byte) {
 	if !registered {
 		return
 	}
+	r.m.promote(r)
 	if before.LameDuck != in.LameDuck || before.ClientPort != in.ClientPort ||
 		before.ClientHost != in.ClientHost || before.NoAdvertise != in.NoAdvertise {
 		r.m.s.clusterURLsChanged()

@@ -110,13 +110,25 @@ func startMember(t testing.TB, opts *conf.Options, logs *syncBuffer) *Server {
 }
 
 // startCluster starts n servers that all name each other as routes (and
-// themselves, as a StatefulSet's rendered config does).
+// themselves, as a StatefulSet's rendered config does). They listen on any
+// free port first and learn their routes after, so no port is reserved and
+// released in between for another process to take.
 func startCluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	ports := freePorts(t, n)
 	servers := make([]*Server, n)
+	var ports []int
 	for i := range n {
-		servers[i] = startMember(t, clusterOpts(fmt.Sprintf("s%d", i), ports[i], ports), nil)
+		servers[i] = startMember(t, clusterOpts(fmt.Sprintf("s%d", i), RandomPort, nil), nil)
+		ports = append(ports, servers[i].routes().addr().Port)
+	}
+	for _, s := range servers {
+		o := *s.getOpts()
+		cl := *o.Cluster
+		cl.Routes = clusterOpts("", 0, ports).Cluster.Routes
+		o.Cluster = &cl
+		if err := s.routes().reconfigure(&o); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitMesh(t, servers...)
 	return servers

@@ -503,11 +503,19 @@ func TestSIGTERMPutsABrokerProcessInLameDuckModeAndItExitsZero(t *testing.T) {
 		t.Fatalf("exit code %d", ms[0].exitCode)
 	}
 	waitFor(t, 5*time.Second, "every client reconnected", func() bool { return reconnects.Load() == 4 })
-	waitFor(t, 5*time.Second, "the subscriptions to reach b2", func() bool {
-		return ms[2].hasRemoteInterest("ld.jobs", 1) || ms[1].hasRemoteInterest("ld.jobs", 1)
-	})
+	// The clients are spread over b1 and b2 now; publish from b2 until every
+	// subscription has heard (interest on b1 takes a moment to reach b2).
 	pub := dial(t, ms[2].url("alice", alicePw1))
-	pub.Publish("ld.jobs", []byte("j"))
+	waitFor(t, 5*time.Second, "every subscription to receive", func() bool {
+		pub.Publish("ld.jobs", []byte("j"))
+		pub.Flush()
+		for _, sub := range subs {
+			if n, _, _ := sub.Pending(); n == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	for i, sub := range subs {
 		if m, err := sub.NextMsg(3 * time.Second); err != nil || string(m.Data) != "j" {
 			t.Fatalf("client %d lost its subscription: %v %v", i, m, err)
