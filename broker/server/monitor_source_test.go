@@ -51,7 +51,7 @@ func jsonKeys(t testing.TB, body string) map[string]bool {
 }
 
 // oracleCluster starts two nats-servers routed together, with monitoring.
-func oracleCluster(t *testing.T) (*natsserver.Server, *natsserver.Server) {
+func oracleCluster(t testing.TB) (*natsserver.Server, *natsserver.Server) {
 	t.Helper()
 	ports := freePorts(t, 2)
 	start := func(name string, port int, routes []int) *natsserver.Server {
