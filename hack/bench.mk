@@ -11,4 +11,8 @@ BENCH_FLAGS ?=
 .PHONY: bench
 bench: k8s-binaries ## Benchmark the broker against nats-server and the operator's reconcile; writes docs/benchmarks.{md,png}.
 	go run -tags bench ./test/bench -command '$(strip make bench $(BENCH_FLAGS))' \
-		-md docs/benchmarks.md -png docs/benchmarks.png $(BENCH_FLAGS)
+		-md docs/benchmarks.md -png docs/benchmarks.png -save bin/bench-results.json $(BENCH_FLAGS)
+
+.PHONY: bench-render
+bench-render: ## Rewrite docs/benchmarks.{md,png} from the last `make bench` results (bin/bench-results.json) without measuring.
+	go run -tags bench ./test/bench -render bin/bench-results.json -md docs/benchmarks.md -png docs/benchmarks.png

@@ -27,6 +27,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -71,6 +72,20 @@ type harness struct {
 	rows    []*row
 	errlog  []string
 	started time.Time
+	loadMax atomic.Value // float64: the highest 1-minute load average seen
+}
+
+// watchLoad samples the load average every 5 s for the report.
+func (h *harness) watchLoad() {
+	h.loadMax.Store(0.0)
+	for {
+		var l float64
+		fmt.Sscan(loadavg(), &l)
+		if l > h.loadMax.Load().(float64) {
+			h.loadMax.Store(l)
+		}
+		time.Sleep(5 * time.Second)
+	}
 }
 
 // config are the knobs; -quick shrinks them for a smoke run.
@@ -100,9 +115,26 @@ func main() {
 		command = flag.String("command", "", "the command to name in the report (default: this one)")
 		profile = flag.String("profile", "", "profile our in-process broker under one load: "+strings.Join(profileNames(), ", "))
 		profDir = flag.String("profile-dir", "", "where -profile writes cpu.pprof and allocs.pprof (default: a temp dir)")
+		keep    = flag.Bool("keep", false, "keep the temp dir with the servers' configs and logs")
+		save    = flag.String("save", "", "also save the results as JSON here")
+		render  = flag.String("render", "", "measure nothing: write -md and -png from results saved by -save")
 	)
 	flag.Parse()
 
+	if *render != "" {
+		m, rows, d, err := loadRun(*render)
+		if err == nil && *md != "" {
+			err = writeMarkdown(*md, *png, m, rows, d)
+		}
+		if err == nil && *png != "" {
+			err = writeChart(*png, rows, m)
+		}
+		if err != nil {
+			fatal("render: %v", err)
+		}
+		printTable(os.Stdout, rows)
+		return
+	}
 	if _, err := raiseFileLimit(); err != nil {
 		fatal("raise RLIMIT_NOFILE: %v", err)
 	}
@@ -138,10 +170,15 @@ func main() {
 		os.RemoveAll(tmp)
 		os.Exit(130)
 	}()
-	defer os.RemoveAll(tmp)
+	if *keep {
+		logf("configs and logs in %s", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
 	defer killAll()
 
 	meta := collectMeta(*command)
+	go h.watchLoad()
 	logf("building both servers")
 	h.ours, h.theirs, err = build(tmp)
 	if err != nil {
@@ -162,8 +199,13 @@ func main() {
 	meta.finish(h)
 
 	printTable(os.Stdout, h.rows)
+	if *save != "" {
+		if err := saveRun(*save, meta, h.rows, h.cfg.d); err != nil {
+			fatal("save %s: %v", *save, err)
+		}
+	}
 	if *md != "" {
-		if err := writeMarkdown(*md, *png, meta, h); err != nil {
+		if err := writeMarkdown(*md, *png, meta, h.rows, h.cfg.d); err != nil {
 			fatal("write %s: %v", *md, err)
 		}
 		logf("wrote %s", *md)

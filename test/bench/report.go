@@ -30,7 +30,7 @@ type meta struct {
 	loadStart  string
 	loadEnd    string
 	elapsed    time.Duration
-	oursReload string
+	loadMax    string
 	errs       []string
 }
 
@@ -75,6 +75,7 @@ func (m *meta) finish(h *harness) {
 	m.loadEnd = loadavg()
 	m.elapsed = time.Since(h.started).Round(time.Second)
 	m.errs = h.errlog
+	m.loadMax = fmt.Sprintf("%.2f", h.loadMax.Load().(float64))
 }
 
 func cmdOut(name string, args ...string) string {
@@ -173,7 +174,7 @@ func printTable(w io.Writer, rows []*row) {
 // writeMarkdown writes the report: how it was made, the table, what is
 // missing and why, the profiles, and the analysis kept in
 // test/bench/analysis.md.
-func writeMarkdown(path, pngPath string, m *meta, h *harness) error {
+func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) error {
 	var b bytes.Buffer
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# Benchmarks: natsforge against nats-server\n\n")
@@ -181,16 +182,16 @@ func writeMarkdown(path, pngPath string, m *meta, h *harness) error {
 	p("- Command: `%s`\n", m.command)
 	p("- Date: %s (took %s)\n", m.date.Format("2006-01-02 15:04 MST"), m.elapsed)
 	p("- Machine: %d CPUs (`nproc`), %s, %s RAM, Linux %s\n", m.nproc, m.cpu, m.memory, m.kernel)
-	p("- Load average (1, 5, 15 min) at start: %s; at end: %s\n", m.loadStart, m.loadEnd)
+	p("- Load average (1, 5, 15 min) at start: %s; at end: %s; highest 1-minute average seen during the run: %s\n", m.loadStart, m.loadEnd, m.loadMax)
 	p("- Go: %s; ours: natsforge-broker at `%s`; theirs: nats-server %s, both built from source by the harness\n", m.goVersion, m.ours, m.natsServer)
 	p("- Both servers run as separate processes on 127.0.0.1 with the same rendered config file; the clients are nats.go %s in the harness process, ", natsGoVersion())
 	p("and the runs alternate which server goes first. Each cell is the median of the runs; the ratio is ours/theirs of the medians.\n")
-	p("- Throughput rows publish for %s per run, flat out, then count until every message is delivered.\n\n", h.cfg.d)
+	p("- Throughput rows publish for %s per run, flat out, then count until every message is delivered.\n\n", d)
 
 	p("| # | row | unit | ours | theirs | ours/theirs | aim | met | runs |\n")
 	p("|---|---|---|--:|--:|--:|---|---|---|\n")
 	var notes []string
-	for i, r := range h.rows {
+	for i, r := range rows {
 		o, t, q := r.cells()
 		name := r.name
 		if r.missing != "" {
@@ -213,7 +214,7 @@ func writeMarkdown(path, pngPath string, m *meta, h *harness) error {
 	}
 	p("How each row is made:\n\n")
 	seen := map[string]bool{}
-	for _, r := range h.rows {
+	for _, r := range rows {
 		if r.note != "" && !seen[r.group] {
 			seen[r.group] = true
 			p("- %s: %s\n", r.group, r.note)
@@ -226,6 +227,27 @@ func writeMarkdown(path, pngPath string, m *meta, h *harness) error {
 			rel = pngPath
 		}
 		p("![ours/theirs per row](%s)\n\n", rel)
+	}
+	var short []string
+	for _, r := range rows {
+		ok, known := r.met()
+		if !known || ok {
+			continue
+		}
+		q := r.ratio()
+		var by string
+		switch {
+		case r.higher && r.aim == 1:
+			by = fmt.Sprintf("ours reaches %.0f%% of nats-server's %s (%.0f%% short)", 100*q, r.unit, 100*(1-q))
+		case r.higher:
+			by = fmt.Sprintf("the ratio is %.1f against an aim of %g", q, r.aim)
+		default:
+			by = fmt.Sprintf("ours takes %.0f%% more %s than nats-server", 100*(q-1), r.unit)
+		}
+		short = append(short, fmt.Sprintf("- %s: %s.", r.name, by))
+	}
+	if len(short) > 0 {
+		p("## Where we fall short in this run\n\n%s\n\n", strings.Join(short, "\n"))
 	}
 	if len(m.errs) > 0 {
 		p("## Failures during the run\n\n")
