@@ -334,7 +334,12 @@ func (c *client) markSlowConsumer(reason ClosedReason) {
 	// Unblock a writer stuck in Write and the reader; teardown happens in
 	// finishClose, which must not run under this lock.
 	_ = c.nc.Close()
-	go c.finishClose()
+	// Counted: the caller is a read or write loop, so the count is not zero.
+	c.srv.wg.Add(1)
+	go func() {
+		defer c.srv.wg.Done()
+		c.finishClose()
+	}()
 }
 
 // closeConnection ends the connection: pending output (say, a -ERR) is flushed
