@@ -107,8 +107,8 @@ func (s *Server) Reload() error {
 		err = s.applyConfig(o)
 	}
 	e.mu.Lock()
-	e.lastReloadTime = time.Now()
 	if err != nil {
+		e.lastReloadTime = time.Now()
 		e.reloadErrors++
 		e.lastReloadError = err.Error()
 	} else {

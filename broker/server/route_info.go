@@ -20,7 +20,7 @@ type serverExt struct {
 	reloads         int64
 	reloadErrors    int64
 	lastReloadError string
-	lastReloadTime  time.Time
+	lastReloadTime  time.Time // of the last refused reload
 	watcher         *configWatcher
 	overrides       ConfigOverrides
 	reloadMu        sync.Mutex // serialises reloads
