@@ -105,8 +105,7 @@ func redactURL(u *url.URL) string {
 // and writer, and its remote interest lives in its own Sublist, so the client
 // core never sees a route.
 //
-// Lock order: routeManager.mu, then route.mu or Server.mu (for Addr), never
-// the other way round. The client core is called
+// Lock order: routeManager.mu, then route.mu. The client core is called
 // (deliverRouted, clusterURLsChanged) with neither held.
 type routeManager struct {
 	s *Server
@@ -122,7 +121,10 @@ type routeManager struct {
 	implicit map[string]bool      // peer ids with a gossip dialer running
 	selfURLs map[string]bool      // configured URLs that reached this server
 	nextRID  uint64
-	lameDuck bool
+	// clientPort is where this server takes clients, advertised to peers. The
+	// client listener is up before the cluster starts and never moves.
+	clientPort int
+	lameDuck   bool
 	// live is byID's values, replaced whole on every change, so that
 	// routeMsg, on every publish, reads it without a lock.
 	live atomic.Pointer[[]*route]
@@ -165,8 +167,13 @@ func (m *routeManager) start() error {
 	if err != nil {
 		return fmt.Errorf("route listener: %w", err)
 	}
+	clientPort := 0
+	if a, ok := m.s.Addr().(*net.TCPAddr); ok {
+		clientPort = a.Port
+	}
 	m.mu.Lock()
 	m.ln = ln
+	m.clientPort = clientPort
 	m.mu.Unlock()
 	m.s.logger.Info("listening for route connections", "addr", ln.Addr().String(), "cluster", cfg.name)
 	m.wg.Add(1)
@@ -341,9 +348,7 @@ func (m *routeManager) infoLocked() routeInfo {
 		in.Host = cfg.host
 	}
 	if !cfg.noAdvertise {
-		if a, ok := m.s.Addr().(*net.TCPAddr); ok {
-			in.ClientPort = a.Port
-		}
+		in.ClientPort = m.clientPort
 		if !isUnspecifiedHost(o.Host) {
 			in.ClientHost = o.Host
 		}
