@@ -2,6 +2,7 @@ package conf
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -215,4 +216,33 @@ func toNATSValue(n *node) any {
 		return a
 	}
 	return nil
+}
+
+// FuzzRenderThenParse is the random round trip with fuzzed seeds: valid
+// Options render to a config that we and nats-server both read back as them.
+func FuzzRenderThenParse(f *testing.F) {
+	for seed := range uint64(8) {
+		f.Add(seed, seed*7919)
+	}
+	f.Fuzz(func(t *testing.T, s1, s2 uint64) {
+		o := randomOptions(rand.New(rand.NewPCG(s1, s2)))
+		b, err := Render(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, warnings, err := Parse(b, "rendered.conf")
+		if err != nil || len(warnings) > 0 {
+			t.Fatalf("Parse: %v %v\n%s", err, warnings, b)
+		}
+		if !reflect.DeepEqual(got, o) {
+			t.Fatalf("%s\n%s", diff(got, o), b)
+		}
+		theirs, err := natsServerReadsString(b)
+		if err != nil {
+			t.Fatalf("nats-server rejects the rendered config: %v\n%s", err, b)
+		}
+		if want := asNATSServerSeesIt(o); !reflect.DeepEqual(theirs, want) {
+			t.Fatalf("nats-server read differently:\n%s\nfrom\n%s", diff(theirs, want), b)
+		}
+	})
 }

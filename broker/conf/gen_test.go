@@ -134,7 +134,9 @@ func randomSubjectPermission(r *rand.Rand, queue bool) *SubjectPermission {
 func randomCluster(r *rand.Rand) *Cluster {
 	c := &Cluster{NoAdvertise: r.IntN(2) == 0}
 	if r.IntN(2) == 0 {
-		c.Name = randomName(r)
+		if c.Name = randomName(r); c.Name == "_" {
+			c.Name = "" // reserved by nats-server
+		}
 	}
 	if r.IntN(2) == 0 {
 		c.Host = randomHost(r)

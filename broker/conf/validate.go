@@ -78,6 +78,9 @@ func (o *Options) Validate() error {
 
 	if c := o.Cluster; c != nil {
 		v.name("cluster.name", c.Name)
+		if c.Name == "_" {
+			v.add("cluster.name", `"_" is reserved by nats-server`)
+		}
 		v.host("cluster.host", c.Host)
 		v.port("cluster.port", c.Port)
 		if a := c.Authorization; a != nil {

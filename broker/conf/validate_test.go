@@ -38,6 +38,7 @@ func TestValidateNamesTheKeyOfEachProblem(t *testing.T) {
 		{"a host with a space", &Options{Host: "a b"}, `host: invalid host "a b"`},
 		{"a server name with a space", &Options{ServerName: "a b"}, `server_name: "a b" contains whitespace`},
 		{"a cluster name with a space", &Options{Cluster: &Cluster{Name: "C 1"}}, `cluster.name: "C 1" contains whitespace`},
+		{"the reserved cluster name", &Options{Cluster: &Cluster{Name: "_"}}, `cluster.name: "_" is reserved by nats-server`},
 		{"a negative max_payload", &Options{MaxPayload: -1}, "max_payload: -1 is below 0"},
 		{"a max_payload nats-server cannot hold", &Options{MaxPayload: 1 << 31}, "max_payload: 2147483648 is above 2147483647"},
 		{"a negative ping interval", &Options{PingInterval: -time.Second}, "ping_interval: -1s is negative"},
