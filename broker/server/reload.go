@@ -220,12 +220,12 @@ func (s *Server) applyConfig(next *conf.Options) error {
 			s.logger.Error("reload: cluster", "err", err.Error())
 		}
 	}
-	s.recheckClients(old, ac)
+	s.recheckClients(old, ac, o)
 	return nil
 }
 
 // recheckClients holds every connected client to the new authorization.
-func (s *Server) recheckClients(old, ac *authConfig) {
+func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 	// A failed check costs a bcrypt comparison; remember this reload's
 	// answers so a hundred clients of one user pay it once.
 	verdicts := map[[2]string]bool{}
@@ -275,6 +275,11 @@ func (s *Server) recheckClients(old, ac *authConfig) {
 			return
 		}
 		narrowed += c.applyUser(next)
+		c.mu.Lock()
+		// The outbound limits apply in place; max_payload and the other
+		// parser limits apply to connections made from now on.
+		c.out.mp, c.out.wdl = o.MaxPending, o.WriteDeadline
+		c.mu.Unlock()
 	})
 	if revoked > 0 || narrowed > 0 {
 		s.logger.Info("reload re-checked clients", "closed", revoked, "subscriptions_dropped", narrowed)

@@ -19,11 +19,11 @@ func enableReload(s *server.Server, f *flags) error {
 }
 
 // handleSignals runs until the server is down: SIGHUP reloads the config,
-// SIGTERM enters lame duck mode (clients move to other servers, then exit 0),
-// SIGINT shuts down at once.
+// SIGTERM (and SIGUSR2, nats-server's) enters lame duck mode (clients move to
+// other servers, then exit 0), SIGINT shuts down at once.
 func handleSignals(s *server.Server, logger *slog.Logger) {
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	for {
 		select {
@@ -32,8 +32,8 @@ func handleSignals(s *server.Server, logger *slog.Logger) {
 			case syscall.SIGHUP:
 				logger.Info("SIGHUP received, reloading the config")
 				_ = s.Reload() // a refusal is logged, counted and shown in /varz
-			case syscall.SIGTERM:
-				logger.Info("SIGTERM received, entering lame duck mode")
+			case syscall.SIGTERM, syscall.SIGUSR2:
+				logger.Info("signal received, entering lame duck mode", "signal", sig.String())
 				go s.LameDuckShutdown()
 			default:
 				logger.Info("signal received, shutting down", "signal", sig.String())
