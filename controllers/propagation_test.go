@@ -68,8 +68,17 @@ func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 	needAPIServer(t)
 	const ns = "propagation"
 	createPasswordSecret(t, ns, "alice-pw", "alice-1")
-	nc := createCluster(t, ns, "pr", userRef("alice", "alice-pw"))
-	updateCluster(t, nc, func(nc *v1alpha1.NatsCluster) { nc.Spec.Replicas = ptr.To[int32](1) })
+	nc := &v1alpha1.NatsCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pr"},
+		Spec: v1alpha1.NatsClusterSpec{
+			Replicas: ptr.To[int32](1),
+			Auth:     v1alpha1.AuthSpec{Users: []v1alpha1.User{userRef("alice", "alice-pw")}, BcryptCost: testCost},
+		},
+	}
+	if err := k8s.Create(context.Background(), nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), nc) })
 	_, secret := waitForConfig(t, nc, map[string]string{"alice": "alice-1"})
 	first := resources.ConfigDigest(secret.Data[resources.ConfigKey])
 	waitForConfigHash(t, nc, first)
@@ -80,10 +89,6 @@ func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 	podAnnotated := func(want string) {
 		t.Helper()
 		eventually(t, timeout, func() error {
-			// Poke the reconciler: envtest has no StatefulSet status to do it.
-			updateCluster(t, nc, func(nc *v1alpha1.NatsCluster) {
-				nc.Spec.Pod.Annotations = map[string]string{"poke": fmt.Sprint(nc.Generation)}
-			})
 			cur := &corev1.Pod{}
 			if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(pod), cur); err != nil {
 				return err
@@ -94,6 +99,9 @@ func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 			return nil
 		})
 	}
+	// Nothing watches pods under envtest (a real cluster's StatefulSet status
+	// would change): poke the reconciler with a spec change.
+	updateCluster(t, nc, func(nc *v1alpha1.NatsCluster) { nc.Spec.Pod.Annotations = map[string]string{"poke": "pod created"} })
 	podAnnotated(first)
 
 	// A ready pod that serves an older config keeps the condition False...

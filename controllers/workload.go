@@ -79,15 +79,18 @@ func (r *NatsClusterReconciler) observeStatefulSet(ctx context.Context, rq *requ
 // apply is the one write path for cached child objects: create desired when it
 // is missing, otherwise let update copy what drifted into the existing object
 // and write only when update reports a change. Conflicts are retried with a
-// fresh read; objects nc does not control are never taken over.
+// fresh read from the API server; objects nc does not control are never taken
+// over.
 func apply[T client.Object](ctx context.Context, r *NatsClusterReconciler, nc *v1alpha1.NatsCluster,
 	desired T, newObj func() T, update func(existing, desired T) bool) (T, error) {
 	kind := reflect.TypeOf(desired).Elem().Name()
 	key := client.ObjectKeyFromObject(desired)
 	var result T
+	var reader client.Reader = r.Client
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		existing := newObj()
-		err := r.Client.Get(ctx, key, existing)
+		err := reader.Get(ctx, key, existing)
+		reader = r.APIReader // after a conflict the cache may still be behind: read the API server
 		if apierrors.IsNotFound(err) {
 			err = r.Client.Create(ctx, desired)
 			if err == nil {
