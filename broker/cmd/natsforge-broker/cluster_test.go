@@ -535,3 +535,45 @@ func dumpOnFailure(t *testing.T, ms []*member) {
 		}
 	})
 }
+
+func TestClusterFlagsAloneFormARouteAsInNatsServer(t *testing.T) {
+	bin := buildBinary(t)
+	ports := freeLoopbackPorts(t, 4)
+	var ms []*member
+	for i := range 2 {
+		m := &member{t: t, bin: bin, name: fmt.Sprintf("f%d", i), clusterPort: ports[i], http: ports[2+i]}
+		m.logs = &syncBuffer{}
+		m.exited = make(chan struct{})
+		m.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", "-1", "-m", fmt.Sprint(m.http),
+			"--cluster", fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", routeUser, routePass, m.clusterPort),
+			"--cluster_name", "flags",
+			"--routes", fmt.Sprintf("nats://%s:%s@127.0.0.1:%d,nats://%s:%s@127.0.0.1:%d",
+				routeUser, routePass, ports[0], routeUser, routePass, ports[1]))
+		m.cmd.Stderr = m.logs
+		if err := m.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmd, exited := m.cmd, m.exited
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(m.stop)
+		ms = append(ms, m)
+	}
+	dumpOnFailure(t, ms)
+	waitProcessMesh(t, ms...)
+	v := ms[0].varz()
+	cl, _ := v["cluster"].(map[string]any)
+	if cl["name"] != "flags" {
+		t.Fatalf("cluster name %v", cl["name"])
+	}
+	for _, m := range ms {
+		for _, path := range []string{"/varz", "/routez"} {
+			body, _ := m.get(path)
+			if strings.Contains(body, routePass) {
+				t.Fatalf("%s %s shows the route password", m.name, path)
+			}
+		}
+		if strings.Contains(m.logs.String(), routePass) {
+			t.Fatalf("%s logged the route password", m.name)
+		}
+	}
+}
