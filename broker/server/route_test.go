@@ -375,3 +375,41 @@ func TestClientsOfAStoppedServerFailOverAndTheServerRejoinsWhenRestarted(t *test
 		t.Fatalf("from the restarted server: %v %v", m, err)
 	}
 }
+
+func TestAQueueGroupWithNoLocalMemberIsSpreadOverServersByTheirWeights(t *testing.T) {
+	s := startCluster(t, 3)
+	var onOne, onThree atomic.Int64
+	nc1 := connectTo(t, s[1].ClientURL())
+	nc1.QueueSubscribe("w", "g", func(*nats.Msg) { onOne.Add(1) })
+	nc1.Flush()
+	nc2 := connectTo(t, s[2].ClientURL())
+	for range 3 {
+		nc2.QueueSubscribe("w", "g", func(*nats.Msg) { onThree.Add(1) })
+	}
+	nc2.Flush()
+	waitUntil(t, 5*time.Second, "weights to arrive", func() bool {
+		var w1, w3 int64
+		for _, r := range s[0].routes().registered() {
+			res := r.sl.Match("w")
+			for _, q := range res.qsubs {
+				if r.remoteID == s[1].ID() {
+					w1 = r.weight(q)
+				} else {
+					w3 = r.weight(q)
+				}
+			}
+		}
+		return w1 == 1 && w3 == 3
+	})
+	pub := connectTo(t, s[0].ClientURL())
+	const n = 2000
+	for range n {
+		pub.Publish("w", nil)
+	}
+	pub.Flush()
+	waitUntil(t, 5*time.Second, "every message", func() bool { return onOne.Load()+onThree.Load() == n })
+	// Expect about 1:3; far from both 1:1 and all-or-nothing.
+	if share := float64(onThree.Load()) / n; share < 0.65 || share > 0.85 {
+		t.Fatalf("the server with 3 members took %.2f of the messages, want about 0.75", share)
+	}
+}
