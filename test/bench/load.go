@@ -45,18 +45,19 @@ func publishFor(nc *nats.Conn, subject string, payload []byte, d time.Duration) 
 	return n, time.Since(start), nil
 }
 
-// pubOnly measures one publisher with no subscribers: msgs/s.
-func pubOnly(url string, size int, d time.Duration) (float64, error) {
+// pubOnly measures one publisher with no subscribers: msgs/s, and how many
+// were sent.
+func pubOnly(url string, size int, d time.Duration) (float64, int64, error) {
 	nc, err := connect(url)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer nc.Close()
 	n, el, err := publishFor(nc, "bench.pub", make([]byte, size), d)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(n) / el.Seconds(), nil
+	return float64(n) / el.Seconds(), int64(n), nil
 }
 
 // counter counts deliveries to a set of subscriptions and remembers
@@ -88,8 +89,8 @@ func (c *counter) options() []nats.Option {
 
 // fanIn is one publisher (on pubURL) to nsubs subscribers (on subURL), all
 // plain or all in one queue group. It returns deliveries per second over all
-// subscribers, from the first publish to the last delivery.
-func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) (float64, error) {
+// subscribers, from the first publish to the last delivery, and how many.
+func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) (float64, int64, error) {
 	const subject = "bench.fan"
 	var cnt counter
 	var conns []*nats.Conn
@@ -101,7 +102,7 @@ func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) 
 	for range nsubs {
 		nc, err := connect(subURL, cnt.options()...)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		conns = append(conns, nc)
 		cb := func(*nats.Msg) { cnt.n.Add(1) }
@@ -112,19 +113,19 @@ func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) 
 			sub, err = nc.Subscribe(subject, cb)
 		}
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		// The client must not drop what the server delivers.
 		if err := sub.SetPendingLimits(-1, -1); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := nc.Flush(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	pub, err := connect(pubURL, cnt.options()...)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	conns = append(conns, pub)
 	payload := make([]byte, size)
@@ -132,14 +133,14 @@ func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) 
 		// Through a cluster: wait until the subscribers' interest has crossed
 		// the route, then forget the probes.
 		if err := awaitInterest(pub, subject, &cnt, 10*time.Second); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 
 	start := time.Now()
 	n, _, err := publishFor(pub, subject, payload, d)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	want := int64(n)
 	if !queue {
@@ -150,14 +151,14 @@ func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) 
 		got := cnt.n.Load()
 		now := time.Now()
 		if got >= want {
-			return float64(got) / now.Sub(start).Seconds(), nil
+			return float64(got) / now.Sub(start).Seconds(), got, nil
 		}
 		if got != lastN {
 			last, lastN = now, got
 		} else if now.Sub(last) > 3*time.Second {
 			cnt.mu.Lock()
 			defer cnt.mu.Unlock()
-			return 0, fmt.Errorf("delivered %d of %d (%.1f%%) %v", got, want, 100*float64(got)/float64(want), cnt.errs)
+			return 0, 0, fmt.Errorf("delivered %d of %d (%.1f%%) %v", got, want, 100*float64(got)/float64(want), cnt.errs)
 		}
 		time.Sleep(time.Millisecond)
 	}

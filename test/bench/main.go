@@ -32,6 +32,9 @@ import (
 	"time"
 )
 
+// verbose logs details for reading profiles.
+var verbose bool
+
 // metric is one row of the table.
 type metric struct {
 	name   string
@@ -119,6 +122,7 @@ func main() {
 		save    = flag.String("save", "", "also save the results as JSON here")
 		render  = flag.String("render", "", "measure nothing: write -md and -png from results saved by -save")
 	)
+	flag.BoolVar(&verbose, "v", false, "log more: CPU per message of server and clients")
 	flag.Parse()
 
 	if *render != "" {
@@ -339,8 +343,11 @@ func median(vs []float64) float64 {
 // ratio is ours/theirs of the medians; NaN when either is missing.
 func (r *row) ratio() float64 {
 	o, t := median(r.ours), median(r.theirs)
-	if math.IsNaN(o) || math.IsNaN(t) || t == 0 {
+	switch {
+	case math.IsNaN(o) || math.IsNaN(t) || (t == 0 && o == 0):
 		return math.NaN()
+	case t == 0:
+		return math.Inf(1)
 	}
 	return o / t
 }

@@ -17,12 +17,12 @@ import (
 
 // profileLoads are the loads -profile can run against our broker.
 var profileLoads = map[string]func(url string, d time.Duration) error{
-	"pub16": func(url string, d time.Duration) error { _, err := pubOnly(url, 16, d); return err },
-	"pub1k": func(url string, d time.Duration) error { _, err := pubOnly(url, 1024, d); return err },
-	"fan1":  func(url string, d time.Duration) error { _, err := fanIn(url, url, 16, 1, false, d); return err },
-	"fan4":  func(url string, d time.Duration) error { _, err := fanIn(url, url, 16, 4, false, d); return err },
+	"pub16": func(url string, d time.Duration) error { _, _, err := pubOnly(url, 16, d); return err },
+	"pub1k": func(url string, d time.Duration) error { _, _, err := pubOnly(url, 1024, d); return err },
+	"fan1":  func(url string, d time.Duration) error { _, _, err := fanIn(url, url, 16, 1, false, d); return err },
+	"fan4":  func(url string, d time.Duration) error { _, _, err := fanIn(url, url, 16, 4, false, d); return err },
 	"queue4": func(url string, d time.Duration) error {
-		_, err := fanIn(url, url, 16, 4, true, d)
+		_, _, err := fanIn(url, url, 16, 4, true, d)
 		return err
 	},
 	"req1":  func(url string, d time.Duration) error { _, err := reqReply(url, 1, d); return err },

@@ -152,11 +152,13 @@ func (r *row) cells() (ours, theirs, ratio string) {
 	if r.oursOnly {
 		theirs = "n/a"
 	}
-	if q := r.ratio(); !math.IsNaN(q) {
+	switch q := r.ratio(); {
+	case math.IsInf(q, 1):
+		ratio = "∞"
+	case q >= 100:
+		ratio = fmt.Sprintf("%.0f", q)
+	case !math.IsNaN(q):
 		ratio = fmt.Sprintf("%.2f", q)
-		if q >= 100 {
-			ratio = fmt.Sprintf("%.0f", q)
-		}
 	}
 	return
 }

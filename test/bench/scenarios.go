@@ -25,35 +25,48 @@ var nan = math.NaN()
 func (h *harness) scenarios() []scenario {
 	c := h.cfg
 	return []scenario{
-		{group: "pub", runs: c.runs, metrics: []metric{
-			{"publish only, 16 B", "msgs/s", true, 1},
-			{"publish only, 1 KiB", "msgs/s", true, 1},
-		}, start: h.single(func(p *proc, _ int) ([]float64, error) {
-			a, err := pubOnly(p.url(), 16, c.d)
-			if err != nil {
-				return nil, err
-			}
-			b, err := pubOnly(p.url(), 1024, c.d)
-			return []float64{a, b}, err
-		})},
-		{group: "fan", runs: c.runs, note: "msgs/s delivered, all subscribers together; 16 B messages",
+		{group: "pub", runs: c.runs, note: "one nats.go publisher, no subscribers; server CPU is the server process's user+system time per message (from /proc), for reading the profiles",
+			metrics: []metric{
+				{"publish only, 16 B", "msgs/s", true, 1},
+				{"publish only, 1 KiB", "msgs/s", true, 1},
+				{"  server CPU per message, publish 16 B", "ns", false, 0},
+			}, start: h.single(func(p *proc, _ int) ([]float64, error) {
+				var a, b, cpu float64
+				var n int64
+				var err error
+				cpu, err = serverCPU(p, &n, func() (err error) { a, n, err = pubOnly(p.url(), 16, c.d); return })
+				if err != nil {
+					return nil, err
+				}
+				b, _, err = pubOnly(p.url(), 1024, c.d)
+				return []float64{a, b, cpu}, err
+			})},
+		{group: "fan", runs: c.runs, note: "msgs/s delivered, all subscribers together; 16 B messages; server CPU per delivered message",
 			metrics: []metric{
 				{"1 pub -> 1 sub", "msgs/s", true, 1},
 				{"1 pub -> 4 subs", "msgs/s", true, 1},
 				{"1 pub -> queue group of 4", "msgs/s", true, 1},
+				{"  server CPU per message, 1 -> 1", "ns", false, 0},
+				{"  server CPU per message, 1 -> 4", "ns", false, 0},
+				{"  server CPU per message, queue of 4", "ns", false, 0},
 			}, start: h.single(func(p *proc, _ int) ([]float64, error) {
-				var out []float64
+				var rates, cpus []float64
 				for _, x := range []struct {
 					n     int
 					queue bool
 				}{{1, false}, {4, false}, {4, true}} {
-					v, err := fanIn(p.url(), p.url(), 16, x.n, x.queue, c.d)
+					var v float64
+					var n int64
+					cpu, err := serverCPU(p, &n, func() (err error) {
+						v, n, err = fanIn(p.url(), p.url(), 16, x.n, x.queue, c.d)
+						return
+					})
 					if err != nil {
 						return nil, err
 					}
-					out = append(out, v)
+					rates, cpus = append(rates, v), append(cpus, cpu)
 				}
-				return out, nil
+				return append(rates, cpus...), nil
 			})},
 		{group: "req", runs: c.runs, note: "16 B requests, 2 responders in a queue group, each client one request at a time",
 			metrics: []metric{
@@ -100,6 +113,28 @@ func (h *harness) scenarios() []scenario {
 			}, start: h.reload},
 	}
 }
+
+// serverCPU runs f and returns the CPU time p used meanwhile, in ns per
+// message; f stores the message count in *n.
+func serverCPU(p *proc, n *int64, f func() error) (float64, error) {
+	before, self := cpuTicks(p.pid()), cpuTicks(os.Getpid())
+	if err := f(); err != nil {
+		return 0, err
+	}
+	ticks := cpuTicks(p.pid()) - before
+	self = cpuTicks(os.Getpid()) - self
+	if *n == 0 {
+		return nan, nil
+	}
+	perMsg := func(t int64) float64 { return float64(t) * 1e9 / clockTicks / float64(*n) }
+	if verbose {
+		logf("    %s: %d msgs, server %.0f ns/msg, clients %.0f ns/msg", p.t.name, *n, perMsg(ticks), perMsg(self))
+	}
+	return perMsg(ticks), nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on Linux.
+const clockTicks = 100
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
@@ -167,7 +202,7 @@ func (h *harness) cluster(t target) (func(int) ([]float64, error), func(), error
 		ps = append(ps, p)
 	}
 	return func(int) ([]float64, error) {
-		v, err := fanIn(ps[0].url(), ps[1].url(), 16, 1, false, h.cfg.d)
+		v, _, err := fanIn(ps[0].url(), ps[1].url(), 16, 1, false, h.cfg.d)
 		if err != nil {
 			return nil, err
 		}
