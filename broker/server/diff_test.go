@@ -160,6 +160,10 @@ var diffCases = []diffCase{
 	{name: "auth: permissions refuse and the connection stays", opts: authOpts, input: `CONNECT {"verbose":false,"user":"alice","pass":"secret"}` + "\r\n" +
 		"SUB forbidden 1\r\nSUB orders.hidden 2\r\nSUB work q2 3\r\nSUB work q1 4\r\nSUB orders.* 5\r\n" +
 		"PUB orders.new 1\r\na\r\nPUB orders.secret 1\r\nb\r\nPUB elsewhere 1\r\nc\r\nPUB orders.hidden 1\r\nd\r\n", errs: []string{`Permissions Violation for Subscription to "forbidden"`, `Permissions Violation for Subscription to "work" using queue "q2"`, `Permissions Violation for Publish to "orders.secret"`, `Permissions Violation for Publish to "elsewhere"`}},
+	{name: "auth: in verbose mode a refused publish or subscription gets only the error", opts: authOpts, input: `CONNECT {"user":"alice","pass":"secret"}` + "\r\n" +
+		"PUB elsewhere 1\r\nx\r\nSUB forbidden 1\r\nPUB orders.a 1\r\ny\r\n", errs: []string{`Permissions Violation for Publish to "elsewhere"`}},
+	{name: "auth: a no_responders request with publish permission denied gets only the error", opts: authOpts, input: `CONNECT {"verbose":false,"headers":true,"no_responders":true,"user":"alice","pass":"secret"}` + "\r\n" +
+		"SUB _INBOX.a 1\r\nPUB elsewhere _INBOX.a 1\r\nx\r\nPUB orders.x _INBOX.a 1\r\ny\r\n"},
 	{name: "auth: allow_responses permits exactly one reply", opts: authOpts, input: `CONNECT {"verbose":false,"user":"svc","pass":"svc"}` + "\r\n" +
 		"SUB requests 1\r\nPUB requests reply.1 1\r\nq\r\nPUB reply.1 1\r\na\r\nPUB reply.1 1\r\nb\r\nPUB other 1\r\nc\r\n"},
 	// nats-server compares a bcrypt no_auth_user's hash with itself and
