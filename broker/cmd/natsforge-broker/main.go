@@ -33,7 +33,7 @@ type flags struct {
 	debug, trace, ver bool
 	set               map[string]bool
 
-	// Cluster flags, as nats-server's (cluster*.go in broker/server).
+	// Cluster flags, as nats-server's (cluster.go).
 	cluster, routes, clusterName string
 	noAdvertise                  bool
 }
