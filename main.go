@@ -46,11 +46,13 @@ func main() {
 		probeAddr       string
 		leaderElect     bool
 		watchNamespaces string
+		brokerImage     string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metrics endpoint binds to; \"0\" turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the health probe endpoint binds to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Enable leader election, so that only one manager is active at a time.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all namespaces.")
+	flag.StringVar(&brokerImage, "broker-image", controllers.DefaultImage(version), "The broker image of NatsClusters that set no spec.image.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -76,23 +78,23 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := setup(ctx, mgr); err != nil {
+	if err := setup(ctx, mgr, brokerImage); err != nil {
 		log.Error(err, "set up controllers")
 		os.Exit(1)
 	}
-	log.Info("starting manager", "version", version, "watchNamespaces", watchNamespaces)
+	log.Info("starting manager", "version", version, "brokerImage", brokerImage, "watchNamespaces", watchNamespaces)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "run manager")
 		os.Exit(1)
 	}
 }
 
-func setup(ctx context.Context, mgr ctrl.Manager) error {
+func setup(ctx context.Context, mgr ctrl.Manager, brokerImage string) error {
 	r := &controllers.NatsClusterReconciler{
 		Client:       mgr.GetClient(),
 		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("natsforge-operator"),
-		DefaultImage: controllers.DefaultImage(version),
+		DefaultImage: brokerImage,
 		Digests:      controllers.HTTPDigestProber{},
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
