@@ -125,7 +125,7 @@ func TestParserKeepsALargeSplitPayloadIntact(t *testing.T) {
 	}
 }
 
-func TestSplitArgsAndParseSize(t *testing.T) {
+func TestArgumentsSplitOnBlanksAndSizesAreDecimalOnly(t *testing.T) {
 	var a [4][]byte
 	args := splitArgs(a[:0], []byte(" foo\t bar  12 "))
 	if len(args) != 3 || string(args[0]) != "foo" || string(args[1]) != "bar" || string(args[2]) != "12" {

@@ -117,7 +117,7 @@ func TestSublistRefusesInvalidSubjects(t *testing.T) {
 	}
 }
 
-func TestSubjectHelpers(t *testing.T) {
+func TestSubjectsAreToldLiteralAndMatchedTokenByToken(t *testing.T) {
 	literal := map[string]bool{"a.b": true, "a.*": false, ">": false, "a*": true, "a.b>": true}
 	for s, want := range literal {
 		if got := subjectIsLiteral(s); got != want {
