@@ -53,7 +53,6 @@ func jsonKeys(t testing.TB, body string) map[string]bool {
 // oracleCluster starts two nats-servers routed together, with monitoring.
 func oracleCluster(t testing.TB) (*natsserver.Server, *natsserver.Server) {
 	t.Helper()
-	ports := freePorts(t, 2)
 	start := func(name string, port int, routes []int) *natsserver.Server {
 		o := &natsserver.Options{ServerName: name, Host: "127.0.0.1", Port: -1, HTTPHost: "127.0.0.1", HTTPPort: -1,
 			NoLog: true, NoSigs: true, Username: "alice", Password: "pw"}
@@ -72,8 +71,8 @@ func oracleCluster(t testing.TB) (*natsserver.Server, *natsserver.Server) {
 		t.Cleanup(s.Shutdown)
 		return s
 	}
-	a := start("a", ports[0], nil)
-	b := start("b", ports[1], ports[:1])
+	a := start("a", -1, nil)
+	b := start("b", -1, []int{a.ClusterAddr().Port})
 	waitUntil(t, 10*time.Second, "nats-server routes", func() bool { return a.NumRoutes() > 0 && b.NumRoutes() > 0 })
 	return a, b
 }

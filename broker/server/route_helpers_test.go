@@ -201,3 +201,6 @@ var (
 	httpClient = &http.Client{Timeout: 5 * time.Second}
 	ioCopy     = io.Copy
 )
+
+// routePort is where s accepts routes.
+func routePort(s *Server) int { return s.routes().addr().Port }

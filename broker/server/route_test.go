@@ -201,16 +201,15 @@ func TestDuplicateRoutesBetweenTwoServersResolveToOne(t *testing.T) {
 }
 
 func TestAServerStartedLastJoinsAndCatchesUpOnInterest(t *testing.T) {
-	ports := freePorts(t, 3)
-	a := startMember(t, clusterOpts("a", ports[0], ports), nil)
-	b := startMember(t, clusterOpts("b", ports[1], ports), nil)
+	a := startMember(t, clusterOpts("a", RandomPort, nil), nil)
+	b := startMember(t, clusterOpts("b", RandomPort, []int{routePort(a)}), nil)
 	waitMesh(t, a, b)
 	onA := connectTo(t, a.ClientURL())
 	sub, _ := onA.SubscribeSync("late.>")
 	qsub, _ := onA.QueueSubscribeSync("late.q", "workers")
 	onA.Flush()
 
-	c := startMember(t, clusterOpts("c", ports[2], ports), nil)
+	c := startMember(t, clusterOpts("c", RandomPort, []int{routePort(a), routePort(b)}), nil)
 	waitMesh(t, a, b, c)
 	waitInterest(t, c, "late.x", 1)
 	waitInterest(t, c, "late.q", 2)
@@ -227,23 +226,21 @@ func TestAServerStartedLastJoinsAndCatchesUpOnInterest(t *testing.T) {
 }
 
 func TestAServerThatKnowsOneSeedMeetsTheWholeMeshByGossip(t *testing.T) {
-	ports := freePorts(t, 3)
-	a := startMember(t, clusterOpts("a", ports[0], nil), nil)
-	b := startMember(t, clusterOpts("b", ports[1], ports[:1]), nil)
+	a := startMember(t, clusterOpts("a", RandomPort, nil), nil)
+	b := startMember(t, clusterOpts("b", RandomPort, []int{routePort(a)}), nil)
 	waitMesh(t, a, b)
-	c := startMember(t, clusterOpts("c", ports[2], ports[:1]), nil)
+	c := startMember(t, clusterOpts("c", RandomPort, []int{routePort(a)}), nil)
 	waitMesh(t, a, b, c)
 }
 
 func TestARouteWithAWrongPasswordIsRefusedAndNoPasswordIsLogged(t *testing.T) {
-	ports := freePorts(t, 2)
 	var logs syncBuffer
-	hashed := clusterOpts("a", ports[0], nil)
-	// bcrypt of testRoutePass: the accepting side may hold a hash.
+	hashed := clusterOpts("a", RandomPort, nil)
+	// The accepting side may hold a bcrypt hash of the route password.
 	hashed.Cluster.Authorization.Password = mustBcrypt(t, testRoutePass)
 	a := startMember(t, hashed, &logs)
-	bad := clusterOpts("b", ports[1], nil)
-	bad.Cluster.Routes = []string{routeURLFor(ports[0], testRouteUser, "wrong-pw-123")}
+	bad := clusterOpts("b", RandomPort, nil)
+	bad.Cluster.Routes = []string{routeURLFor(routePort(a), testRouteUser, "wrong-pw-123")}
 	b := startMember(t, bad, &logs)
 	waitUntil(t, 5*time.Second, "the refusal in the log", func() bool {
 		return strings.Contains(logs.String(), "authorization violation")
@@ -251,9 +248,7 @@ func TestARouteWithAWrongPasswordIsRefusedAndNoPasswordIsLogged(t *testing.T) {
 	if a.routes().numRoutes() != 0 || b.routes().numRoutes() != 0 {
 		t.Fatal("a route with a wrong password was registered")
 	}
-	good := clusterOpts("c", 0, []int{ports[0]})
-	good.Cluster.Port = RandomPort
-	c := startMember(t, good, &logs)
+	c := startMember(t, clusterOpts("c", RandomPort, []int{routePort(a)}), &logs)
 	waitMesh(t, a, c)
 	for _, secret := range []string{testRoutePass, "wrong-pw-123"} {
 		if strings.Contains(logs.String(), secret) {
@@ -287,12 +282,13 @@ func TestClientsLearnTheOtherServersURLsByAsyncInfo(t *testing.T) {
 }
 
 func TestNoAdvertiseKeepsClientURLsOutOfInfo(t *testing.T) {
-	ports := freePorts(t, 2)
 	var servers []*Server
-	for i, p := range ports {
-		o := clusterOpts(fmt.Sprint(i), p, ports)
+	var seeds []int
+	for i := range 2 {
+		o := clusterOpts(fmt.Sprint(i), RandomPort, seeds)
 		o.Cluster.NoAdvertise = true
 		servers = append(servers, startMember(t, o, nil))
+		seeds = append(seeds, routePort(servers[i]))
 	}
 	waitMesh(t, servers...)
 	nc := connectTo(t, servers[0].ClientURL())
@@ -303,10 +299,10 @@ func TestNoAdvertiseKeepsClientURLsOutOfInfo(t *testing.T) {
 }
 
 func TestPermissionsHoldAcrossServers(t *testing.T) {
-	ports := freePorts(t, 2)
 	var servers []*Server
-	for i, p := range ports {
-		o := clusterOpts(fmt.Sprint(i), p, ports)
+	var seeds []int
+	for i := range 2 {
+		o := clusterOpts(fmt.Sprint(i), RandomPort, seeds)
 		o.Authorization = &conf.Authorization{Users: []conf.User{
 			{Name: "pub", Password: "pw", Permissions: &conf.Permissions{
 				Publish: &conf.SubjectPermission{Allow: []string{"public.>", "svc.>"}}}},
@@ -315,6 +311,7 @@ func TestPermissionsHoldAcrossServers(t *testing.T) {
 				Publish:   &conf.SubjectPermission{Allow: []string{"nothing"}}, AllowResponses: true}},
 		}}
 		servers = append(servers, startMember(t, o, nil))
+		seeds = append(seeds, routePort(servers[i]))
 	}
 	waitMesh(t, servers...)
 	userURL := func(s *Server, user string) string {
