@@ -2,7 +2,9 @@ package server
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sort"
+	"sync"
 	"testing"
 )
 
@@ -159,5 +161,60 @@ func BenchmarkSublistCachedMatch(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sl.MatchBytes(subj)
+	}
+}
+
+func TestSublistCacheStaysCorrectUnderConcurrentChurn(t *testing.T) {
+	sl := NewSublist()
+	patterns := []string{"a.b", "a.*", "a.>", "*.b", ">", "a.b.c", "*.*.c", "x.y"}
+	literals := []string{"a.b", "a.c", "x.b", "a.b.c", "q.r.c", "x.y", "a"}
+	var live sync.Map // *subscription -> struct{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, 1))
+			var mine []*subscription
+			for i := 0; i < 3000; i++ {
+				switch rng.IntN(3) {
+				case 0:
+					q := ""
+					if rng.IntN(3) == 0 {
+						q = "g"
+					}
+					s := newSub(patterns[rng.IntN(len(patterns))], q)
+					if err := sl.Insert(s); err != nil {
+						t.Error(err)
+						return
+					}
+					live.Store(s, struct{}{})
+					mine = append(mine, s)
+				case 1:
+					if len(mine) > 0 {
+						k := rng.IntN(len(mine))
+						s := mine[k]
+						mine = append(mine[:k], mine[k+1:]...)
+						live.Delete(s)
+						sl.Remove(s)
+					}
+				default:
+					sl.Match(literals[rng.IntN(len(literals))])
+				}
+			}
+		}(uint64(w))
+	}
+	wg.Wait()
+	for _, subj := range literals {
+		want := 0
+		live.Range(func(k, _ any) bool {
+			if matchLiteral(subj, string(k.(*subscription).subject)) {
+				want++
+			}
+			return true
+		})
+		if got := sl.Match(subj).Len(); got != want {
+			t.Errorf("Match(%q) has %d subscriptions, want %d", subj, got, want)
+		}
 	}
 }
