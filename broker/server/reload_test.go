@@ -307,3 +307,34 @@ func httpGet(t testing.TB, h http.Handler, path string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+func TestARouteAddedByReloadIsDialledAndARemovedOneIsDropped(t *testing.T) {
+	_, _, b := hashed(t)
+	ports := freePorts(t, 4)
+	dir := t.TempDir()
+	x := startFileMember(t, filepath.Join(dir, "x.conf"),
+		memberConfig{name: "x", port: ports[0], clusterPort: ports[1], alicePass: "a", bobPass: b}, nil)
+	y := startFileMember(t, filepath.Join(dir, "y.conf"),
+		memberConfig{name: "y", port: ports[2], clusterPort: ports[3], alicePass: "a", bobPass: b}, nil)
+	if x.s.routes().numRoutes() != 0 {
+		t.Fatal("routes before any were configured")
+	}
+	x.cfg.routePorts = []int{ports[3]}
+	writeFile(t, x.path, x.cfg.render())
+	if err := x.s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitMesh(t, x.s, y.s)
+	if got := x.s.Varz().Cluster.URLs; len(got) != 1 {
+		t.Fatalf("varz cluster urls %v", got)
+	}
+
+	x.cfg.routePorts = nil
+	writeFile(t, x.path, x.cfg.render())
+	if err := x.s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "the removed route to close", func() bool {
+		return x.s.routes().numRoutes() == 0 && y.s.routes().numRoutes() == 0
+	})
+}
