@@ -248,6 +248,9 @@ func TestCELAndSchemaRefuseInvalidSpecs(t *testing.T) {
 		{"subject with a space", func(nc *v1alpha1.NatsCluster) {
 			nc.Spec.Auth.Users[0].Permissions = &v1alpha1.Permissions{Publish: &v1alpha1.SubjectPermission{Allow: []v1alpha1.Subject{"a b"}}}
 		}, "allow"},
+		{"full wildcard before the last token", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Auth.DefaultPermissions = &v1alpha1.Permissions{Subscribe: &v1alpha1.SubjectPermission{Deny: []v1alpha1.Subject{"a.>.b"}}}
+		}, "it may only be the last token"},
 		{"user name with a colon", func(nc *v1alpha1.NatsCluster) { nc.Spec.Auth.Users[0].Name = "a:b" }, "name"},
 		{"zero replicas", func(nc *v1alpha1.NatsCluster) { nc.Spec.Replicas = ptr.To[int32](0) }, "replicas"},
 	}

@@ -182,6 +182,7 @@ type SubjectPermission struct {
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=255
 // +kubebuilder:validation:Pattern=`^[^\s.]+(\.[^\s.]+)*$`
+// +kubebuilder:validation:XValidation:rule="!self.startsWith('>.') && !self.contains('.>.')",message="'>' matches the rest of a subject: it may only be the last token"
 type Subject string
 
 // BrokerConfig holds the broker settings a user may tune.
