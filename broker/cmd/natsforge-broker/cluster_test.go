@@ -444,8 +444,10 @@ func TestAKubernetesStyleSecretVolumeUpdateReloadsABrokerProcess(t *testing.T) {
 	before := m.varz()["config_digest"]
 
 	m.aliceHash = bcryptOf(t, alicePw2)
+	swapped := time.Now()
 	kubeSwap(t, vol, "nats.conf", m.render(), 2)
 	waitFor(t, 5*time.Second, "the reload", func() bool { return m.varz()["config_digest"] != before })
+	t.Logf("the new config was served %v after the ..data swap", time.Since(swapped).Round(time.Millisecond))
 	dial(t, m.url("alice", alicePw2))
 	if _, err := nats.Connect(m.url("alice", alicePw1), nats.NoReconnect()); !errors.Is(err, nats.ErrAuthorization) {
 		t.Fatalf("the old password: %v", err)
