@@ -29,7 +29,11 @@ stop_pid() {
 }
 stop_component() {
   local name=$1
-  if running "${name}"; then stop_pid "${name}" "$(pid_of "${name}")" "${2:-10}"; fi
+  if running "${name}"; then
+    stop_pid "${name}" "$(pid_of "${name}")" "${2:-10}"
+  elif [ -f "${LC_PIDS}/${name}.pid" ]; then
+    say "${name}: stopped"
+  fi
   rm -f "${LC_PIDS}/${name}.pid" "${LC_PIDS}/${name}.exe"
 }
 
@@ -139,7 +143,17 @@ if [ -d /var/log/containers ]; then
   find /var/log/containers -maxdepth 1 -type l -lname "${LC_STATE}/*" -delete 2>/dev/null
 fi
 
-# 8. Files.
+# 8. Files, and the machine-wide folders first made for this cluster, when empty.
+if [ -f "${LC_RUN}/preexisting" ]; then
+  for d in /run/containerd /var/lib/cni /var/log/containers; do
+    grep -qx "${d}" "${LC_RUN}/preexisting" && continue
+    find "${d}" -depth -type d -empty -delete 2>/dev/null
+  done
+  if ! grep -qx /run/netns "${LC_RUN}/preexisting" && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
+    umount /run/netns 2>/dev/null
+    rmdir /run/netns 2>/dev/null
+  fi
+fi
 rm -rf "${LC_RUN}"
 rm -f "${KUBECONFIG_OUT}"
 if ! ${keep_state}; then

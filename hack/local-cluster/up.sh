@@ -16,7 +16,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 mkdir -p "${LC_STATE}" "${LC_RUN}" "${LC_LOGS}" "${LC_PIDS}" "${LC_PKI}" "${LC_KUBECONFIGS}" "${LC_TOOLS}"
 # Files of this cluster created after this mark are ours (down uses it as a fallback).
-[ -f "${LC_RUN}/up.stamp" ] || touch "${LC_RUN}/up.stamp"
+# Machine-wide folders that containerd, the kubelet, CNI and `ip netns` create on
+# first use: down removes the ones that were not there before (when empty).
+if [ ! -f "${LC_RUN}/up.stamp" ]; then
+  touch "${LC_RUN}/up.stamp"
+  for d in /run/netns /run/containerd /var/lib/cni /var/log/containers; do
+    [ -e "${d}" ] && echo "${d}"
+  done > "${LC_RUN}/preexisting" || true
+fi
 
 # ---------------------------------------------------------------------------------
 # Prerequisites: Debian packages, binaries built from Go modules, our small tools.
@@ -271,7 +278,7 @@ start kube-apiserver "${K8S_BIN}/kube-apiserver" \
   --client-ca-file "${LC_PKI}/ca.crt" \
   --tls-cert-file "${LC_PKI}/apiserver.crt" --tls-private-key-file "${LC_PKI}/apiserver.key" \
   --kubelet-client-certificate "${LC_PKI}/apiserver-kubelet-client.crt" \
-  --kubelet-client-key "${LC_PKI}/apiserver-kubelet-client.key" \
+  --kubelet-client-key "${LC_PKI}/apiserver-kubelet-client.key" --kubelet-preferred-address-types InternalIP \
   --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
   --service-account-key-file "${LC_PKI}/sa.pub" --service-account-signing-key-file "${LC_PKI}/sa.key" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
