@@ -187,3 +187,25 @@ func TestVersionFlagPrintsTheVersion(t *testing.T) {
 		t.Fatalf("%q, %v", out, err)
 	}
 }
+
+func TestHelpPrintsTheFlagsAndExitsCleanly(t *testing.T) {
+	var errOut bytes.Buffer
+	if code := run([]string{"-h"}, &errOut); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, f := range []string{"-p", "-a", "-user", "-pass", "-c", "-m", "-D", "-V", "-v"} {
+		if !strings.Contains(errOut.String(), f) {
+			t.Errorf("usage lacks %s:\n%s", f, errOut.String())
+		}
+	}
+}
+
+func TestAUserWithoutAPasswordIsAConfigurationError(t *testing.T) {
+	var errOut bytes.Buffer
+	if code := run([]string{"--user", "myname", "-p", "-1"}, &errOut); code == 0 {
+		t.Fatal("started without --pass")
+	}
+	if strings.Contains(errOut.String(), "listening") {
+		t.Fatalf("it listened:\n%s", errOut.String())
+	}
+}
