@@ -171,6 +171,7 @@ func main() {
 		s := <-sigs
 		fmt.Fprintf(os.Stderr, "bench: %v: stopping servers\n", s)
 		killAll()
+		stopEnvtest()
 		os.RemoveAll(tmp)
 		os.Exit(130)
 	}()

@@ -29,7 +29,7 @@ func (h *harness) scenarios() []scenario {
 			metrics: []metric{
 				{"publish only, 16 B", "msgs/s", true, 1},
 				{"publish only, 1 KiB", "msgs/s", true, 1},
-				{"  server CPU per message, publish 16 B", "ns", false, 0},
+				{"server CPU per message, publish 16 B", "ns", false, 0},
 			}, start: h.single(func(p *proc, _ int) ([]float64, error) {
 				var a, b, cpu float64
 				var n int64
@@ -46,9 +46,9 @@ func (h *harness) scenarios() []scenario {
 				{"1 pub -> 1 sub", "msgs/s", true, 1},
 				{"1 pub -> 4 subs", "msgs/s", true, 1},
 				{"1 pub -> queue group of 4", "msgs/s", true, 1},
-				{"  server CPU per message, 1 -> 1", "ns", false, 0},
-				{"  server CPU per message, 1 -> 4", "ns", false, 0},
-				{"  server CPU per message, queue of 4", "ns", false, 0},
+				{"server CPU per message, 1 -> 1", "ns", false, 0},
+				{"server CPU per message, 1 -> 4", "ns", false, 0},
+				{"server CPU per message, queue of 4", "ns", false, 0},
 			}, start: h.single(func(p *proc, _ int) ([]float64, error) {
 				var rates, cpus []float64
 				for _, x := range []struct {
