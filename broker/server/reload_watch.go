@@ -4,35 +4,47 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
-// defaultConfigPollInterval is how often the config file's content is checked.
+// defaultConfigPollInterval is how often the config file's content is checked
+// when no file system event says so sooner.
 const defaultConfigPollInterval = time.Second
 
 // configWatcher notices when the config file's content changes on disk.
 //
-// It polls the digest of the file's content rather than watching inotify
-// events: a Kubernetes Secret volume is updated by swapping a `..data` symlink
-// in the mount directory, which produces no event on the file's own path, and
-// reading through the path always resolves the current target. Comparing with
-// the last content seen, not the last content loaded, makes a refused config
-// cost one reload attempt rather than one per poll.
+// What counts is the digest of the content read through the path, not any
+// event on the path itself: a Kubernetes Secret volume is updated by swapping
+// a `..data` symlink in the mount directory, which produces no event on the
+// file's own path, and reading through the path always resolves the current
+// target. Events on the directory (fsnotify) make the check immediate; a poll
+// every interval catches what events miss (or where they are unavailable).
+// Comparing with the last content seen, not the last content loaded, makes a
+// refused config cost one reload attempt rather than one per check.
 type configWatcher struct {
 	path     string
 	interval time.Duration
 	onChange func(digest string)
 	last     [sha256.Size]byte
+	ready    chan struct{} // closed once the directory watch is set up (or failed)
 	stop     chan struct{}
 	done     chan struct{}
 }
+
+// configSettle is how long the directory must stay quiet after an event
+// before the file is read, so that an editor's write in several steps is not
+// read (and refused) half done.
+const configSettle = 50 * time.Millisecond
 
 func newConfigWatcher(path string, interval time.Duration, onChange func(digest string)) *configWatcher {
 	if interval <= 0 {
 		interval = defaultConfigPollInterval
 	}
 	w := &configWatcher{path: path, interval: interval, onChange: onChange,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	if b, err := os.ReadFile(path); err == nil {
 		w.last = sha256.Sum256(b)
 	}
@@ -41,23 +53,44 @@ func newConfigWatcher(path string, interval time.Duration, onChange func(digest 
 
 func (w *configWatcher) run() {
 	defer close(w.done)
-	t := time.NewTicker(w.interval)
-	defer t.Stop()
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if fw, err := fsnotify.NewWatcher(); err == nil {
+		defer fw.Close()
+		if fw.Add(filepath.Dir(w.path)) == nil {
+			events, errs = fw.Events, fw.Errors
+		}
+	}
+	close(w.ready)
+	poll := time.NewTicker(w.interval)
+	defer poll.Stop()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
 	for {
 		select {
 		case <-w.stop:
 			return
-		case <-t.C:
+		case <-events:
+			settle.Reset(configSettle)
+		case <-errs:
+			settle.Reset(configSettle)
+		case <-settle.C:
+			w.check()
+		case <-poll.C:
+			w.check()
 		}
-		b, err := os.ReadFile(w.path)
-		if err != nil {
-			// Mid-swap or briefly missing: look again next tick.
-			continue
-		}
-		if d := sha256.Sum256(b); d != w.last {
-			w.last = d
-			w.onChange(hex.EncodeToString(d[:]))
-		}
+	}
+}
+
+// check reloads through onChange when the content differs from the last seen.
+func (w *configWatcher) check() {
+	b, err := os.ReadFile(w.path)
+	if err != nil {
+		return // mid-swap or briefly missing: look again later
+	}
+	if d := sha256.Sum256(b); d != w.last {
+		w.last = d
+		w.onChange(hex.EncodeToString(d[:]))
 	}
 }
 

@@ -69,3 +69,18 @@ func TestConfigWatcherNoticesAKubernetesSecretVolumeSwap(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+func TestConfigWatcherReactsToTheSwapBeforeItsNextPoll(t *testing.T) {
+	vol, path := newKubeSecretVolume(t, "nats.conf", []byte("port: 4222\n"))
+	changed := make(chan struct{}, 10)
+	w := newConfigWatcher(path, time.Hour, func(string) { changed <- struct{}{} })
+	go w.run()
+	defer w.close()
+	<-w.ready
+	vol.update(t, "nats.conf", []byte("port: 4223\n"))
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the swap went unnoticed without polling")
+	}
+}
