@@ -11,6 +11,10 @@
 //	auth.go     client authentication against the configured users and token
 //	extend.go   the hooks routes, reload and lame duck plug into
 //	stats.go    snapshots for monitoring
+//	monitor_source.go  the broker/monitor Source: varz, connz, routez, subsz
+//	route.go, route_proto.go, route_info.go  the cluster: full mesh, RS+/RS-/RMSG, gossip
+//	reload.go, reload_watch.go  SIGHUP and config file reload applied in place
+//	lameduck.go lame duck mode: stop accepting, move clients away, exit
 //
 // # Goroutines
 //
