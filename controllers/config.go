@@ -46,7 +46,7 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	case err != nil:
 		return fmt.Errorf("get Secret %s: %w", key.Name, err)
 	case !metav1.IsControlledBy(existing, nc):
-		return fmt.Errorf("Secret %s exists and is not controlled by this NatsCluster", key.Name)
+		return fmt.Errorf("refusing to take over Secret %s: it exists and is not controlled by this NatsCluster", key.Name)
 	}
 
 	prev := fingerprints{}

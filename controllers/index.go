@@ -20,11 +20,15 @@ import (
 	"context"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/controllers/resources"
 )
 
 // secretNameIndex indexes NatsClusters by the names of the Secrets their users'
@@ -62,4 +66,31 @@ func (r *NatsClusterReconciler) clustersNamingSecret(ctx context.Context, secret
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)})
 	}
 	return reqs
+}
+
+// clusterOfPod maps a broker pod to its NatsCluster by the instance label.
+func clusterOfPod(_ context.Context, pod client.Object) []reconcile.Request {
+	labels := pod.GetLabels()
+	name := labels[resources.LabelInstance]
+	if name == "" || labels[resources.LabelName] != resources.AppName {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: pod.GetNamespace(), Name: name}}}
+}
+
+// brokerPodChanged lets through the pod changes propagation cares about: a pod
+// appearing or going, getting an address, turning ready or not, or losing the
+// config annotation.
+var brokerPodChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*corev1.Pod)
+		cur, okNew := e.ObjectNew.(*corev1.Pod)
+		if !okOld || !okNew {
+			return true
+		}
+		return old.Status.PodIP != cur.Status.PodIP ||
+			podReady(old) != podReady(cur) ||
+			old.Annotations[resources.AnnotationConfigHash] != cur.Annotations[resources.AnnotationConfigHash] ||
+			old.DeletionTimestamp.IsZero() != cur.DeletionTimestamp.IsZero()
+	},
 }

@@ -167,7 +167,10 @@ func (r *NatsClusterReconciler) now() time.Time {
 
 // SetupWithManager registers the reconciler, the index that maps a Secret to
 // the clusters naming it, and the watches. Secrets are watched by metadata
-// only: the cache holds no Secret data.
+// only: the cache holds no Secret data. Broker pods are watched (the cache
+// holds only pods labelled as managed by the operator) so that a pod that
+// appears or becomes ready is told about the current config and asked which
+// one it serves.
 func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)
@@ -179,5 +182,6 @@ func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersNamingSecret), builder.OnlyMetadata).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(clusterOfPod), builder.WithPredicates(brokerPodChanged)).
 		Complete(r)
 }

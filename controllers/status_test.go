@@ -102,7 +102,7 @@ func TestHTTPDigestProberReadsVarz(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		fmt.Fprint(w, `{"server_id":"x","config_digest":"d1g35t"}`)
+		_, _ = fmt.Fprint(w, `{"server_id":"x","config_digest":"d1g35t"}`)
 	}))
 	defer srv.Close()
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))

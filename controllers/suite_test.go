@@ -139,7 +139,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	varz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `{"config_digest":%q}`, fakeDigest.Load())
+		_, _ = fmt.Fprintf(w, `{"config_digest":%q}`, fakeDigest.Load())
 	}))
 	defer varz.Close()
 	_, port, _ := net.SplitHostPort(varz.Listener.Addr().String())

@@ -93,7 +93,7 @@ func (r *NatsClusterReconciler) ensureSecret(ctx context.Context, nc *v1alpha1.N
 	case err != nil:
 		return nil, fmt.Errorf("get Secret %s: %w", name, err)
 	case !metav1.IsControlledBy(s, nc):
-		return nil, fmt.Errorf("Secret %s exists and is not controlled by this NatsCluster", name)
+		return nil, fmt.Errorf("refusing to take over Secret %s: it exists and is not controlled by this NatsCluster", name)
 	case !valid(s):
 		s.Data = build().Data
 		if err := r.Client.Update(ctx, s); err != nil {
@@ -214,7 +214,7 @@ func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, 
 	case err != nil:
 		return nil, fmt.Errorf("get Secret %s: %w", name, err)
 	case !metav1.IsControlledBy(existing, nc):
-		return nil, fmt.Errorf("Secret %s exists and is not controlled by this NatsCluster", name)
+		return nil, fmt.Errorf("refusing to take over Secret %s: it exists and is not controlled by this NatsCluster", name)
 	}
 
 	password := string(existing.Data[resources.PasswordKey])

@@ -107,7 +107,7 @@ func apply[T client.Object](ctx context.Context, r *NatsClusterReconciler, nc *v
 			return err
 		}
 		if !metav1.IsControlledBy(existing, nc) {
-			return fmt.Errorf("%s %s exists and is not controlled by this NatsCluster", kind, key.Name)
+			return fmt.Errorf("refusing to take over %s %s: it exists and is not controlled by this NatsCluster", kind, key.Name)
 		}
 		changed := update(existing, desired)
 		if !hasAll(existing.GetLabels(), desired.GetLabels()) {

@@ -460,7 +460,3 @@ type NatsClusterList struct {
 	// items are the NatsClusters.
 	Items []NatsCluster `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&NatsCluster{}, &NatsClusterList{})
-}
