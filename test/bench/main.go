@@ -123,8 +123,16 @@ func main() {
 		render  = flag.String("render", "", "measure nothing: write -md and -png from results saved by -save")
 	)
 	flag.BoolVar(&verbose, "v", false, "log more: CPU per message of server and clients")
+	clientLoad := flag.String("client-load", "", "internal: run one -profile load against -url and exit")
+	url := flag.String("url", "", "internal: the server -client-load drives")
 	flag.Parse()
 
+	if *clientLoad != "" {
+		if err := runClientLoad(*clientLoad, *url, *dur); err != nil {
+			fatal("%v", err)
+		}
+		return
+	}
 	if *render != "" {
 		m, rows, d, err := loadRun(*render)
 		if err == nil && *md != "" {

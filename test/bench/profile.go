@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/natsforge/natsforge/broker/server"
@@ -38,10 +39,11 @@ func profileNames() []string {
 	return names
 }
 
-// runProfile runs our broker in this process and one load against it,
-// three times over, under the CPU profiler, then writes the CPU profile and
-// an allocation profile and prints the top of each. The clients run in the
-// same process: read the broker's share with -focus=broker/server.
+// runProfile runs our broker in this process and one load against it from a
+// child process (this binary with -client-load), three times over, under the
+// CPU profiler, then writes the CPU profile and an allocation profile and
+// prints the top of each. With the clients in their own process, as in the
+// benchmark, the profiles hold the broker's work only.
 func runProfile(name, dir string, d time.Duration) error {
 	load, ok := profileLoads[name]
 	if !ok {
@@ -52,6 +54,8 @@ func runProfile(name, dir string, d time.Duration) error {
 		if dir, err = os.MkdirTemp("", "natsforge-profile-"); err != nil {
 			return err
 		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
 	o, err := baseOptions()
 	if err != nil {
@@ -76,10 +80,15 @@ func runProfile(name, dir string, d time.Duration) error {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		return err
 	}
+	exe, _ := os.Executable()
+	_ = load
 	for range 3 {
-		if err := load(url, d); err != nil {
+		cmd := exec.Command(exe, "-client-load", name, "-url", url, "-d", d.String())
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Run(); err != nil {
 			pprof.StopCPUProfile()
-			return err
+			return fmt.Errorf("client load: %w", err)
 		}
 	}
 	pprof.StopCPUProfile()
@@ -93,10 +102,9 @@ func runProfile(name, dir string, d time.Duration) error {
 	}
 	af.Close()
 
-	exe, _ := os.Executable()
 	for _, args := range [][]string{
-		{"tool", "pprof", "-top", "-nodecount=30", "-focus=broker/server", exe, cpuPath},
-		{"tool", "pprof", "-top", "-nodecount=15", "-sample_index=alloc_space", "-focus=broker/server", exe, allocPath},
+		{"tool", "pprof", "-top", "-nodecount=35", exe, cpuPath},
+		{"tool", "pprof", "-top", "-nodecount=15", "-sample_index=alloc_space", exe, allocPath},
 	} {
 		fmt.Printf("$ go %v\n", args)
 		cmd := exec.Command("go", args...)
@@ -105,4 +113,13 @@ func runProfile(name, dir string, d time.Duration) error {
 	}
 	fmt.Printf("profiles: %s %s\n", cpuPath, allocPath)
 	return nil
+}
+
+// runClientLoad is the child side of runProfile: one load against url.
+func runClientLoad(name, url string, d time.Duration) error {
+	load, ok := profileLoads[name]
+	if !ok {
+		return fmt.Errorf("no load %q", name)
+	}
+	return load(url, d)
 }

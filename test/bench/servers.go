@@ -145,7 +145,7 @@ func (h *harness) startServer(t target, o *conf.Options) (*proc, error) {
 	running.mu.Unlock()
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		select {
 		case <-p.exited:
@@ -158,7 +158,7 @@ func (h *harness) startServer(t target, o *conf.Options) (*proc, error) {
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("%s not ready in 15s: %s", t.name, tail(p.log))
+			return nil, fmt.Errorf("%s not ready in a minute: %s", t.name, tail(p.log))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
