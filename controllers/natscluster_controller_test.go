@@ -642,3 +642,28 @@ func TestPausedClusterIsLeftAlone(t *testing.T) {
 	updateCluster(t, nc, func(nc *v1alpha1.NatsCluster) { nc.Spec.Paused = false })
 	waitForConfig(t, nc, map[string]string{"alice": "alice-2"})
 }
+
+func TestForeignObjectsAreNotTakenOver(t *testing.T) {
+	needAPIServer(t)
+	const ns = "takeover"
+	foreign := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t1-config"},
+		Data:       map[string][]byte{"nats.conf": []byte("# someone else's")},
+	}
+	if err := k8s.Create(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+	createPasswordSecret(t, ns, "alice-pw", "alice-1")
+	nc := createCluster(t, ns, "t1", userRef("alice", "alice-pw"))
+	got := waitForCondition(t, nc, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReconcileFailed)
+	if msg := condition(got, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "refusing to take over Secret t1-config") {
+		t.Errorf("Ready message %q", msg)
+	}
+	s := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(foreign), s); err != nil {
+		t.Fatal(err)
+	}
+	if string(s.Data["nats.conf"]) != "# someone else's" || len(s.OwnerReferences) != 0 {
+		t.Error("the operator wrote a Secret it does not control")
+	}
+}

@@ -54,7 +54,7 @@ import (
 // reconciler, so that nothing else reconciles its cluster while it measures.
 var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
-	"missing", "generated", "scaling", "validation", "paused", "propagation",
+	"missing", "generated", "scaling", "validation", "paused", "propagation", "takeover",
 }
 
 const unwatchedNamespace = "timing"
