@@ -118,4 +118,12 @@ wait_for() {
   done
 }
 
+# put FILE: writes stdin to FILE only when the content differs, so a running
+# component that watches its file (kube-proxy exits when it changes) is left alone.
+put() {
+  local f=$1
+  cat > "${f}.new"
+  if cmp -s "${f}.new" "${f}"; then rm -f "${f}.new"; else mv "${f}.new" "${f}"; fi
+}
+
 kubectl_admin() { "${K8S_BIN}/kubectl" --kubeconfig "${KUBECONFIG_OUT}" "$@"; }

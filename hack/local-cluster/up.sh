@@ -97,14 +97,20 @@ ip route replace "${LC_POD_CIDR}" via "${LC_NODE_IP}" dev "${LC_VETH_HOST}"
 ip route replace "${LC_SERVICE_CIDR}" via "${LC_NODE_IP}" dev "${LC_VETH_HOST}"
 in_ns sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.route_localnet=1
 in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
-# Egress guard, inside the namespace only (it disappears with the namespace).
-if ! in_ns iptables -w -n -L NATSFORGE-EGRESS >/dev/null 2>&1; then
-  in_ns iptables -w -N NATSFORGE-EGRESS
-  in_ns iptables -w -A NATSFORGE-EGRESS -d "${LC_NODE_NET}" -j RETURN
-  in_ns iptables -w -A NATSFORGE-EGRESS -j REJECT --reject-with icmp-net-unreachable
-  in_ns iptables -w -I OUTPUT 1 -o "${LC_VETH_NODE}" -j NATSFORGE-EGRESS
-  in_ns iptables -w -I FORWARD 1 -o "${LC_VETH_NODE}" -j NATSFORGE-EGRESS
-fi
+# Egress guard, inside the namespace only (it disappears with the namespace): what
+# leaves through the veth must be for the node's own /24. A connection the node makes
+# to a ClusterIP is routed to the veth (default route) before kube-proxy's DNAT,
+# and the filter chain still sees that first route, so DNATed connections whose
+# real destination (the reply's source) is a pod or the node are let through.
+in_ns iptables -w -N NATSFORGE-EGRESS 2>/dev/null || in_ns iptables -w -F NATSFORGE-EGRESS
+in_ns iptables -w -A NATSFORGE-EGRESS -d "${LC_NODE_NET}" -j RETURN
+in_ns iptables -w -A NATSFORGE-EGRESS -m conntrack --ctstate DNAT --ctreplsrc "${LC_POD_CIDR}" -j RETURN
+in_ns iptables -w -A NATSFORGE-EGRESS -m conntrack --ctstate DNAT --ctreplsrc "${LC_NODE_NET}" -j RETURN
+in_ns iptables -w -A NATSFORGE-EGRESS -j REJECT --reject-with icmp-net-unreachable
+for chain in OUTPUT FORWARD; do
+  in_ns iptables -w -C "${chain}" -o "${LC_VETH_NODE}" -j NATSFORGE-EGRESS 2>/dev/null ||
+    in_ns iptables -w -I "${chain}" 1 -o "${LC_VETH_NODE}" -j NATSFORGE-EGRESS
+done
 
 # ---------------------------------------------------------------------------------
 # PKI and kubeconfigs (made once; kept until down).
@@ -149,7 +155,7 @@ chmod 600 "${LC_PKI}"/*.key
 
 write_kubeconfig() { # file user cert
   local file=$1 user=$2 cert=$3
-  cat > "${file}.tmp" <<EOF
+  (umask 077; put "${file}") <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -170,7 +176,7 @@ contexts:
     namespace: default
 current-context: natsforge-local
 EOF
-  chmod 600 "${file}.tmp" && mv "${file}.tmp" "${file}"
+  chmod 600 "${file}"
 }
 write_kubeconfig "${KUBECONFIG_OUT}" natsforge-admin admin
 for c in kube-controller-manager kube-scheduler kube-proxy kubelet coredns; do
@@ -191,7 +197,7 @@ start etcd "${K8S_BIN}/etcd" --name natsforge-local --data-dir "${LC_STATE}/etcd
   --unsafe-no-fsync --quota-backend-bytes 2147483648 --log-level warn
 
 mkdir -p "${LC_STATE}/cni/net.d" "${LC_STATE}/cni/ipam" "${LC_STATE}/containerd/root" "${LC_RUN}/containerd"
-cat > "${LC_STATE}/cni/net.d/10-natsforge.conflist" <<EOF
+put "${LC_STATE}/cni/net.d/10-natsforge.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "${LC_CNI_NAME}",
@@ -213,7 +219,7 @@ cat > "${LC_STATE}/cni/net.d/10-natsforge.conflist" <<EOF
   ]
 }
 EOF
-cat > "${LC_STATE}/containerd/config.toml" <<EOF
+put "${LC_STATE}/containerd/config.toml" <<EOF
 # containerd of the natsforge local cluster: its own root, state and socket.
 version = 2
 root = "${LC_STATE}/containerd/root"
@@ -360,7 +366,7 @@ start kube-scheduler "${K8S_BIN}/kube-scheduler" \
 # Node: kubelet, kube-proxy, CoreDNS.
 # ---------------------------------------------------------------------------------
 mkdir -p "${LC_STATE}/kubelet" "${LC_STATE}/pod-logs"
-cat > "${LC_STATE}/kubelet-config.yaml" <<EOF
+put "${LC_STATE}/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 authentication:
@@ -392,13 +398,14 @@ start kubelet "${K8S_BIN}/kubelet" --config "${LC_STATE}/kubelet-config.yaml" \
   --kubeconfig "${LC_KUBECONFIGS}/kubelet.kubeconfig" --root-dir "${LC_STATE}/kubelet" \
   --hostname-override "${LC_NODE_NAME}" --node-ip "${LC_NODE_IP}"
 
-cat > "${LC_STATE}/kube-proxy-config.yaml" <<EOF
+put "${LC_STATE}/kube-proxy-config.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: "${LC_KUBECONFIGS}/kube-proxy.kubeconfig"}
 mode: iptables
 hostnameOverride: ${LC_NODE_NAME}
 clusterCIDR: ${LC_POD_CIDR}
+nodePortAddresses: [primary]
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Without a cluster-wide overlay, same-bridge pod-to-Service-to-pod replies must
@@ -408,7 +415,7 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 EOF
 start kube-proxy "${K8S_BIN}/kube-proxy" --config "${LC_STATE}/kube-proxy-config.yaml"
 
-cat > "${LC_STATE}/Corefile" <<EOF
+put "${LC_STATE}/Corefile" <<EOF
 cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
     bind ${LC_NODE_IP}
     errors
