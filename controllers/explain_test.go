@@ -1,0 +1,52 @@
+/*
+Copyright 2026 The natsforge Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestKubectlExplainReadsTheGodoc checks that the field documentation reaches
+// kubectl explain, with the kubectl of the envtest binaries.
+func TestKubectlExplainReadsTheGodoc(t *testing.T) {
+	needAPIServer(t)
+	kubectl := testEnv.ControlPlane.KubeCtl()
+	kubectl.Path = filepath.Join(assetsDir(), "kubectl")
+	if _, err := os.Stat(kubectl.Path); err != nil {
+		t.Skipf("no kubectl in %s", assetsDir())
+	}
+	for field, want := range map[string]string{
+		"nc.spec.auth.users":                   "Only bcrypt hashes of the passwords reach the broker",
+		"nc.spec.auth.users.passwordSecretRef": "rotates the password on",
+		"nc.spec.config.lameDuckDuration":      "termination grace period",
+		"nc.status.conditions":                 "ConfigPropagated",
+	} {
+		stdout, stderr, err := kubectl.Run("explain", field)
+		out, _ := io.ReadAll(stdout)
+		if err != nil {
+			msg, _ := io.ReadAll(stderr)
+			t.Fatalf("kubectl explain %s: %v: %s", field, err, msg)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(string(out)), " "), want) {
+			t.Errorf("kubectl explain %s lacks %q:\n%s", field, want, out)
+		}
+	}
+}
