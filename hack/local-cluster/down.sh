@@ -13,6 +13,9 @@ set +e # go on through every step, whatever failed before
 keep_state=false
 [ "${1:-}" = "--keep-state" ] && keep_state=true
 require_root
+if [ -f "${LC_RUN}/owner" ] && [ "$(cat "${LC_RUN}/owner")" != "${LC_STATE}" ]; then
+  die "the local cluster that is up belongs to $(cat "${LC_RUN}/owner"); run its own down.sh"
+fi
 
 # stop_pid NAME PID [SECS]: SIGTERM, then SIGKILL after SECS.
 stop_pid() {

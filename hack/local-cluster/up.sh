@@ -14,10 +14,15 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_root
+# One local cluster per machine: the namespace, addresses and /run paths are fixed.
+if [ -f "${LC_RUN}/owner" ] && [ "$(cat "${LC_RUN}/owner")" != "${LC_STATE}" ]; then
+  die "a local cluster of $(cat "${LC_RUN}/owner") is up; stop it first (its hack/local-cluster/down.sh)"
+fi
 mkdir -p "${LC_STATE}" "${LC_RUN}" "${LC_LOGS}" "${LC_PIDS}" "${LC_PKI}" "${LC_KUBECONFIGS}" "${LC_TOOLS}"
 # Files of this cluster created after this mark are ours (down uses it as a fallback).
 # Machine-wide folders that containerd, the kubelet, CNI and `ip netns` create on
 # first use: down removes the ones that were not there before (when empty).
+echo "${LC_STATE}" > "${LC_RUN}/owner"
 if [ ! -f "${LC_RUN}/up.stamp" ]; then
   touch "${LC_RUN}/up.stamp"
   for d in /run/netns /run/containerd /var/lib/cni /var/log/containers; do
