@@ -24,7 +24,7 @@ CLUSTER_IMAGE_PREFIX ?= localhost:5001/natsforge
 CLUSTER_KUBECONFIG ?= $(CURDIR)/bin/kubeconfig
 
 IMAGES_BIN := bin/images
-IMAGES_GOBUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags='-s -w'
+IMAGES_GOBUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags='$(or $(LDFLAGS),-s -w)'
 
 .PHONY: images image-binaries cluster-up cluster-down cluster-images
 
