@@ -25,8 +25,9 @@ import (
 )
 
 // PodDisruptionBudget keeps a majority of the broker pods running through
-// voluntary disruptions (drains, evictions). A single-pod cluster may be
-// disrupted, or it would block every node drain forever.
+// voluntary disruptions (drains, evictions). A cluster of one or two pods may
+// lose one: a majority of them would be every pod, and block every node drain
+// forever.
 func PodDisruptionBudget(nc *v1alpha1.NatsCluster) *policyv1.PodDisruptionBudget {
 	pdb := &policyv1.PodDisruptionBudget{
 		ObjectMeta: objectMeta(nc, PDBName(nc), "broker"),
@@ -34,7 +35,7 @@ func PodDisruptionBudget(nc *v1alpha1.NatsCluster) *policyv1.PodDisruptionBudget
 			Selector: &metav1.LabelSelector{MatchLabels: SelectorLabels(nc)},
 		},
 	}
-	if n := Replicas(nc); n > 1 {
+	if n := Replicas(nc); n > 2 {
 		pdb.Spec.MinAvailable = new(intstr.FromInt32(n/2 + 1))
 	} else {
 		pdb.Spec.MaxUnavailable = new(intstr.FromInt32(1))

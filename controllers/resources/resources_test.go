@@ -178,7 +178,7 @@ func TestPodDisruptionBudgetKeepsAMajority(t *testing.T) {
 		maxUnavailable string
 	}{
 		{1, "", "1"},
-		{2, "2", ""},
+		{2, "", "1"},
 		{3, "2", ""},
 		{5, "3", ""},
 	}
