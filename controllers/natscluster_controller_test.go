@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -666,4 +667,34 @@ func TestForeignObjectsAreNotTakenOver(t *testing.T) {
 	if string(s.Data["nats.conf"]) != "# someone else's" || len(s.OwnerReferences) != 0 {
 		t.Error("the operator wrote a Secret it does not control")
 	}
+}
+
+func TestScaleSubresourceScalesTheCluster(t *testing.T) {
+	needAPIServer(t)
+	const ns = "scaling"
+	createPasswordSecret(t, ns, "bob-pw", "bob-1")
+	nc := createCluster(t, ns, "x2", userRef("bob", "bob-pw"))
+	waitForConfig(t, nc, map[string]string{"bob": "bob-1"})
+
+	scale := &autoscalingv1.Scale{}
+	if err := k8s.SubResource("scale").Get(context.Background(), nc, scale); err != nil {
+		t.Fatal(err)
+	}
+	if scale.Spec.Replicas != 3 {
+		t.Errorf("scale.spec.replicas %d, want 3", scale.Spec.Replicas)
+	}
+	scale.Spec.Replicas = 1
+	if err := k8s.SubResource("scale").Update(context.Background(), nc, client.WithSubResourceBody(scale)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "x2"}, sts); err != nil {
+			return err
+		}
+		if *sts.Spec.Replicas != 1 {
+			return fmt.Errorf("StatefulSet replicas %d", *sts.Spec.Replicas)
+		}
+		return nil
+	})
 }
