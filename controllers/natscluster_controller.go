@@ -17,6 +17,26 @@ limitations under the License.
 // Package controllers holds the NatsCluster reconciler: it turns a NatsCluster
 // and the Secrets its users name into a config Secret of bcrypt hashes and a
 // running StatefulSet of brokers, and reports what it observed in status.
+//
+// One reconcile runs these phases in order (see phases), then writes status
+// once (status.go):
+//
+//  1. ensure operator secrets: the per-cluster HMAC key and the route
+//     credentials (users.go)
+//  2. resolve users: read each passwordSecretRef straight from the API server,
+//     or generate "<cluster>-user-<name>" (users.go)
+//  3. write config: bcrypt only the passwords whose keyed fingerprint changed,
+//     render with broker/conf, parse back, write "<cluster>-config" only when
+//     its bytes differ (config.go, hashing.go)
+//  4. apply workload: Services, StatefulSet, PDB through one write path
+//     (workload.go)
+//  5. propagate config: annotate pods with the new config hash so the kubelet
+//     refreshes the mounted Secret, and ask ready pods' /varz which config
+//     they serve (propagation.go)
+//
+// Caching: Secrets are cached by metadata only and read directly; pods are
+// cached only when labelled as managed by the operator (options.go). A Secret
+// maps to the clusters naming it through a field index (index.go).
 package controllers
 
 import (
