@@ -147,8 +147,9 @@ if [ -d /var/log/containers ]; then
 fi
 
 # 8. Files, and the machine-wide folders first made for this cluster, when empty.
+rm -rf "/etc/netns/${LC_NETNS}"
 if [ -f "${LC_RUN}/preexisting" ]; then
-  for d in /run/containerd /var/lib/cni /var/log/containers; do
+  for d in /run/containerd /var/lib/cni /var/log/containers /etc/netns; do
     grep -qx "${d}" "${LC_RUN}/preexisting" && continue
     find "${d}" -depth -type d -empty -delete 2>/dev/null
   done

@@ -25,7 +25,7 @@ mkdir -p "${LC_STATE}" "${LC_RUN}" "${LC_LOGS}" "${LC_PIDS}" "${LC_PKI}" "${LC_K
 echo "${LC_STATE}" > "${LC_RUN}/owner"
 if [ ! -f "${LC_RUN}/up.stamp" ]; then
   touch "${LC_RUN}/up.stamp"
-  for d in /run/netns /run/containerd /var/lib/cni /var/log/containers; do
+  for d in /run/netns /run/containerd /var/lib/cni /var/log/containers /etc/netns; do
     [ -e "${d}" ] && echo "${d}"
   done > "${LC_RUN}/preexisting" || true
 fi
@@ -116,6 +116,14 @@ for chain in OUTPUT FORWARD; do
   in_ns iptables -w -C "${chain}" -o "${LC_VETH_NODE}" -j NATSFORGE-EGRESS 2>/dev/null ||
     in_ns iptables -w -I "${chain}" 1 -o "${LC_VETH_NODE}" -j NATSFORGE-EGRESS
 done
+
+# Commands run through exec.sh (ip netns exec) resolve names with the cluster DNS.
+mkdir -p "/etc/netns/${LC_NETNS}"
+put "/etc/netns/${LC_NETNS}/resolv.conf" <<EOF
+nameserver ${LC_DNS_IP}
+search default.svc.cluster.local svc.cluster.local cluster.local
+options ndots:5
+EOF
 
 # ---------------------------------------------------------------------------------
 # PKI and kubeconfigs (made once; kept until down).
