@@ -53,7 +53,6 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Enable leader election, so that only one manager is active at a time.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all namespaces.")
 	flag.StringVar(&brokerImage, "broker-image", controllers.DefaultImage(version), "The broker image of NatsClusters that set no spec.image.")
-	flag.StringVar(&brokerImage, "broker-image", controllers.DefaultImage(version), "The broker image of NatsClusters that do not set spec.image.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
