@@ -157,7 +157,7 @@ func main() {
 		return
 	}
 
-	cfg := config{d: *dur, runs: *runs, stormRuns: 3, stormConns: 500, stormUsers: 100,
+	cfg := config{d: *dur, runs: *runs, stormRuns: 2, stormConns: 500, stormUsers: 100,
 		memRuns: 3, memConns: 10000, reloadRuns: 5, reloadN: 10000, clusters: 200, users: 20, opRuns: 3}
 	if *quick {
 		cfg = config{d: 200 * time.Millisecond, runs: 2, stormRuns: 2, stormConns: 40, stormUsers: 8,
