@@ -75,14 +75,15 @@ k -n "${OPERATOR_NAMESPACE}" get deployments,pods
 
 # ---------------------------------------------------------------------------
 say "Creating the sample user Secret and a 3-replica NatsCluster (config/samples)"
-# TODO(lead): the sample file names are not settled yet; this applies the basic
-# sample (Secret myname/password and a NatsCluster) and finds the NatsCluster's name.
+# The basic sample: a Secret with myname's password and a 3-replica NatsCluster.
 SAMPLE="${DEMO_SAMPLE:-config/samples/natsforge_v1alpha1_natscluster.yaml}"
 [ -f "${SAMPLE}" ] || die "sample ${SAMPLE} not found (set DEMO_SAMPLE)"
 k -n "${NAMESPACE}" apply -f "${SAMPLE}"
 NC="$(k -n "${NAMESPACE}" get natsclusters -o jsonpath='{.items[0].metadata.name}')"
 [ -n "${NC}" ] || die "no NatsCluster in namespace ${NAMESPACE} after applying ${SAMPLE}"
 info "NatsCluster: ${NC}"
+SECRET="$(k -n "${NAMESPACE}" get natscluster "${NC}" -o jsonpath='{.spec.auth.users[?(@.name=="myname")].passwordSecretRef.name}')"
+SECRET="${SECRET:-<the user Secret>}"
 
 # ---------------------------------------------------------------------------
 say "Waiting for NatsCluster ${NC} to be Ready"
@@ -138,7 +139,7 @@ cat <<EOF
     alias nats='${NATS}'   kubectl='${KUBECTL}'
 
     Rotate the password (clients with the old one are cut off in seconds, pods stay up):
-      kubectl -n ${NAMESPACE} patch secret <user secret> --type merge -p '{"stringData":{"password":"n3w-password"}}'
+      kubectl -n ${NAMESPACE} patch secret ${SECRET} --type merge -p '{"stringData":{"password":"n3w-password"}}'
       nats --server nats://myname:n3w-password@${HOSTPORT} pub demo.hello again
 
     Scale:
