@@ -100,7 +100,11 @@ k -n "${NAMESPACE}" get pods -l "app.kubernetes.io/instance=${NC}" -o wide 2>/de
 # ---------------------------------------------------------------------------
 say "Connecting a NATS client as myname/password"
 PF_PID=""
-cleanup() { [ -z "${PF_PID}" ] || kill "${PF_PID}" 2>/dev/null || true; }
+SUB_PID=""
+cleanup() {
+  [ -z "${PF_PID}" ] || kill "${PF_PID}" 2>/dev/null || true
+  [ -z "${SUB_PID}" ] || kill "${SUB_PID}" 2>/dev/null || true
+}
 trap cleanup EXIT
 if [ "${LOCAL}" = true ]; then
   # The machine routes the cluster's Service range through the node: connect to the
@@ -114,18 +118,31 @@ else
 fi
 URL="nats://myname:password@${HOSTPORT}"
 info "server: nats://myname:***@${HOSTPORT}"
-"${NATS}" --server "${URL}" --timeout 5s sub demo.hello --count 1 > "${TMPDIR:-/tmp}/natsforge-demo-sub.$$" 2>&1 &
+SUBLOG="$(mktemp)"
+# A subscriber and a publisher: through the Service they may land on different pods.
+timeout 90 "${NATS}" --server "${URL}" --timeout 5s sub demo.hello --count 1 > "${SUBLOG}" 2>&1 &
 SUB_PID=$!
 sleep 1
-"${NATS}" --server "${URL}" --timeout 5s pub demo.hello "hello from natsforge"
-if wait "${SUB_PID}" && grep -q "hello from natsforge" "${TMPDIR:-/tmp}/natsforge-demo-sub.$$"; then
-  info "received: $(grep -m1 'hello from natsforge' "${TMPDIR:-/tmp}/natsforge-demo-sub.$$")"
+# Right after Ready the routes between pods may still be forming: publish once a
+# second until the subscriber has the message (at most 60 s).
+sent=0
+while kill -0 "${SUB_PID}" 2>/dev/null && [ "${sent}" -lt 60 ]; do
+  if [ "${sent}" = 0 ]; then
+    "${NATS}" --server "${URL}" --timeout 5s pub demo.hello "hello from natsforge" 2>&1 | sed 's/^/    /'
+  else
+    "${NATS}" --server "${URL}" --timeout 5s pub demo.hello "hello from natsforge" >/dev/null 2>&1 || true
+  fi
+  sent=$((sent + 1))
+  sleep 1
+done
+if wait "${SUB_PID}" && grep -q "hello from natsforge" "${SUBLOG}"; then
+  info "received: $(grep -m1 'hello from natsforge' "${SUBLOG}")   (after ${sent} publish(es))"
+  rm -f "${SUBLOG}"
 else
-  cat "${TMPDIR:-/tmp}/natsforge-demo-sub.$$" >&2
-  rm -f "${TMPDIR:-/tmp}/natsforge-demo-sub.$$"
-  die "the subscriber did not receive the message"
+  sed 's/^/    /' "${SUBLOG}" >&2
+  rm -f "${SUBLOG}"
+  die "the subscriber did not receive the message within 60 s"
 fi
-rm -f "${TMPDIR:-/tmp}/natsforge-demo-sub.$$"
 
 say "A wrong password is refused"
 if "${NATS}" --server "nats://myname:wrong@${HOSTPORT}" --timeout 5s pub demo.hello "should not arrive" 2>&1 | sed 's/^/    /'; then
