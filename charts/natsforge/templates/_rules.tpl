@@ -6,7 +6,6 @@ rules:
   resources:
   - pods
   verbs:
-  - get
   - list
   - patch
   - watch
@@ -67,9 +66,7 @@ rules:
   resources:
   - natsclusters/status
   verbs:
-  - get
   - patch
-  - update
 - apiGroups:
   - policy
   resources:
