@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -57,7 +58,7 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	if cost == 0 { // the API defaults it; an object written around the schema may lack it
 		cost = defaultBcryptCost
 	}
-	records, rotated, err := hashPasswords(rq.fingerprintKey, prev, rq.users, cost)
+	records, rotated, err := hashPasswords(rq.fingerprintKey, prev, rq.users, cost, metav1.NewTime(rq.now.Truncate(time.Second)))
 	if err != nil {
 		return err
 	}
@@ -71,17 +72,18 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	if err != nil {
 		return err
 	}
-	rq.config, rq.configHash, rq.rotated = config, resources.ConfigDigest(config), rotated
+	rq.config, rq.configHash = config, resources.ConfigDigest(config)
 
 	desired := resources.ConfigSecret(nc, config, records.marshal())
 	if !found {
 		if err := r.Client.Create(ctx, desired); err != nil {
 			return fmt.Errorf("create Secret %s: %w", key.Name, err)
 		}
-		rq.configWritten = true
+		rq.configWritten, rq.records = true, records
 		return nil
 	}
 	if secretUpToDate(existing, desired) {
+		rq.records = records
 		return nil
 	}
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -98,7 +100,7 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	if err != nil {
 		return fmt.Errorf("update Secret %s: %w", key.Name, err)
 	}
-	rq.configWritten = true
+	rq.configWritten, rq.records = true, records
 	for _, u := range rq.users {
 		if _, had := prev[u.name]; had && rotated[u.name] {
 			r.event(nc, corev1.EventTypeNormal, "PasswordRotated", "RotatePassword", "user %s: new password hash in the config", u.name)

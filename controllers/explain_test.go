@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -49,12 +50,18 @@ func TestKubectlExplainReadsTheGodoc(t *testing.T) {
 		"nc.spec.config.lameDuckDuration":      "termination grace period",
 		"nc.status.conditions":                 "ConfigPropagated",
 	} {
-		stdout, stderr, err := kubectl.Run("explain", field)
-		out, _ := io.ReadAll(stdout)
-		if err != nil {
-			msg, _ := io.ReadAll(stderr)
-			t.Fatalf("kubectl explain %s: %v: %s", field, err, msg)
-		}
+		// The API server publishes a new CRD's OpenAPI a moment after the CRD
+		// is established.
+		var out []byte
+		eventually(t, timeout, func() error {
+			stdout, stderr, err := kubectl.Run("explain", field, "--cache-dir", t.TempDir())
+			if err != nil {
+				msg, _ := io.ReadAll(stderr)
+				return fmt.Errorf("kubectl explain %s: %v: %s", field, err, msg)
+			}
+			out, _ = io.ReadAll(stdout)
+			return nil
+		})
 		if !strings.Contains(strings.Join(strings.Fields(string(out)), " "), want) {
 			t.Errorf("kubectl explain %s lacks %q:\n%s", field, want, out)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -52,6 +53,10 @@ const bcryptMaxPassword = 72
 type fingerprintRecord struct {
 	Fingerprint string `json:"fingerprint"`
 	Hash        string `json:"hash"`
+	// RotatedAt is when Hash was made: the user's status.lastRotationTime. It
+	// lives here, next to the hash, rather than only in status, which a
+	// reconcile may read stale from the cache.
+	RotatedAt metav1.Time `json:"rotatedAt"`
 }
 
 // fingerprints are the records of one cluster, by user name. They are kept in
@@ -88,7 +93,7 @@ func fingerprint(key []byte, user string, password []byte) string {
 // hashPasswords returns the records for users: a user whose password and cost
 // are unchanged keeps its hash; the others are hashed with bcrypt, in
 // parallel. rotated names the users whose hash changed.
-func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int) (next fingerprints, rotated map[string]bool, err error) {
+func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int, now metav1.Time) (next fingerprints, rotated map[string]bool, err error) {
 	next = make(fingerprints, len(users))
 	rotated = map[string]bool{}
 	type job struct {
@@ -129,7 +134,7 @@ func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int
 		return nil, nil, err
 	}
 	for i, j := range jobs {
-		next[j.name] = fingerprintRecord{Fingerprint: j.fp, Hash: hashes[i]}
+		next[j.name] = fingerprintRecord{Fingerprint: j.fp, Hash: hashes[i], RotatedAt: now}
 		rotated[j.name] = true
 	}
 	return next, rotated, nil

@@ -19,14 +19,19 @@ package controllers
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
 )
 
-var testKey = bytes.Repeat([]byte{7}, fingerprintKeyBytes)
+var (
+	testKey = bytes.Repeat([]byte{7}, fingerprintKeyBytes)
+	testNow = metav1.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+)
 
 func users(pw ...string) []resolvedUser {
 	var out []resolvedUser
@@ -41,7 +46,7 @@ func users(pw ...string) []resolvedUser {
 }
 
 func TestUnchangedPasswordsKeepTheirHashesWithoutBcrypt(t *testing.T) {
-	first, rotated, err := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4)
+	first, rotated, err := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,22 +54,24 @@ func TestUnchangedPasswordsKeepTheirHashesWithoutBcrypt(t *testing.T) {
 		t.Errorf("first hashing rotated %v, want both", rotated)
 	}
 	ops := testutil.ToFloat64(bcryptOperations)
-	second, rotated, err := hashPasswords(testKey, parseFingerprints(first.marshal()), users("pw-a", "pw-b"), 4)
+	second, rotated, err := hashPasswords(testKey, parseFingerprints(first.marshal()), users("pw-a", "pw-b"), 4, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := testutil.ToFloat64(bcryptOperations) - ops; d != 0 || len(rotated) != 0 {
 		t.Errorf("unchanged passwords cost %v bcrypt operations and rotated %v", d, rotated)
 	}
-	if second["a"] != first["a"] || second["b"] != first["b"] {
-		t.Error("unchanged passwords got new hashes")
+	for _, u := range []string{"a", "b"} {
+		if second[u].Hash != first[u].Hash || !second[u].RotatedAt.Time.Equal(first[u].RotatedAt.Time) {
+			t.Errorf("unchanged password of %s got a new hash or rotation time", u)
+		}
 	}
 }
 
 func TestChangedPasswordIsRehashedAndOnlyIt(t *testing.T) {
-	first, _, _ := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4)
+	first, _, _ := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4, testNow)
 	ops := testutil.ToFloat64(bcryptOperations)
-	next, rotated, err := hashPasswords(testKey, first, users("pw-a2", "pw-b"), 4)
+	next, rotated, err := hashPasswords(testKey, first, users("pw-a2", "pw-b"), 4, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,21 +81,21 @@ func TestChangedPasswordIsRehashedAndOnlyIt(t *testing.T) {
 	if bcrypt.CompareHashAndPassword([]byte(next["a"].Hash), []byte("pw-a2")) != nil {
 		t.Error("a's new hash does not verify its new password")
 	}
-	if next["b"] != first["b"] {
+	if next["b"].Hash != first["b"].Hash {
 		t.Error("b's hash changed")
 	}
 }
 
 func TestCostChangeRehashesEveryPassword(t *testing.T) {
-	first, _, _ := hashPasswords(testKey, nil, users("pw-a"), 4)
-	next, rotated, _ := hashPasswords(testKey, first, users("pw-a"), 5)
+	first, _, _ := hashPasswords(testKey, nil, users("pw-a"), 4, testNow)
+	next, rotated, _ := hashPasswords(testKey, first, users("pw-a"), 5, testNow)
 	if c, _ := bcrypt.Cost([]byte(next["a"].Hash)); c != 5 || !rotated["a"] {
 		t.Errorf("cost %d rotated %v after raising the cost to 5", c, rotated)
 	}
 }
 
 func TestUnresolvedUsersAreLeftOut(t *testing.T) {
-	got, _, _ := hashPasswords(testKey, nil, users("pw-a", ""), 4)
+	got, _, _ := hashPasswords(testKey, nil, users("pw-a", ""), 4, testNow)
 	if _, ok := got["b"]; ok || len(got) != 1 {
 		t.Errorf("records %v, want only a", got)
 	}

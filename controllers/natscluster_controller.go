@@ -80,8 +80,8 @@ type NatsClusterReconciler struct {
 	// Client reads NatsClusters, StatefulSets and Pods from the cache and writes
 	// everything. Secret reads through it bypass the cache (see ClientOptions).
 	Client client.Client
-	// APIReader reads Secret data straight from the API server: the operator
-	// keeps no cache of Secret data.
+	// APIReader reads Secret data, and the NatsCluster being reconciled,
+	// straight from the API server: the operator keeps no cache of Secret data.
 	APIReader client.Reader
 	// Recorder emits Events on the NatsCluster.
 	Recorder events.EventRecorder
@@ -108,7 +108,7 @@ type request struct {
 	config        []byte
 	configHash    string
 	configWritten bool
-	rotated       map[string]bool // users whose hash changed in this reconcile
+	records       fingerprints // as written to the config Secret
 
 	statefulSet *appsv1.StatefulSet
 	propagation propagation
@@ -138,8 +138,11 @@ func (r *NatsClusterReconciler) phases() []phase {
 func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 
+	// Read from the API server, not the cache: status is written only when it
+	// differs from what this read returns, and a cache that has not yet seen
+	// the previous reconcile's status write would make that comparison wrong.
 	nc := &v1alpha1.NatsCluster{}
-	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, nc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !nc.DeletionTimestamp.IsZero() {

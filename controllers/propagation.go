@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/natsforge/natsforge/controllers/resources"
 )
@@ -119,6 +120,8 @@ func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request
 		}
 	}
 	rq.propagation = r.askPods(ctx, ready, rq.configHash)
+	logf.FromContext(ctx).V(1).Info("config propagation", "configHash", rq.configHash,
+		"readyPods", rq.propagation.asked, "current", rq.propagation.current, "stale", rq.propagation.stale)
 	return nil
 }
 

@@ -58,7 +58,7 @@ func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
 		st.ConfigHash = rq.configHash
 	}
 	if rq.users != nil {
-		st.Users = userStatuses(prev.Users, rq.users, rq.rotated, now)
+		st.Users = userStatuses(prev.Users, rq.users, rq.records)
 		st.ResolvedUsers = 0
 		for _, u := range rq.users {
 			if u.resolved() {
@@ -153,9 +153,10 @@ func configPropagatedCondition(p propagation) metav1.Condition {
 	return c
 }
 
-// userStatuses reports every spec user; lastRotationTime moves only when the
-// user's hash changed.
-func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, rotated map[string]bool, now metav1.Time) []v1alpha1.UserStatus {
+// userStatuses reports every spec user. lastRotationTime comes from the
+// fingerprint record of the user's hash (for a user left out of the config, the
+// previous status keeps it).
+func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fingerprints) []v1alpha1.UserStatus {
 	before := map[string]*metav1.Time{}
 	for _, s := range prev {
 		before[s.Name] = s.LastRotationTime
@@ -170,8 +171,8 @@ func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, rotated map[
 			Message:          u.message,
 			LastRotationTime: before[u.name],
 		}
-		if rotated[u.name] {
-			s.LastRotationTime = &now
+		if rec, ok := records[u.name]; ok && !rec.RotatedAt.IsZero() {
+			s.LastRotationTime = rec.RotatedAt.DeepCopy()
 		}
 		out = append(out, s)
 	}

@@ -104,6 +104,10 @@ func runSuite(m *testing.M) int {
 	cfg, err := testEnv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		// Start may fail after the control plane is up (installing the CRDs).
+		if err := testEnv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+		}
 		return 1
 	}
 	defer func() {
