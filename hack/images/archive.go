@@ -21,7 +21,7 @@ func writeOCIArchive(file string, img v1.Image, ref name.Tag, platform v1.Platfo
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return err
@@ -38,7 +38,7 @@ func writeOCIArchive(file string, img v1.Image, ref name.Tag, platform v1.Platfo
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	defer func() { _ = os.Remove(tmp) }()
 	tw := tar.NewWriter(f)
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || path == dir {
@@ -70,7 +70,7 @@ func writeOCIArchive(file string, img v1.Image, ref name.Tag, platform v1.Platfo
 		if err != nil {
 			return err
 		}
-		defer src.Close()
+		defer func() { _ = src.Close() }()
 		_, err = io.Copy(tw, src)
 		return err
 	})

@@ -67,7 +67,7 @@ func checkStatic(file, arch string) error {
 	if err != nil {
 		return fmt.Errorf("%s: not a Linux binary: %w", file, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if want, ok := elfMachine[arch]; !ok {
 		return fmt.Errorf("unsupported architecture %q", arch)
 	} else if f.Machine != want {

@@ -36,7 +36,7 @@ func staticPause(t *testing.T) string {
 func files(t *testing.T, img v1.Image) map[string]*tar.Header {
 	t.Helper()
 	rc := mutate.Extract(img)
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	tr := tar.NewReader(rc)
 	got := map[string]*tar.Header{}
 	for {
@@ -191,7 +191,7 @@ func untar(t *testing.T, file, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()

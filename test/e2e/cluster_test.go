@@ -116,7 +116,7 @@ func httpGet(t *testing.T, url string) string {
 		resp, err := c.Get(url)
 		if err == nil {
 			b, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if rerr == nil && resp.StatusCode == http.StatusOK {
 				return string(b)
 			}

@@ -55,7 +55,7 @@ func serve(args []string) error {
 	host, _ := os.Hostname()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s %s\n", host, r.URL.Path)
+		_, _ = fmt.Fprintf(w, "%s %s\n", host, r.URL.Path)
 	})
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -93,7 +93,7 @@ func get(args []string) error {
 			continue
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
 			last = fmt.Errorf("%s: status %d %v", fs.Arg(0), resp.StatusCode, err)
 			continue
