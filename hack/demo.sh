@@ -37,7 +37,7 @@ die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 say "Building the operator and the broker"
 make --no-print-directory build
 [ -x "${KUBECTL}" ] || hack/k8s-binaries.sh kubectl >/dev/null
-[ -x "${HELM}" ] || make --no-print-directory tools >/dev/null
+[ -x "${HELM}" ] || make --no-print-directory "${HELM}" >/dev/null
 if [ ! -x "${NATS}" ]; then
   info "building the nats CLI ${NATSCLI_VERSION} (once)"
   GOBIN="${ROOT}/bin/.tmp-natscli" go install "github.com/nats-io/natscli/nats@${NATSCLI_VERSION}"
