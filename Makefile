@@ -82,6 +82,18 @@ test: k8s-binaries $(HELM) ## Run every unit and integration test (envtest with 
 k8s-binaries: ## Build etcd, kube-apiserver and kubectl from Go modules into bin/k8s/ (cached).
 	@hack/k8s-binaries.sh etcd kube-apiserver kubectl >/dev/null
 
+##@ Run
+
+.PHONY: demo
+demo: ## The main job: bring up a local Kubernetes, helm-install the operator, deploy an authenticated 3-broker cluster, connect.
+	hack/demo.sh
+
+.PHONY: e2e
+e2e: ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it).
+	hack/local-cluster/up.sh
+	$(MAKE) --no-print-directory cluster-images
+	go test -tags e2e -count=1 -v -timeout 30m ./test/e2e/
+
 ##@ Build
 
 .PHONY: build
@@ -111,3 +123,4 @@ $(HELM):
 tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(HELM) ## Install the pinned tools into bin/.
 
 -include hack/local-cluster.mk
+-include hack/bench.mk

@@ -16,6 +16,15 @@ OUT="${ROOT}/bin/k8s/${KUBE_VERSION}"
 CACHE="${NATSFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/natsforge}/k8s/${KUBE_VERSION}"
 WORK="${NATSFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/natsforge}/k8s-build/${KUBE_VERSION}"
 
+# One build at a time per machine: builds share the helper modules in the cache,
+# and a second caller only has to wait for the first to find its binaries cached.
+LOCK="${NATSFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/natsforge}/k8s-binaries.lock"
+if [ -z "${NATSFORGE_K8S_BINARIES_LOCKED:-}" ] && command -v flock >/dev/null; then
+  mkdir -p "$(dirname "${LOCK}")"
+  export NATSFORGE_K8S_BINARIES_LOCKED=1
+  exec flock "${LOCK}" "$0" "$@"
+fi
+
 binaries=("$@")
 [ ${#binaries[@]} -gt 0 ] || binaries=(etcd kube-apiserver kubectl)
 

@@ -40,19 +40,21 @@ image-binaries:
 
 # images: natsforge/operator, natsforge/broker and natsforge/pause, built without a
 # Docker engine by hack/images (see also the Dockerfile for machines with one).
-images: image-binaries
+images: image-binaries ## Build the operator, broker and pause images (OCI tarballs in dist/images; REGISTRY=... pushes).
 	go run ./hack/images --tag $(IMAGE_TAG) --arch $(IMAGE_ARCH) --pause $(IMAGES_BIN)/pause \
 	  $$([ -f $(IMAGES_BIN)/manager ] && echo --operator $(IMAGES_BIN)/manager) \
 	  $$([ -f $(IMAGES_BIN)/natsforge-broker ] && echo --broker $(IMAGES_BIN)/natsforge-broker) \
 	  $(if $(IMAGES_OUT),--out $(IMAGES_OUT)) \
 	  $(if $(REGISTRY),--push $(REGISTRY)) $(if $(filter true 1 yes,$(REGISTRY_INSECURE)),--insecure)
 
-cluster-up:
+##@ Local cluster
+
+cluster-up: ## Bring up the single-node local Kubernetes (network namespace natsforge-lc; kubeconfig bin/kubeconfig).
 	hack/local-cluster/up.sh
 
-cluster-down:
+cluster-down: ## Stop and remove the local cluster, leaving nothing running or mounted.
 	hack/local-cluster/down.sh
 
 # The images, pushed to the running local cluster's registry (plain http).
-cluster-images:
+cluster-images: ## Push the images to the local cluster's registry.
 	$(MAKE) images REGISTRY=$(CLUSTER_REGISTRY) REGISTRY_INSECURE=true IMAGES_OUT=

@@ -54,16 +54,9 @@ for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube
 done
 if [ ${#missing[@]} -gt 0 ]; then
   say "building Kubernetes binaries: ${missing[*]} (about 13 minutes cold; cached afterwards)"
-  # One build at a time per machine: the lock is shared with other callers of this script.
-  # Never two builds at once: wait for one already running (its binaries may be the
-  # ones missing), and take a lock shared with other callers of this script.
-  while pgrep -f 'hack/k8s-binaries\.sh' >/dev/null; do
-    say "waiting for a running hack/k8s-binaries.sh to finish"
-    sleep 15
-  done
-  lock="${NATSFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/natsforge}/k8s-binaries.lock"
-  mkdir -p "$(dirname "${lock}")"
-  flock "${lock}" "${LC_ROOT}/hack/k8s-binaries.sh" "${missing[@]}" >&2 ||
+  # hack/k8s-binaries.sh holds a per-machine lock itself, so two callers never
+  # build at once (the second waits, then finds the binaries cached).
+  "${LC_ROOT}/hack/k8s-binaries.sh" "${missing[@]}" >&2 ||
     die "building ${missing[*]} failed (hack/k8s-binaries.sh)"
 fi
 if [ ! -x "${COREDNS_BIN}" ]; then
