@@ -113,7 +113,7 @@ func main() {
 		png     = flag.String("png", "", "write the chart here")
 		quick   = flag.Bool("quick", false, "short runs and small sizes, to check the harness")
 		only    = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, req, cluster, storm, mem, reload, operator)")
-		runs    = flag.Int("runs", 5, "runs of each throughput and latency row")
+		runs    = flag.Int("runs", 7, "runs of each throughput and latency row")
 		dur     = flag.Duration("d", time.Second, "length of one throughput run")
 		command = flag.String("command", "", "the command to name in the report (default: this one)")
 		profile = flag.String("profile", "", "profile our in-process broker under one load: "+strings.Join(profileNames(), ", "))
