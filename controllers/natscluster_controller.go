@@ -32,7 +32,12 @@ limitations under the License.
 //     (workload.go)
 //  5. propagate config: annotate pods with the new config hash so the kubelet
 //     refreshes the mounted Secret, and ask ready pods' /varz which config
-//     they serve (propagation.go)
+//     they serve and how many peers they have routes to (propagation.go)
+//
+// Ready is True only once every pod is ready and, where the pods could be
+// asked, every broker has routes to all the others (Ready=False with reason
+// MeshIncomplete meanwhile, polled every propagationPoll); ConfigPropagated
+// says whether every ready pod serves the current config.
 //
 // Caching: Secrets are cached by metadata only and read directly; pods are
 // cached only when labelled as managed by the operator (options.go). A Secret
@@ -71,8 +76,9 @@ import (
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// propagationPoll is how soon a cluster whose pods still serve an older config
-// is looked at again.
+// propagationPoll is how soon a cluster whose pods still serve an older config,
+// or whose ready pods have not all routed to one another yet, is looked at
+// again: routes forming change no Kubernetes object, so only polling sees them.
 const propagationPoll = 2 * time.Second
 
 // NatsClusterReconciler reconciles NatsCluster objects.
@@ -87,7 +93,8 @@ type NatsClusterReconciler struct {
 	Recorder events.EventRecorder
 	// DefaultImage is the broker image used when spec.image is empty.
 	DefaultImage string
-	// Digests asks a broker pod which config it has loaded.
+	// Digests asks a broker pod which config it has loaded and how many peers
+	// it has routes to.
 	Digests DigestProber
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -175,7 +182,7 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if rq.failure != nil {
 		return ctrl.Result{}, rq.failure
 	}
-	if rq.propagation.pending() {
+	if rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete {
 		return ctrl.Result{RequeueAfter: propagationPoll}, nil
 	}
 	return ctrl.Result{}, nil

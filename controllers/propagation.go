@@ -35,12 +35,24 @@ import (
 	"github.com/natsforge/natsforge/controllers/resources"
 )
 
-// DigestProber asks one broker pod for the digest of the config it has loaded.
-type DigestProber interface {
-	ConfigDigest(ctx context.Context, pod *corev1.Pod) (string, error)
+// BrokerState is what one broker pod's /varz says about it.
+type BrokerState struct {
+	// ConfigDigest is config_digest: the digest of the config file it has
+	// loaded.
+	ConfigDigest string
+	// Routes is routes: how many other brokers it has a registered route to
+	// (one per peer server, duplicates not counted).
+	Routes int
 }
 
-// HTTPDigestProber reads config_digest from a pod's http://<podIP>:8222/varz.
+// DigestProber asks one broker pod which config it has loaded and how many
+// peers it has routes to.
+type DigestProber interface {
+	Varz(ctx context.Context, pod *corev1.Pod) (BrokerState, error)
+}
+
+// HTTPDigestProber reads config_digest and routes from a pod's
+// http://<podIP>:8222/varz.
 type HTTPDigestProber struct {
 	// Client makes the requests; nil means a client with a 2s timeout.
 	Client *http.Client
@@ -48,8 +60,8 @@ type HTTPDigestProber struct {
 	Port int
 }
 
-// ConfigDigest implements DigestProber.
-func (p HTTPDigestProber) ConfigDigest(ctx context.Context, pod *corev1.Pod) (string, error) {
+// Varz implements DigestProber.
+func (p HTTPDigestProber) Varz(ctx context.Context, pod *corev1.Pod) (BrokerState, error) {
 	hc := p.Client
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Second}
@@ -61,38 +73,45 @@ func (p HTTPDigestProber) ConfigDigest(ctx context.Context, pod *corev1.Pod) (st
 	u := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/varz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return "", err
+		return BrokerState{}, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", err
+		return BrokerState{}, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("/varz answered %s", resp.Status)
+		return BrokerState{}, fmt.Errorf("/varz answered %s", resp.Status)
 	}
 	var varz struct {
 		ConfigDigest string `json:"config_digest"`
+		Routes       int    `json:"routes"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&varz); err != nil {
-		return "", fmt.Errorf("decode /varz: %w", err)
+		return BrokerState{}, fmt.Errorf("decode /varz: %w", err)
 	}
-	return varz.ConfigDigest, nil
+	return BrokerState{ConfigDigest: varz.ConfigDigest, Routes: varz.Routes}, nil
 }
 
-// propagation is what the ready broker pods said about the config they serve.
+// propagation is what the ready broker pods said about the config they serve
+// and their routes.
 type propagation struct {
 	observed bool     // the phase ran
 	asked    int      // ready pods with an address
 	current  int      // of those, the ones serving the current config
 	stale    []string // "<pod>: <why>", sorted
+	// routes is, for each asked pod that answered, how many peers it has
+	// routes to; unreachable names the asked pods that did not answer.
+	routes      map[string]int
+	unreachable []string // sorted
 }
 
 func (p propagation) pending() bool { return p.observed && p.current < p.asked }
 
 // propagateConfig makes the kubelet refresh the mounted config at once, by
 // bumping an annotation on every broker pod that has not yet been told about
-// the current config, then asks each ready pod which config it serves.
+// the current config, then asks each ready pod which config it serves and how
+// many peers it has routes to.
 func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request) error {
 	nc := rq.cluster
 	var pods corev1.PodList
@@ -121,40 +140,44 @@ func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request
 	}
 	rq.propagation = r.askPods(ctx, ready, rq.configHash)
 	logf.FromContext(ctx).V(1).Info("config propagation", "configHash", rq.configHash,
-		"readyPods", rq.propagation.asked, "current", rq.propagation.current, "stale", rq.propagation.stale)
+		"readyPods", rq.propagation.asked, "current", rq.propagation.current, "stale", rq.propagation.stale,
+		"routes", rq.propagation.routes, "unreachable", rq.propagation.unreachable)
 	return nil
 }
 
-// askPods asks every pod, in parallel, for its config digest.
+// askPods asks every pod, in parallel, for its config digest and route count.
 func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod, want string) propagation {
 	p := propagation{observed: true, asked: len(pods)}
 	if r.Digests == nil || len(pods) == 0 {
 		return p
 	}
-	results := make([]string, len(pods)) // "" = current, else why not
+	states := make([]BrokerState, len(pods))
+	errs := make([]error, len(pods))
 	var g errgroup.Group
 	g.SetLimit(8)
 	for i, pod := range pods {
 		g.Go(func() error {
-			got, err := r.Digests.ConfigDigest(ctx, pod)
-			switch {
-			case err != nil:
-				results[i] = "unreachable: " + err.Error()
-			case strings.TrimPrefix(got, "sha256:") != want:
-				results[i] = "serves an older config"
-			}
+			states[i], errs[i] = r.Digests.Varz(ctx, pod)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	for i, why := range results {
-		if why == "" {
+	p.routes = make(map[string]int, len(pods))
+	for i, pod := range pods {
+		switch {
+		case errs[i] != nil:
+			p.stale = append(p.stale, pod.Name+": unreachable: "+errs[i].Error())
+			p.unreachable = append(p.unreachable, pod.Name)
+			continue
+		case strings.TrimPrefix(states[i].ConfigDigest, "sha256:") != want:
+			p.stale = append(p.stale, pod.Name+": serves an older config")
+		default:
 			p.current++
-		} else {
-			p.stale = append(p.stale, pods[i].Name+": "+why)
 		}
+		p.routes[pod.Name] = states[i].Routes
 	}
 	sort.Strings(p.stale)
+	sort.Strings(p.unreachable)
 	return p
 }
 

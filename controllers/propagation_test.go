@@ -19,8 +19,10 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -64,6 +66,9 @@ func makeReady(t *testing.T, pod *corev1.Pod) {
 	})
 }
 
+// TestPodsAreToldAboutANewConfigAndReportServingIt also checks that Ready
+// waits for the brokers' routes to one another: both pods answer from the same
+// fake /varz, so its routes count is each pod's.
 func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 	needAPIServer(t)
 	const ns = "propagation"
@@ -71,7 +76,7 @@ func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 	nc := &v1alpha1.NatsCluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pr"},
 		Spec: v1alpha1.NatsClusterSpec{
-			Replicas: ptr.To[int32](1),
+			Replicas: ptr.To[int32](2),
 			Auth:     v1alpha1.AuthSpec{Users: []v1alpha1.User{userRef("alice", "alice-pw")}, BcryptCost: testCost},
 		},
 	}
@@ -82,7 +87,8 @@ func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 	_, secret := waitForConfig(t, nc, map[string]string{"alice": "alice-1"})
 	first := resources.ConfigDigest(secret.Data[resources.ConfigKey])
 	waitForConfigHash(t, nc, first)
-	pod := brokerPod(t, nc, 0)
+	fakeRoutes.Store(0)
+	pod, pod1 := brokerPod(t, nc, 0), brokerPod(t, nc, 1)
 
 	// The new pod is annotated with the config it should load (which makes
 	// the kubelet refresh the mounted Secret at once); its template is not.
@@ -104,6 +110,7 @@ func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 	// A ready pod that serves an older config keeps the condition False...
 	fakeDigest.Store("sha256:0000")
 	makeReady(t, pod)
+	makeReady(t, pod1)
 	waitForCondition(t, nc, v1alpha1.ConditionConfigPropagated, metav1.ConditionFalse, v1alpha1.ReasonConfigPending)
 	// ...until it reports the current digest (the reconciler polls meanwhile).
 	fakeDigest.Store(first)
@@ -118,6 +125,35 @@ func TestPodsAreToldAboutANewConfigAndReportServingIt(t *testing.T) {
 	waitForCondition(t, nc, v1alpha1.ConditionConfigPropagated, metav1.ConditionFalse, v1alpha1.ReasonConfigPending)
 	fakeDigest.Store("sha256:" + second)
 	waitForCondition(t, nc, v1alpha1.ConditionConfigPropagated, metav1.ConditionTrue, v1alpha1.ReasonConfigCurrent)
+
+	// Every pod ready (envtest runs no StatefulSet controller: say so in its
+	// status) is not enough for Ready while the brokers have no routes to
+	// each other: a message published on one would not reach the other...
+	eventually(t, timeout, func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(nc), sts); err != nil {
+			return err
+		}
+		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 2, ReadyReplicas: 2,
+			UpdatedReplicas: 2, CurrentReplicas: 2, AvailableReplicas: 2}
+		return k8s.Status().Update(context.Background(), sts)
+	})
+	got := waitForCondition(t, nc, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonMeshIncomplete)
+	if msg := condition(got, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "0 of 2 brokers have routes to all peers") ||
+		!strings.Contains(msg, resources.PodName(nc, 1)+": routes to 0 of 1 peers") {
+		t.Errorf("Ready message %q", msg)
+	}
+	// ...and ConfigPropagated keeps its meaning.
+	if c := condition(got, v1alpha1.ConditionConfigPropagated); c.Status != metav1.ConditionTrue {
+		t.Errorf("ConfigPropagated %+v", c)
+	}
+	// Routes forming change no Kubernetes object: the reconciler polls and
+	// sees them.
+	fakeRoutes.Store(1)
+	got = waitForCondition(t, nc, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAvailable)
+	if msg := condition(got, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "every broker has routes to all peers") {
+		t.Errorf("Ready message %q", msg)
+	}
 }
 
 func waitForConfigHash(t *testing.T, nc *v1alpha1.NatsCluster, want string) {

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -93,15 +94,74 @@ func readyCondition(rq *request) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, v1alpha1.ReasonPaused, "spec.paused is set: the operator changes nothing"
 	case sts == nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonPodsNotReady, "the StatefulSet does not exist yet"
-	case sts.Status.ObservedGeneration >= sts.Generation && sts.Status.ReadyReplicas >= want &&
-		sts.Status.UpdatedReplicas >= want && sts.Status.Replicas == want:
-		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonAvailable
-		c.Message = fmt.Sprintf("%d/%d pods ready", sts.Status.ReadyReplicas, want)
-	default:
+	case !(sts.Status.ObservedGeneration >= sts.Generation && sts.Status.ReadyReplicas >= want &&
+		sts.Status.UpdatedReplicas >= want && sts.Status.Replicas == want):
 		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonPodsNotReady
 		c.Message = fmt.Sprintf("%d/%d pods ready, %d/%d up to date", sts.Status.ReadyReplicas, want, sts.Status.UpdatedReplicas, want)
+	default:
+		// Every pod is ready; a message reaches every pod only once each
+		// broker has routes to all the others.
+		m := meshOf(rq.propagation, want)
+		switch {
+		case !m.checked:
+			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonAvailable
+			c.Message = fmt.Sprintf("%d/%d pods ready", sts.Status.ReadyReplicas, want)
+		case m.complete():
+			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonAvailable
+			c.Message = fmt.Sprintf("%d/%d pods ready, every broker has routes to all peers", sts.Status.ReadyReplicas, want)
+		default:
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonMeshIncomplete, m.message()
+		}
 	}
 	return c
+}
+
+// mesh is what the ready pods said about their routes: a message published on
+// one broker reaches subscribers on every broker only when each of the
+// replicas brokers has a route to each of the other replicas-1.
+type mesh struct {
+	// checked is false when there was nothing to ask: no ready pod has an
+	// address (as under envtest), or the reconciler has no prober.
+	checked bool
+	want    int      // brokers that need full routes: spec replicas
+	routed  int      // brokers with routes to all replicas-1 peers
+	missing []string // "<pod>: why not", sorted
+}
+
+// meshOf decides, from the route counts the ready pods reported, how many
+// brokers are fully routed. It reads nothing but its arguments.
+func meshOf(p propagation, replicas int32) mesh {
+	m := mesh{want: int(replicas)}
+	if !p.observed || p.asked == 0 || p.routes == nil {
+		return m
+	}
+	m.checked = true
+	peers := max(int(replicas)-1, 0)
+	for pod, n := range p.routes {
+		if n >= peers {
+			m.routed++
+		} else {
+			m.missing = append(m.missing, fmt.Sprintf("%s: routes to %d of %d peers", pod, n, peers))
+		}
+	}
+	for _, pod := range p.unreachable {
+		m.missing = append(m.missing, pod+": /varz unreachable, routes unknown")
+	}
+	sort.Strings(m.missing)
+	if unasked := m.want - p.asked; unasked > 0 {
+		m.missing = append(m.missing, fmt.Sprintf("%d not asked yet (no ready pod with an address)", unasked))
+	}
+	return m
+}
+
+func (m mesh) complete() bool { return !m.checked || m.routed >= m.want }
+
+func (m mesh) message() string {
+	s := fmt.Sprintf("%d of %d brokers have routes to all peers", min(m.routed, m.want), m.want)
+	if len(m.missing) > 0 {
+		s += "; " + strings.Join(m.missing, "; ")
+	}
+	return s
 }
 
 // usersResolvedCondition names each unresolved user and its Secret (never a

@@ -68,6 +68,8 @@ var (
 	envErr     error // why the suite has no API server, if it has none
 	// fakeDigest is the config_digest the fake /varz reports.
 	fakeDigest atomic.Value
+	// fakeRoutes is the routes count the fake /varz reports.
+	fakeRoutes atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -143,7 +145,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	varz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"config_digest":%q}`, fakeDigest.Load())
+		_, _ = fmt.Fprintf(w, `{"routes":%d,"config_digest":%q}`, fakeRoutes.Load(), fakeDigest.Load())
 	}))
 	defer varz.Close()
 	_, port, _ := net.SplitHostPort(varz.Listener.Addr().String())

@@ -313,7 +313,9 @@ type NatsClusterStatus struct {
 	// +optional
 	ConfigHash string `json:"configHash,omitempty"`
 
-	// conditions are Ready, UsersResolved and ConfigPropagated.
+	// conditions are Ready (every broker pod is ready and has routes to all
+	// its peers), UsersResolved (every password could be read) and
+	// ConfigPropagated (every ready pod serves the current configuration).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -377,7 +379,10 @@ const (
 // Condition types.
 const (
 	// ConditionReady is True when every broker pod runs the current pod
-	// template and is ready.
+	// template and is ready, and every broker has a route to each of the
+	// others, so that a message published on any pod reaches subscribers on
+	// every pod. Where the operator cannot reach the pods (no pod has an
+	// address, as under envtest), the route mesh is not checked.
 	ConditionReady = "Ready"
 	// ConditionUsersResolved is True when every user's password could be read.
 	ConditionUsersResolved = "UsersResolved"
@@ -388,10 +393,17 @@ const (
 
 // Condition reasons.
 const (
-	// ReasonAvailable (Ready=True): every broker pod is ready.
+	// ReasonAvailable (Ready=True): every broker pod is ready and, where the
+	// pods could be asked, has routes to all its peers.
 	ReasonAvailable = "Available"
 	// ReasonPodsNotReady (Ready=False): some broker pods are not ready yet.
 	ReasonPodsNotReady = "PodsNotReady"
+	// ReasonMeshIncomplete (Ready=False): every broker pod is ready, but some
+	// have no route yet to every peer (or could not be asked how many they
+	// have), so a message may not reach subscribers on every pod. Routes
+	// usually form within seconds of the pods starting; the message says how
+	// many brokers are fully routed and which are not.
+	ReasonMeshIncomplete = "MeshIncomplete"
 	// ReasonPaused (Ready=Unknown): spec.paused is set; nothing is changed.
 	ReasonPaused = "Paused"
 	// ReasonReconcileFailed (Ready=False): the operator could not apply the spec;
