@@ -3,7 +3,6 @@ package auth
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natsforge/natsforge/broker/conf"
 )
@@ -114,20 +113,33 @@ func TestTheVerifierKeysEntriesByHMACNotThePassword(t *testing.T) {
 	}
 }
 
-func TestACachedSuccessIsFasterThanBcryptAndAFailureIsNot(t *testing.T) {
-	hash, _ := HashPassword("pw", 10)
+func TestACachedSuccessSkipsBcryptAndAFailureAlwaysPaysIt(t *testing.T) {
+	hash, _ := HashPassword("pw", 4)
 	v := NewVerifier()
-	start := time.Now()
+	steps := []struct {
+		user, password string
+		want           bool
+		comparisons    uint64 // total bcrypt comparisons after this step
+	}{
+		{"u", "pw", true, 1},   // first success pays bcrypt
+		{"u", "pw", true, 1},   // remembered
+		{"u", "bad", false, 2}, // a failure pays bcrypt
+		{"u", "bad", false, 3}, // ... every time
+		{"w", "pw", true, 4},   // the same password for another user is not remembered
+		{"u", "pw", true, 4},
+	}
+	for i, s := range steps {
+		if got := v.Verify(s.user, hash, s.password); got != s.want {
+			t.Fatalf("step %d: Verify(%q, %q) = %v, want %v", i, s.user, s.password, got, s.want)
+		}
+		if got := v.Comparisons(); got != s.comparisons {
+			t.Fatalf("step %d: %d bcrypt comparisons, want %d", i, got, s.comparisons)
+		}
+	}
+	v.Forget("u")
 	v.Verify("u", hash, "pw")
-	first := time.Since(start)
-	start = time.Now()
-	v.Verify("u", hash, "pw")
-	cached := time.Since(start)
-	start = time.Now()
-	v.Verify("u", hash, "bad")
-	failed := time.Since(start)
-	if cached*10 > first || failed*2 < first {
-		t.Fatalf("first %v, cached %v, failed %v", first, cached, failed)
+	if got := v.Comparisons(); got != 5 {
+		t.Fatalf("after Forget: %d bcrypt comparisons, want 5 (the forgotten success is checked again)", got)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -25,6 +26,8 @@ type Verifier struct {
 
 	mu      sync.Mutex
 	entries map[[sha256.Size]byte]cacheEntry
+
+	comparisons atomic.Uint64 // bcrypt comparisons paid, cached or not
 }
 
 type cacheEntry struct {
@@ -65,6 +68,7 @@ func (v *Verifier) Verify(user, stored, password string) bool {
 	if ok && e.user == user && e.stored == stored {
 		return true
 	}
+	v.comparisons.Add(1)
 	if bcrypt.CompareHashAndPassword([]byte(stored), []byte(password)) != nil {
 		return false
 	}
@@ -102,6 +106,9 @@ func (v *Verifier) ForgetAll() {
 	defer v.mu.Unlock()
 	clear(v.entries)
 }
+
+// Comparisons is the number of bcrypt comparisons Verify has paid for so far.
+func (v *Verifier) Comparisons() uint64 { return v.comparisons.Load() }
 
 // Len is the number of remembered successes.
 func (v *Verifier) Len() int {
