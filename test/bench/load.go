@@ -79,11 +79,7 @@ func (c *counter) noteErr(format string, a ...any) {
 func (c *counter) options() []nats.Option {
 	return []nats.Option{
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { c.noteErr("async: %v", err) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				c.noteErr("disconnected: %v", err)
-			}
-		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { c.noteErr("disconnected: %v", err) }),
 	}
 }
 

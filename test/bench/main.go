@@ -53,6 +53,7 @@ type row struct {
 	oursOnly     bool      // an operator row: nothing to compare with
 	aimNote      string    // the aim, when it is not a ratio
 	verdictNote  string    // whether it was met, when it is not a ratio
+	fails        []string  // runs that failed, and why
 }
 
 // scenario is a family of rows measured by one kind of load. start prepares
@@ -278,7 +279,16 @@ func (h *harness) run(sc scenario) {
 			if err != nil {
 				logf("  %s run %d: %v", s.t.name, run, err)
 				failures[s.t.name] = append(failures[s.t.name], err.Error())
-				continue
+				// A run that measured some rows (vals with NaN where it
+				// failed) still counts for the others.
+				for i, r := range rows {
+					if vals == nil || math.IsNaN(vals[i]) {
+						r.fails = append(r.fails, fmt.Sprintf("%s run %d: %v", s.t.name, run, err))
+					}
+				}
+				if vals == nil {
+					continue
+				}
 			}
 			for i, v := range vals {
 				if s.t.name == "ours" {

@@ -196,8 +196,13 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 	for i, r := range rows {
 		o, t, q := r.cells()
 		name := r.name
-		if r.missing != "" {
-			notes = append(notes, fmt.Sprintf("%d. %s: %s", i+1, r.name, r.missing))
+		switch {
+		case r.missing != "":
+			notes = append(notes, fmt.Sprintf("row %d, %s: %s", i+1, r.name, r.missing))
+			name += fmt.Sprintf(" (note %d)", len(notes))
+		case len(r.fails) > 0:
+			notes = append(notes, fmt.Sprintf("row %d, %s: %d failed run(s), left out of the median: %s",
+				i+1, r.name, len(r.fails), strings.Join(r.fails, "; ")))
 			name += fmt.Sprintf(" (note %d)", len(notes))
 		}
 		runs := fmt.Sprintf("%d/%d", len(finite(r.ours)), len(finite(r.theirs)))
@@ -208,9 +213,9 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 	}
 	p("\n")
 	if len(notes) > 0 {
-		p("Rows without a number:\n\n")
-		for _, n := range notes {
-			p("- %s\n", n)
+		p("Notes:\n\n")
+		for i, n := range notes {
+			p("%d. %s\n", i+1, n)
 		}
 		p("\n")
 	}

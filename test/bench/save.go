@@ -29,6 +29,7 @@ type savedRow struct {
 	Aim                                 float64
 	Ours, Theirs                        []float64 // finite values only
 	Missing, Note, AimNote, VerdictNote string
+	Fails                               []string
 }
 
 func saveRun(path string, m *meta, rows []*row, d time.Duration) error {
@@ -41,7 +42,7 @@ func saveRun(path string, m *meta, rows []*row, d time.Duration) error {
 	for _, r := range rows {
 		s.Rows = append(s.Rows, savedRow{Group: r.group, Name: r.name, Unit: r.unit, Higher: r.higher,
 			OursOnly: r.oursOnly, Aim: r.aim, Ours: finite(r.ours), Theirs: finite(r.theirs),
-			Missing: r.missing, Note: r.note, AimNote: r.aimNote, VerdictNote: r.verdictNote})
+			Missing: r.missing, Note: r.note, AimNote: r.aimNote, VerdictNote: r.verdictNote, Fails: r.fails})
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -67,7 +68,7 @@ func loadRun(path string) (*meta, []*row, time.Duration, error) {
 	for _, r := range s.Rows {
 		rows = append(rows, &row{group: r.Group, metric: metric{name: r.Name, unit: r.Unit, higher: r.Higher, aim: r.Aim},
 			ours: r.Ours, theirs: r.Theirs, missing: r.Missing, note: r.Note, oursOnly: r.OursOnly,
-			aimNote: r.AimNote, verdictNote: r.VerdictNote})
+			aimNote: r.AimNote, verdictNote: r.VerdictNote, fails: r.Fails})
 	}
 	return m, rows, s.D, nil
 }

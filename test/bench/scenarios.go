@@ -51,10 +51,12 @@ func (h *harness) scenarios() []scenario {
 				{"server CPU per message, queue of 4", "ns", false, 0},
 			}, start: h.single(func(p *proc, _ int) ([]float64, error) {
 				var rates, cpus []float64
+				var errs []error
 				for _, x := range []struct {
+					name  string
 					n     int
 					queue bool
-				}{{1, false}, {4, false}, {4, true}} {
+				}{{"1 -> 1", 1, false}, {"1 -> 4", 4, false}, {"queue of 4", 4, true}} {
 					var v float64
 					var n int64
 					cpu, err := serverCPU(p, &n, func() (err error) {
@@ -62,11 +64,12 @@ func (h *harness) scenarios() []scenario {
 						return
 					})
 					if err != nil {
-						return nil, err
+						v, cpu = nan, nan
+						errs = append(errs, fmt.Errorf("%s: %w", x.name, err))
 					}
 					rates, cpus = append(rates, v), append(cpus, cpu)
 				}
-				return append(rates, cpus...), nil
+				return append(rates, cpus...), errors.Join(errs...)
 			})},
 		{group: "req", runs: c.runs, note: "16 B requests, 2 responders in a queue group, each client one request at a time",
 			metrics: []metric{
@@ -149,6 +152,7 @@ func (h *harness) single(f func(p *proc, run int) ([]float64, error)) func(t tar
 		if err != nil {
 			return nil, nil, err
 		}
+		slow := 0
 		return func(run int) ([]float64, error) {
 			v, err := f(p, run)
 			select {
@@ -156,9 +160,25 @@ func (h *harness) single(f func(p *proc, run int) ([]float64, error)) func(t tar
 				return nil, fmt.Errorf("server exited: %s", tail(p.log))
 			default:
 			}
+			if n := slowConsumers(p.log); n > slow {
+				msg := fmt.Sprintf("the server's log reports %d slow consumer(s) cut off", n-slow)
+				if err != nil {
+					err = fmt.Errorf("%w (%s)", err, msg)
+				} else {
+					err = errors.New(msg)
+				}
+				slow = n
+			}
 			return v, err
 		}, p.stop, nil
 	}
+}
+
+// slowConsumers counts the slow consumers a server's log reports (ours:
+// "slow consumer, disconnecting"; nats-server: "Slow Consumer Detected").
+func slowConsumers(log string) int {
+	b, _ := os.ReadFile(log)
+	return strings.Count(strings.ToLower(string(b)), "slow consumer")
 }
 
 // cluster starts three servers of t in a full mesh of routes.
