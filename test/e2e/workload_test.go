@@ -174,6 +174,13 @@ func TestScaleWithClients(t *testing.T) {
 		t.Logf("scaled to %d: StatefulSet and NatsCluster Ready, extra pods gone after %s", n, time.Since(start).Round(time.Millisecond))
 		pods = waitMesh(t, c, nc, int(n), 3*time.Minute)
 		t.Logf("scaled to %d: full mesh %s after the change", n, time.Since(start).Round(time.Millisecond))
+		var pdb policyv1.PodDisruptionBudget
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(nc), &pdb); err != nil {
+			t.Fatal(err)
+		}
+		if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != int(n/2+1) {
+			t.Errorf("scaled to %d: PodDisruptionBudget minAvailable %v, want %d", n, pdb.Spec.MinAvailable, n/2+1)
+		}
 
 		// A message published on the last pod reaches the three clients.
 		last := pods[len(pods)-1]
@@ -480,6 +487,8 @@ func TestOperatorRestartAndDeletion(t *testing.T) {
 	}
 	brokerBefore := brokerPods(t, c, nc)
 	before := versions()
+	// A client of the broker is not disturbed by the operator's restart.
+	client0 := connectWatched(t, "myname", "password", natsURL(clientAddr(brokerBefore[0])))
 
 	// Restart the operator.
 	operatorSelector := "app.kubernetes.io/name=natsforge,app.kubernetes.io/component=operator"
@@ -543,7 +552,14 @@ func TestOperatorRestartAndDeletion(t *testing.T) {
 	for i, p := range brokerPods(t, c, nc) {
 		if i >= len(brokerBefore) || p.UID != brokerBefore[i].UID {
 			t.Errorf("broker pod %s was replaced across the operator restart", p.Name)
+			continue
 		}
+		if a, b := brokerBefore[i].Annotations[configHashAnnotation], p.Annotations[configHashAnnotation]; a != b {
+			t.Errorf("broker pod %s: %s changed across the operator restart (%s -> %s)", p.Name, configHashAnnotation, a, b)
+		}
+	}
+	if d := client0.disconnects.Load(); d != 0 || !client0.IsConnected() {
+		t.Errorf("a broker client saw %d disconnects across the operator restart (connected: %v)", d, client0.IsConnected())
 	}
 
 	// Delete the NatsCluster: the garbage collector removes what it owns.
@@ -674,6 +690,10 @@ func helmUninstall(t *testing.T) {
 	t.Logf("helm uninstall: no operator object left after %s", time.Since(start).Round(time.Millisecond))
 	// What stays, on purpose: the CRD (crds.keep) and the namespace helm created.
 }
+
+// configHashAnnotation is the pod annotation by which the operator tells a pod
+// which config to load (resources.AnnotationConfigHash).
+const configHashAnnotation = "natsforge.io/config-hash"
 
 // scrapeMetrics reads the operator's Prometheus metrics (plain http on 8080)
 // and sums samples by metric name and the controller or workqueue they are of:
