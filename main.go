@@ -69,8 +69,11 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "natsforge-operator.natsforge.io",
-		Cache:                  controllers.CacheOptions(splitList(watchNamespaces)),
-		Client:                 controllers.ClientOptions(),
+		// The operator exits right after the manager stops, so it can hand the lease
+		// over at once instead of making a new pod wait for it to expire.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controllers.CacheOptions(splitList(watchNamespaces)),
+		Client:                        controllers.ClientOptions(),
 	})
 	if err != nil {
 		log.Error(err, "create manager")
