@@ -161,6 +161,25 @@ func (c *client) queueOutbound(data ...[]byte) bool {
 	return true
 }
 
+// queueMsg appends a MSG (HMSG with headers) and its payload for the writer,
+// building the control line straight into the outbound buffer: the hot path
+// has no scratch line to clear and copy per delivery. Like queueOutbound, it
+// cuts the connection off when that would pass its pending limit. Lock held.
+func (c *client) queueMsg(withHeaders bool, subject, sid, reply []byte, hdrLen int, payload []byte) bool {
+	if c.isClosed() {
+		return false
+	}
+	n := msgLineLen(withHeaders, subject, sid, reply, hdrLen, len(payload)) + len(payload) + 2
+	if c.pending()+int64(n) > c.out.mp {
+		c.markSlowConsumer(SlowConsumerPendingBytes)
+		return false
+	}
+	b := appendMsgLine(c.out.buf, withHeaders, subject, sid, reply, hdrLen, len(payload), true)
+	b = append(b, payload...)
+	c.out.buf = append(b, '\r', '\n')
+	return true
+}
+
 // enqueueProto queues a protocol line and wakes the writer. Lock held.
 func (c *client) enqueueProto(proto []byte) {
 	if c.queueOutbound(proto) {

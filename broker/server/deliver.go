@@ -146,7 +146,55 @@ func (c *client) processMsgResults(r *SublistResult, payload []byte) bool {
 	return delivered
 }
 
-var crlf = []byte("\r\n")
+// appendMsgLine appends the control line of a MSG (HMSG with headers):
+// subject, sid, the reply subject if any, the header size with headers, and
+// the total size; withCRLF ends it with CRLF.
+func appendMsgLine(b []byte, withHeaders bool, subject, sid, reply []byte, hdrLen, size int, withCRLF bool) []byte {
+	if withHeaders {
+		b = append(b, "HMSG "...)
+	} else {
+		b = append(b, "MSG "...)
+	}
+	b = append(b, subject...)
+	b = append(b, ' ')
+	b = append(b, sid...)
+	b = append(b, ' ')
+	if len(reply) > 0 {
+		b = append(b, reply...)
+		b = append(b, ' ')
+	}
+	if withHeaders {
+		b = strconv.AppendInt(b, int64(hdrLen), 10)
+		b = append(b, ' ')
+	}
+	b = strconv.AppendInt(b, int64(size), 10)
+	if withCRLF {
+		b = append(b, '\r', '\n')
+	}
+	return b
+}
+
+// msgLineLen is len(appendMsgLine(nil, ..., true)), without building it.
+func msgLineLen(withHeaders bool, subject, sid, reply []byte, hdrLen, size int) int {
+	n := len("MSG ") + len(subject) + 1 + len(sid) + 1 + decimalLen(size) + 2
+	if withHeaders {
+		n += 1 + decimalLen(hdrLen) + 1
+	}
+	if len(reply) > 0 {
+		n += len(reply) + 1
+	}
+	return n
+}
+
+// decimalLen is the number of digits of n >= 0 in decimal.
+func decimalLen(n int) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
+}
 
 // deliverMsg queues one message for one subscription and reports whether it
 // was queued. pub is the publishing client, nil for a message from a route.
@@ -193,32 +241,10 @@ func deliverMsg(pub *client, sub *subscription, subject, reply []byte, hdrLen in
 	}
 	size := len(payload)
 
-	var line [512]byte
-	b := line[:0]
-	if withHeaders {
-		b = append(b, "HMSG "...)
-	} else {
-		b = append(b, "MSG "...)
-	}
-	b = append(b, subject...)
-	b = append(b, ' ')
-	b = append(b, sub.sid...)
-	b = append(b, ' ')
-	if len(reply) > 0 {
-		b = append(b, reply...)
-		b = append(b, ' ')
-	}
-	if withHeaders {
-		b = strconv.AppendInt(b, int64(hdrLen), 10)
-		b = append(b, ' ')
-	}
-	b = strconv.AppendInt(b, int64(size), 10)
-	b = append(b, '\r', '\n')
-
 	if client.replies != nil && len(reply) > 0 {
 		client.grantResponse(reply)
 	}
-	ok := client.queueOutbound(b, payload, crlf)
+	ok := client.queueMsg(withHeaders, subject, sub.sid, reply, hdrLen, payload)
 	if ok && pub == nil {
 		client.signalWriter()
 	}
@@ -231,7 +257,7 @@ func deliverMsg(pub *client, sub *subscription, subject, reply []byte, hdrLen in
 		return false
 	}
 	if srv.trace {
-		client.traceOut("MSG", b[:len(b)-2])
+		client.traceOut("MSG", appendMsgLine(nil, withHeaders, subject, sub.sid, reply, hdrLen, size, false))
 	}
 	client.outMsgs.Add(1)
 	client.outBytes.Add(int64(size))
