@@ -112,9 +112,14 @@ func writeChart(path string, rows []*row, m *meta) error {
 		a := advantage(r)
 		var text string
 		switch {
+		case math.IsNaN(a) && len(finite(r.ours)) == 0 && len(finite(r.theirs)) > 0:
+			c := grey
+			if r.aim != 0 {
+				c = red
+			}
+			drawText(img, xOf(1)+8, y+(rowH-lineH)/2, "OURS FAILED EVERY RUN (SEE NOTES)", c)
 		case math.IsNaN(a):
-			text = "NO DATA"
-			drawText(img, xOf(1)+8, y+(rowH-lineH)/2, text, grey)
+			drawText(img, xOf(1)+8, y+(rowH-lineH)/2, "NO DATA", grey)
 		default:
 			c := grey
 			if ok, known := r.met(); known {

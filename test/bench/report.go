@@ -238,6 +238,10 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 	var short []string
 	for _, r := range rows {
 		ok, known := r.met()
+		if r.aim != 0 && !r.oursOnly && len(finite(r.ours)) == 0 && len(finite(r.theirs)) > 0 {
+			short = append(short, fmt.Sprintf("- %s: ours has no number, every run failed (see the notes under the table).", r.name))
+			continue
+		}
 		if !known || ok {
 			continue
 		}
