@@ -24,6 +24,23 @@ const (
 // use rather than kept for the next write.
 const maxRetainedOutBuf = 1 << 20
 
+// Back-pressure, as nats-server applies it: once a connection's pending bytes
+// pass three quarters of max_pending, publishers whose read pass queued to it
+// wait for its writer, at most stallMaxWait per connection and stallTotalWait
+// per read pass, before reading more. A subscriber that reads slower than a
+// publisher writes then slows the publisher down (through TCP) instead of
+// being cut off; one that stops reading still reaches max_pending and is cut
+// off, and a publisher never waits on it for more than those few milliseconds.
+const (
+	stallMaxWait   = 5 * time.Millisecond
+	stallTotalWait = 10 * time.Millisecond
+	// One socket write is at most an eighth of max_pending (within these
+	// bounds), so the pending count, and with it the stall gate, follows the
+	// subscriber's progress through a large buffer.
+	minWriteChunk = 16 << 10
+	maxWriteChunk = 1 << 20
+)
+
 // clientFlags are guarded by client.mu.
 type clientFlags uint8
 
@@ -83,6 +100,8 @@ type client struct {
 	// Owned by the read goroutine.
 	parseState
 	pcd map[*client]struct{} // connections this read pass queued output to
+	// stallTimer bounds waits on slow subscribers (flushClients); read loop only.
+	stallTimer *time.Timer
 	// localQueues are the queue groups the message being processed reached
 	// here; localQueueFn is queueDeliveredHere, bound once.
 	localQueues  [][]byte
@@ -126,6 +145,9 @@ type outbound struct {
 	mp       int64 // max pending bytes
 	wdl      time.Duration
 	signal   chan struct{}
+	// stall is open while pending is above 3/4 of mp; the writer closes it
+	// once pending is back under half (see stallMaxWait).
+	stall chan struct{}
 }
 
 // responsePermit is an allow_responses grant: the reply subject of a received
@@ -158,7 +180,25 @@ func (c *client) queueOutbound(data ...[]byte) bool {
 	for _, d := range data {
 		c.out.buf = append(c.out.buf, d...)
 	}
+	c.gateIfBehind()
 	return true
+}
+
+// gateIfBehind opens the stall gate when pending passes 3/4 of max_pending.
+// Lock held.
+func (c *client) gateIfBehind() {
+	if c.out.stall == nil && c.pending() > c.out.mp/4*3 {
+		c.out.stall = make(chan struct{})
+	}
+}
+
+// releaseStall closes the stall gate once pending is under half of
+// max_pending, or for good when the connection is closed. Lock held.
+func (c *client) releaseStall() {
+	if c.out.stall != nil && (c.isClosed() || c.pending() <= c.out.mp/2) {
+		close(c.out.stall)
+		c.out.stall = nil
+	}
 }
 
 // queueMsg appends a MSG (HMSG with headers) and its payload for the writer,
@@ -177,6 +217,7 @@ func (c *client) queueMsg(withHeaders bool, subject, sid, reply []byte, hdrLen i
 	b := appendMsgLine(c.out.buf, withHeaders, subject, sid, reply, hdrLen, len(payload), true)
 	b = append(b, payload...)
 	c.out.buf = append(b, '\r', '\n')
+	c.gateIfBehind()
 	return true
 }
 
@@ -276,11 +317,41 @@ func (c *client) readLoop() {
 // flushClients wakes the writers of every connection this read pass queued
 // messages to. Delivery itself only appends under the target's lock; waking
 // once per read pass instead of once per message keeps the hot path cheap.
+//
+// Then, if any of them is falling behind (its stall gate is open), it waits
+// for their writers, bounded by stallMaxWait and stallTotalWait, before the
+// read loop reads more from this publisher.
 func (c *client) flushClients() {
+	var budget time.Duration
 	for t := range c.pcd {
 		t.signalWriter()
 		delete(c.pcd, t)
+		if budget >= stallTotalWait {
+			continue
+		}
+		t.mu.Lock()
+		gate := t.out.stall
+		t.mu.Unlock()
+		if gate != nil {
+			budget += c.stallOn(gate, min(stallMaxWait, stallTotalWait-budget))
+		}
 	}
+}
+
+// stallOn waits until gate closes or limit passes, and says how long it waited.
+func (c *client) stallOn(gate chan struct{}, limit time.Duration) time.Duration {
+	start := time.Now()
+	if c.stallTimer == nil {
+		c.stallTimer = time.NewTimer(limit)
+	} else {
+		c.stallTimer.Reset(limit)
+	}
+	select {
+	case <-gate:
+		c.stallTimer.Stop()
+	case <-c.stallTimer.C:
+	}
+	return time.Since(start)
 }
 
 // writeLoop drains the outbound buffer into the socket.
@@ -301,6 +372,7 @@ func (c *client) writeLoop() {
 				tail = c.out.buf
 			}
 			c.out.buf, c.out.spare = nil, nil
+			c.releaseStall()
 			c.mu.Unlock()
 			if len(tail) > 0 {
 				_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -314,13 +386,29 @@ func (c *client) writeLoop() {
 		c.out.spare = nil
 		c.out.inflight = len(buf)
 		wdl := c.out.wdl
+		chunkSize := int(min(max(c.out.mp/8, minWriteChunk), maxWriteChunk))
 		c.mu.Unlock()
 
-		_ = c.nc.SetWriteDeadline(time.Now().Add(wdl))
-		_, err := c.nc.Write(buf)
+		// Write in chunks, so the pending count and the stall gate follow
+		// the subscriber's progress; the deadline applies to each chunk.
+		var err error
+		for rest := buf; len(rest) > 0 && err == nil; {
+			chunk := rest[:min(len(rest), chunkSize)]
+			_ = c.nc.SetWriteDeadline(time.Now().Add(wdl))
+			var n int
+			n, err = c.nc.Write(chunk)
+			rest = rest[n:]
+			if len(rest) > 0 {
+				c.mu.Lock()
+				c.out.inflight = len(rest)
+				c.releaseStall()
+				c.mu.Unlock()
+			}
+		}
 
 		c.mu.Lock()
 		c.out.inflight = 0
+		c.releaseStall()
 		if cap(buf) <= maxRetainedOutBuf {
 			c.out.spare = buf[:0]
 		}

@@ -24,7 +24,11 @@
 // subscriber's outbound buffer under the subscriber's lock; the publisher's
 // read loop wakes each subscriber's writer once per read pass. A subscriber
 // that falls behind by more than max_pending bytes, or whose write stalls
-// past write_deadline, is disconnected; publishers never wait on it. Ping and
+// past write_deadline, is disconnected. A publisher whose read pass queued to a
+// subscriber past 3/4 of max_pending waits for that subscriber's writer, at
+// most 5 ms per subscriber and 10 ms per read pass (back-pressure through TCP,
+// as nats-server does), so a slower reader slows the publisher instead of being
+// cut off, and a stopped one costs publishers only those milliseconds. Ping and
 // auth timers run on timer goroutines and take only the client lock.
 //
 // # Lock order

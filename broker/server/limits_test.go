@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,4 +141,64 @@ func TestASubscriberWhoseWritesStallPastTheDeadlineIsCutOff(t *testing.T) {
 		_ = pub.Flush()
 	}
 	eventually(t, 5*time.Second, "the connection to go", func() bool { return s.Stats().Connections == 1 })
+}
+
+// pacedSubscriber subscribes over raw TCP and reads at most chunk bytes per
+// tick: a consumer that keeps reading, only slower than a publisher can write.
+// It returns a counter of the bytes it has read.
+func pacedSubscriber(t *testing.T, addr, subject string, chunk int, tick time.Duration) *atomic.Int64 {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := nc.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB " + subject + " 1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	go func() {
+		buf := make([]byte, chunk)
+		pace := time.NewTicker(tick)
+		defer pace.Stop()
+		for range pace.C {
+			n, err := nc.Read(buf)
+			got.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return &got
+}
+
+func TestAPublisherFasterThanItsSubscriberIsSlowedDownInsteadOfTheSubscriberCutOff(t *testing.T) {
+	s := runServer(t, &conf.Options{MaxPending: 4 << 20, MaxPayload: 1 << 10})
+	// At most 32 KiB a millisecond: far below what one publisher can send.
+	received := pacedSubscriber(t, s.Addr().String(), "bulk", 32<<10, time.Millisecond)
+	eventually(t, 2*time.Second, "the subscription", func() bool { return s.sl.Count() == 1 })
+
+	pub := connect(t, s.ClientURL())
+	payload := bytes.Repeat([]byte("x"), 1000)
+	const n = 40000 // 40 MB: ten times max_pending
+	for i := 0; i < n; i++ {
+		if err := pub.Publish("bulk", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.FlushTimeout(30 * time.Second); err != nil {
+		t.Fatalf("the publisher's flush: %v", err)
+	}
+	want := int64(n * len("MSG bulk 1 1000\r\n"+string(payload)+"\r\n"))
+	eventually(t, 30*time.Second, "every message to reach the paced subscriber", func() bool {
+		return received.Load() >= want || s.Stats().SlowConsumers > 0
+	})
+	if sc := s.Stats().SlowConsumers; sc != 0 {
+		t.Fatalf("the subscriber was cut off as a slow consumer after %d of %d bytes", received.Load(), want)
+	}
+	// The INFO and any PING the server sent are under one message's size, so
+	// a lost message cannot hide behind them.
+	if got := received.Load(); got < want {
+		t.Fatalf("the subscriber read %d bytes, want at least %d", got, want)
+	}
 }
