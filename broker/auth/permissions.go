@@ -144,7 +144,7 @@ func (p *Permissions) HasSubscribeDeny() bool { return p != nil && p.sub.deny !=
 
 func anyPlainMatch(list []entry, subject string) bool {
 	for _, e := range list {
-		if e.queue == "" && subjectMatches(subject, e.subject) {
+		if e.queue == "" && SubjectMatches(subject, e.subject) {
 			return true
 		}
 	}
@@ -155,7 +155,7 @@ func anyPlainMatch(list []entry, subject string) bool {
 // entry matches subject, and whether one of those also matches queue.
 func matchEntries(list []entry, subject, queue string) (plain, queued, queueOK bool) {
 	for _, e := range list {
-		if !subjectMatches(subject, e.subject) {
+		if !SubjectMatches(subject, e.subject) {
 			continue
 		}
 		if e.queue == "" {
@@ -163,7 +163,7 @@ func matchEntries(list []entry, subject, queue string) (plain, queued, queueOK b
 			continue
 		}
 		queued = true
-		if queue != "" && subjectMatches(queue, e.queue) {
+		if queue != "" && SubjectMatches(queue, e.queue) {
 			queueOK = true
 		}
 	}
@@ -172,7 +172,7 @@ func matchEntries(list []entry, subject, queue string) (plain, queued, queueOK b
 
 // subjectMatches reports whether pattern matches subject, taking the tokens of
 // subject literally (a subject token "*" is matched by a pattern "*" or ">").
-func subjectMatches(subject, pattern string) bool {
+func SubjectMatches(subject, pattern string) bool {
 	for {
 		ptok, prest, pmore := strings.Cut(pattern, ".")
 		stok, srest, smore := strings.Cut(subject, ".")

@@ -69,25 +69,6 @@ func subjectIsLiteral(subject string) bool {
 	return true
 }
 
-// matchLiteral reports whether the literal subject is matched by pattern, which
-// may hold wildcards. Tokens of subject are taken literally.
-func matchLiteral(subject, pattern string) bool {
-	for {
-		ptok, prest, pmore := strings.Cut(pattern, ".")
-		stok, srest, smore := strings.Cut(subject, ".")
-		if ptok == ">" {
-			return true
-		}
-		if ptok != "*" && ptok != stok {
-			return false
-		}
-		if !pmore || !smore {
-			return pmore == smore
-		}
-		pattern, subject = prest, srest
-	}
-}
-
 // subjectIsSubsetMatch reports whether every subject matched by subject (which
 // may hold wildcards) is also matched by pattern.
 func subjectIsSubsetMatch(subject, pattern string) bool {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/natsforge/natsforge/broker/auth"
 )
 
 // errBadSubject is returned by Sublist.Insert for a subject that cannot be
@@ -241,7 +243,7 @@ func (s *Sublist) invalidateLocked(subject string) {
 		return
 	}
 	for key := range s.cache {
-		if matchLiteral(key, subject) {
+		if auth.SubjectMatches(key, subject) {
 			delete(s.cache, key)
 		}
 	}

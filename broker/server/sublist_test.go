@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"testing"
+
+	"github.com/natsforge/natsforge/broker/auth"
 )
 
 func newSub(subject, queue string) *subscription {
@@ -133,8 +135,8 @@ func TestSubjectsAreToldLiteralAndMatchedTokenByToken(t *testing.T) {
 		{"a.b", "a.b", true}, {"a.b", "a.*", true}, {"a.b", ">", true}, {"a.b", "a.>", true},
 		{"a", "a.>", false}, {"a.b.c", "a.*", false}, {"a.b", "a.b.c", false}, {"a.b", "*.*", true},
 	} {
-		if got := matchLiteral(c.subject, c.pattern); got != c.want {
-			t.Errorf("matchLiteral(%q, %q) = %v", c.subject, c.pattern, got)
+		if got := auth.SubjectMatches(c.subject, c.pattern); got != c.want {
+			t.Errorf("auth.SubjectMatches(%q, %q) = %v", c.subject, c.pattern, got)
 		}
 	}
 	if !IsValidLiteralSubject("a.b") || IsValidLiteralSubject("a.*") || IsValidLiteralSubject("a..b") {
@@ -208,7 +210,7 @@ func TestSublistCacheStaysCorrectUnderConcurrentChurn(t *testing.T) {
 	for _, subj := range literals {
 		want := 0
 		live.Range(func(k, _ any) bool {
-			if matchLiteral(subj, string(k.(*subscription).subject)) {
+			if auth.SubjectMatches(subj, string(k.(*subscription).subject)) {
 				want++
 			}
 			return true
