@@ -40,6 +40,10 @@ type Options struct {
 
 	HTTPHost string // http: "host:port" sets both; http_port sets the port
 	HTTPPort int
+	// HTTPSHost and HTTPSPort serve monitoring over HTTPS with the client TLS
+	// certificate (https: "host:port", https_port). Exclusive with HTTPPort.
+	HTTPSHost string
+	HTTPSPort int
 
 	MaxPayload       int64 // max_payload, bytes (sizes accept 1MB, 64KB)
 	MaxControlLine   int   // max_control_line
@@ -62,6 +66,35 @@ type Options struct {
 
 	Authorization *Authorization // authorization {}
 	Cluster       *Cluster       // cluster {}
+	// TLS secures the client listener and HTTPS monitoring (tls {}).
+	TLS *TLS
+}
+
+// TLS is a tls {} block: the top-level one for clients and monitoring, or
+// cluster.tls for routes. Syntax and meaning are nats-server's.
+type TLS struct {
+	CertFile string // cert_file: PEM certificate chain
+	KeyFile  string // key_file: PEM private key
+	CAFile   string // ca_file: PEM CAs that client (or route) certificates must chain to
+	// Verify requires and verifies a peer certificate (verify). Routes verify
+	// by default in nats-server; the broker follows it.
+	Verify bool
+	// VerifyAndMap requires a client certificate and maps its identity (email
+	// SAN, DNS SAN, then the RFC 2253 subject) to a user in
+	// authorization.users (verify_and_map). It implies Verify.
+	VerifyAndMap bool
+	// Timeout bounds the TLS handshake (timeout, seconds; nats-server's default
+	// is 2s, as for authorization).
+	Timeout time.Duration
+	// HandshakeFirst does TLS before the server sends INFO (handshake_first),
+	// for clients such as nats.go's TLSHandshakeFirst().
+	HandshakeFirst bool
+	// CipherSuites and CurvePreferences are Go's names (cipher_suites,
+	// curve_preferences); empty means Go's defaults, as nats-server.
+	CipherSuites     []string
+	CurvePreferences []string
+	// MinVersion is "1.2" or "1.3" (min_version); "" means TLS 1.2.
+	MinVersion string
 }
 
 // Authorization is the client authorization block.
@@ -119,6 +152,8 @@ type Cluster struct {
 	Routes []string
 	// NoAdvertise stops gossiping client URLs to clients (no_advertise).
 	NoAdvertise bool
+	// TLS secures routes (cluster.tls): mutual, as in nats-server.
+	TLS *TLS
 }
 
 // ClusterAuthorization is cluster.authorization.
