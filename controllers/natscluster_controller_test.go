@@ -210,7 +210,7 @@ func TestCRDInstallsWithDefaultsAndPrinterColumns(t *testing.T) {
 	for _, col := range crd.Spec.Versions[0].AdditionalPrinterColumns {
 		columns = append(columns, col.Name)
 	}
-	if !slices.Equal(columns, []string{"Replicas", "Ready", "Users", "Status", "Age"}) {
+	if !slices.Equal(columns, []string{"Replicas", "Ready", "Users", "TLS", "Status", "Age"}) {
 		t.Errorf("printer columns %v", columns)
 	}
 
@@ -226,7 +226,8 @@ func TestCRDInstallsWithDefaultsAndPrinterColumns(t *testing.T) {
 	got := getCluster(t, nc)
 	if ptr.Deref(got.Spec.Replicas, 0) != 3 || got.Spec.Auth.BcryptCost != 11 ||
 		got.Spec.Auth.Users[0].PasswordSecretRef.Key != "password" ||
-		got.Spec.Config.LameDuckDuration == nil || got.Spec.Config.LameDuckDuration.Duration != 30*time.Second {
+		got.Spec.Config.LameDuckDuration == nil || got.Spec.Config.LameDuckDuration.Duration != 30*time.Second ||
+		got.Spec.TLS.Mode != v1alpha1.TLSModeOperator {
 		t.Errorf("defaults not applied: %+v", got.Spec)
 	}
 }
@@ -254,6 +255,32 @@ func TestCELAndSchemaRefuseInvalidSpecs(t *testing.T) {
 		}, "it may only be the last token"},
 		{"user name with a colon", func(nc *v1alpha1.NatsCluster) { nc.Spec.Auth.Users[0].Name = "a:b" }, "name"},
 		{"zero replicas", func(nc *v1alpha1.NatsCluster) { nc.Spec.Replicas = ptr.To[int32](0) }, "replicas"},
+		{"a user with both a password and a tlsIdentity", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Auth.Users[0].TLSIdentity = "CN=alice,O=acme"
+		}, "a user has exactly one of passwordSecretRef, a generated password (neither field set) or tlsIdentity"},
+		{"a tlsIdentity that is neither a subject nor an email", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Auth.Users = append(nc.Spec.Auth.Users, v1alpha1.User{Name: "bob", TLSIdentity: "bob"})
+		}, "tlsIdentity is an RFC 2253 subject"},
+		{"two users with one tlsIdentity", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Auth.Users = append(nc.Spec.Auth.Users,
+				v1alpha1.User{Name: "bob", TLSIdentity: "CN=bob"}, v1alpha1.User{Name: "bob2", TLSIdentity: "CN=bob"})
+		}, "tlsIdentity values must be unique"},
+		{"mode Secrets without a client Secret", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.TLS.Mode = v1alpha1.TLSModeSecrets
+		}, "tls.mode Secrets needs tls.client.secretName"},
+		{"a client Secret outside mode Secrets", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.TLS.Client = &v1alpha1.TLSSecretReference{SecretName: "server-tls"}
+		}, "tls.client and tls.routes name Secrets only in tls.mode Secrets"},
+		{"verifyClients without TLS", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.TLS = v1alpha1.TLSSpec{Mode: v1alpha1.TLSModeDisabled, VerifyClients: true}
+		}, "tls.verifyClients needs TLS"},
+		{"a certificate user without TLS", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.TLS.Mode = v1alpha1.TLSModeDisabled
+			nc.Spec.Auth.Users = append(nc.Spec.Auth.Users, v1alpha1.User{Name: "bob", TLSIdentity: "CN=bob"})
+		}, "users with a tlsIdentity need TLS"},
+		{"a certificate lifetime below the minimum", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.TLS.CertificateDuration = &metav1.Duration{Duration: 30 * time.Minute}
+		}, "certificateDuration must be between 1h and 87600h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,11 +17,14 @@ limitations under the License.
 package v1alpha1
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // NatsClusterSpec is the desired state of a cluster of natsforge brokers.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.mode) || self.tls.mode != 'Disabled' || self.auth.users.all(u, !has(u.tlsIdentity))",message="users with a tlsIdentity need TLS: not allowed with tls.mode Disabled"
 type NatsClusterSpec struct {
 	// replicas is the number of broker pods. Every pod routes to every other pod
 	// (a full mesh on port 6222), and a PodDisruptionBudget keeps a majority of
@@ -67,6 +70,15 @@ type NatsClusterSpec struct {
 	// +optional
 	Service ServiceSpec `json:"service,omitempty"`
 
+	// tls secures the client port, the routes between brokers and the
+	// monitoring port. It is on by default, with certificates the operator
+	// issues from a CA of the cluster's own; set mode to Secrets to bring
+	// certificates (for example from cert-manager), or to Disabled for plain
+	// TCP.
+	// +optional
+	// +kubebuilder:default={mode: "Operator"}
+	TLS TLSSpec `json:"tls,omitempty"`
+
 	// paused stops the operator from changing anything that belongs to this
 	// cluster (config, pods, Services) until it is set back to false. Status is
 	// still reported.
@@ -86,6 +98,7 @@ type AuthSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:XValidation:rule="self.all(u, self.exists_one(v, v.name == u.name))",message="user names must be unique"
+	// +kubebuilder:validation:XValidation:rule="self.all(u, !has(u.tlsIdentity) || self.exists_one(v, has(v.tlsIdentity) && v.tlsIdentity == u.tlsIdentity))",message="tlsIdentity values must be unique"
 	Users []User `json:"users"`
 
 	// defaultPermissions apply to every user that has no permissions of its own.
@@ -103,7 +116,11 @@ type AuthSpec struct {
 	BcryptCost int32 `json:"bcryptCost,omitempty"`
 }
 
-// User is one account clients authenticate as.
+// User is one account clients authenticate as: with a password from a Secret
+// (passwordSecretRef), with a password the operator generates (neither
+// passwordSecretRef nor tlsIdentity), or with a client certificate
+// (tlsIdentity).
+// +kubebuilder:validation:XValidation:rule="!(has(self.passwordSecretRef) && has(self.tlsIdentity))",message="a user has exactly one of passwordSecretRef, a generated password (neither field set) or tlsIdentity"
 type User struct {
 	// name is the user name clients present in CONNECT (or in a
 	// nats://name:password@host URL).
@@ -119,6 +136,22 @@ type User struct {
 	// generates a password and keeps it in a Secret "<cluster>-user-<name>".
 	// +optional
 	PasswordSecretRef *SecretKeyReference `json:"passwordSecretRef,omitempty"`
+
+	// tlsIdentity makes this a certificate user: it connects with a client
+	// certificate instead of a password, and the broker maps the certificate
+	// to this user (nats-server's verify_and_map), trying the certificate's
+	// email SANs, then its DNS SANs, then its subject. Write either an email
+	// address ("alice@example.com", matched against an email SAN) or an RFC
+	// 2253 subject as Go's crypto/x509 prints it, most specific attribute
+	// first ("CN=alice,OU=dev,O=acme"). In tls.mode Operator the operator
+	// issues such a certificate into the Secret "<cluster>-user-<name>" (keys
+	// tls.crt, tls.key and ca.crt); in mode Secrets the user brings its own.
+	// Needs TLS: not allowed with tls.mode Disabled.
+	// +optional
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.contains('=') || self.matches('^[^@ ,]+@[^@ ,]+$')",message="tlsIdentity is an RFC 2253 subject such as CN=alice,O=acme or an email address"
+	TLSIdentity string `json:"tlsIdentity,omitempty"`
 
 	// permissions restrict what this user may publish and subscribe to. When
 	// absent, auth.defaultPermissions apply.
@@ -288,6 +321,97 @@ type ServiceSpec struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
+// TLSMode says where a cluster's certificates come from.
+// +kubebuilder:validation:Enum=Operator;Secrets;Disabled
+type TLSMode string
+
+// TLS modes.
+const (
+	// TLSModeOperator: the operator keeps a per-cluster CA and issues and
+	// renews every certificate itself.
+	TLSModeOperator TLSMode = "Operator"
+	// TLSModeSecrets: certificates come from Secrets the user provides, in
+	// the shape cert-manager writes (tls.crt, tls.key, ca.crt).
+	TLSModeSecrets TLSMode = "Secrets"
+	// TLSModeDisabled: plain TCP everywhere.
+	TLSModeDisabled TLSMode = "Disabled"
+)
+
+// DefaultCertificateDuration is spec.tls.certificateDuration's default.
+const DefaultCertificateDuration = 90 * 24 * time.Hour
+
+// TLSSpec configures TLS on the client port, the routes and monitoring.
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Secrets' || has(self.client)",message="tls.mode Secrets needs tls.client.secretName"
+// +kubebuilder:validation:XValidation:rule="self.mode == 'Secrets' || (!has(self.client) && !has(self.routes))",message="tls.client and tls.routes name Secrets only in tls.mode Secrets"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Disabled' || !self.verifyClients",message="tls.verifyClients needs TLS: not allowed with tls.mode Disabled"
+type TLSSpec struct {
+	// mode says where certificates come from. Operator (the default): the
+	// operator keeps a per-cluster CA in the Secret "<name>-ca" (ECDSA P-256,
+	// valid 10 years) and issues from it the server certificate "<name>-tls",
+	// the route certificate "<name>-routes-tls" and certificate users'
+	// client certificates, renewing each at 2/3 of its lifetime. Secrets: the
+	// Secrets named by client and routes hold the certificates (tls.crt,
+	// tls.key, ca.crt, as cert-manager writes them). Disabled: plain TCP;
+	// client passwords and messages cross the network in cleartext. In every
+	// mode with TLS, a changed certificate is served by the running brokers
+	// within seconds, without restarting a pod.
+	// +optional
+	// +kubebuilder:default=Operator
+	Mode TLSMode `json:"mode,omitempty"`
+
+	// verifyClients makes every client present a certificate signed by the
+	// cluster's CA (the broker's verify). Certificate users (tlsIdentity)
+	// need no such setting: their certificate is always checked.
+	// +optional
+	VerifyClients bool `json:"verifyClients,omitempty"`
+
+	// certificateDuration is how long the certificates the operator issues
+	// are valid, as a duration such as "2160h" (90 days, the default). They
+	// are renewed at 2/3 of it. Used in mode Operator only.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('87600h')",message="certificateDuration must be between 1h and 87600h (10 years, the CA's lifetime)"
+	CertificateDuration *metav1.Duration `json:"certificateDuration,omitempty"`
+
+	// extraSANs are further DNS names or IP addresses the server certificate
+	// is valid for, such as a load balancer's external name. Used in mode
+	// Operator only (in mode Secrets the certificate is the user's).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$`
+	ExtraSANs []string `json:"extraSANs,omitempty"`
+
+	// client names the Secret holding the certificate served to clients and
+	// on the monitoring port (mode Secrets, where it is required).
+	// +optional
+	Client *TLSSecretReference `json:"client,omitempty"`
+
+	// routes names the Secret holding the certificate brokers present to each
+	// other on their routes (mode Secrets). Routes are mutual TLS: the
+	// certificate must be valid for both server and client authentication
+	// and carry the names <name>-<i>.<name>-routes.<namespace>.svc. When
+	// absent, the client certificate is used for routes too.
+	// +optional
+	Routes *TLSSecretReference `json:"routes,omitempty"`
+}
+
+// TLSSecretReference names a Secret, in the NatsCluster's namespace, of type
+// kubernetes.io/tls or of the same shape: tls.crt (the certificate chain),
+// tls.key (its private key) and ca.crt (the CA that signs the cluster's
+// certificates).
+type TLSSecretReference struct {
+	// secretName is the name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SecretName string `json:"secretName"`
+}
+
 // NatsClusterStatus is the observed state of a NatsCluster.
 type NatsClusterStatus struct {
 	// observedGeneration is the metadata.generation this status describes.
@@ -327,6 +451,32 @@ type NatsClusterStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Users []UserStatus `json:"users,omitempty"`
+
+	// tls reports the certificate the brokers serve to clients.
+	// +optional
+	TLS *TLSStatus `json:"tls,omitempty"`
+}
+
+// TLSStatus is the observed state of the cluster's TLS.
+type TLSStatus struct {
+	// mode is the spec.tls.mode this status describes.
+	// +optional
+	Mode TLSMode `json:"mode,omitempty"`
+
+	// notAfter is when the certificate served to clients expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+
+	// renewalTime is when the operator will renew that certificate (mode
+	// Operator only).
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+
+	// certificateSHA256 is the SHA-256 (hex) of the DER of the certificate
+	// served to clients. Each broker reports the same fingerprint of the
+	// certificate it serves as tls_cert_sha256 on /varz.
+	// +optional
+	CertificateSHA256 string `json:"certificateSHA256,omitempty"`
 }
 
 // UserStatus is the observed state of one user.
@@ -389,6 +539,10 @@ const (
 	// ConditionConfigPropagated is True when every ready pod reports the
 	// configuration digest the operator last wrote.
 	ConditionConfigPropagated = "ConfigPropagated"
+	// ConditionSecure is True when clients, routes and monitoring are served
+	// over TLS (reason: the mode), and False when they are not, or when the
+	// certificates named in mode Secrets cannot be used.
+	ConditionSecure = "Secure"
 )
 
 // Condition reasons.
@@ -431,6 +585,30 @@ const (
 	// ReasonNoPodAddresses (ConfigPropagated=Unknown): no ready pod has an
 	// address to ask yet.
 	ReasonNoPodAddresses = "NoPodAddresses"
+
+	// ReasonTLSOperator (Secure=True): TLS everywhere, with certificates the
+	// operator issues from the cluster's CA.
+	ReasonTLSOperator = "Operator"
+	// ReasonTLSSecrets (Secure=True): TLS everywhere, with the certificates
+	// of the Secrets named in spec.tls.
+	ReasonTLSSecrets = "Secrets"
+	// ReasonTLSDisabled (Secure=False): spec.tls.mode is Disabled; the client
+	// Service is reachable only inside the Kubernetes cluster.
+	ReasonTLSDisabled = "Disabled"
+	// ReasonPlaintextExposed (Secure=False): spec.tls.mode is Disabled and the
+	// client Service is of type LoadBalancer or NodePort, so passwords and
+	// messages cross networks outside the Kubernetes cluster in cleartext.
+	ReasonPlaintextExposed = "PlaintextExposed"
+	// ReasonTLSSecretNotFound (Secure=False): a Secret named in spec.tls does
+	// not exist. The brokers keep serving the last good certificate.
+	ReasonTLSSecretNotFound = "TLSSecretNotFound"
+	// ReasonTLSSecretInvalid (Secure=False): a Secret named in spec.tls lacks
+	// tls.crt, tls.key or ca.crt, or they do not parse or do not match. The
+	// brokers keep serving the last good certificate.
+	ReasonTLSSecretInvalid = "TLSSecretInvalid"
+	// ReasonCertificateExpired (Secure=False): the certificate of a Secret
+	// named in spec.tls has expired.
+	ReasonCertificateExpired = "CertificateExpired"
 )
 
 // NatsCluster is a cluster of natsforge brokers (a NATS-protocol message broker)
@@ -443,6 +621,7 @@ const (
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Users",type=integer,JSONPath=`.status.resolvedUsers`
+// +kubebuilder:printcolumn:name="TLS",type=string,JSONPath=`.spec.tls.mode`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type NatsCluster struct {
