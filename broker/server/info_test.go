@@ -74,8 +74,13 @@ func TestDefaultPermissionsApplyToUsersWithoutTheirOwn(t *testing.T) {
 	plain := connect(t, s.ClientURL(), nats.UserInfo("plain", "pw"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	_ = plain.Publish("private.x", nil)
-	if err := <-errs; !strings.Contains(err.Error(), `"private.x"`) {
-		t.Fatalf("got %v", err)
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), `"private.x"`) {
+			t.Fatalf("got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permissions violation within 5s: a user without permissions of its own published outside the default permissions")
 	}
 	admin := connect(t, s.ClientURL(), nats.UserInfo("admin", "pw"))
 	sub, _ := admin.SubscribeSync("private.x")
