@@ -183,6 +183,7 @@ var (
 		"lame_duck_duration": {"lame_duck_duration"}, "lame_duck_grace_period": {"lame_duck_grace_period"},
 		"debug": {"debug"}, "trace": {"trace"}, "no_auth_user": {"no_auth_user"},
 		"authorization": {"authorization"}, "cluster": {"cluster"},
+		"tls": {"tls"}, "https": {"https_host", "https_port"}, "https_port": {"https_port"},
 	}
 	authorizationFields = map[string][]string{
 		"user": {"user"}, "username": {"user"}, "password": {"password"}, "pass": {"password"},
@@ -203,6 +204,7 @@ var (
 	clusterFields           = map[string][]string{
 		"name": {"name"}, "listen": {"host", "port"}, "host": {"host"}, "net": {"host"}, "port": {"port"},
 		"authorization": {"authorization"}, "routes": {"routes"}, "no_advertise": {"no_advertise"},
+		"tls": {"tls"},
 	}
 	clusterAuthorizationFields = map[string][]string{
 		"user": {"user"}, "username": {"user"}, "password": {"password"}, "pass": {"password"},
@@ -284,6 +286,12 @@ func (d *decoder) options(root *node) (*Options, error) {
 			o.Authorization, err = d.authorization(n, key)
 		case "cluster":
 			o.Cluster, err = d.cluster(n, key)
+		case "tls":
+			o.TLS, err = d.tls(n, key)
+		case "https":
+			o.HTTPSHost, o.HTTPSPort, err = d.hostPort(n, key)
+		case "https_port":
+			o.HTTPSPort, err = d.smallInt(n, key)
 		default:
 			d.unknown(e, key)
 		}
@@ -489,6 +497,8 @@ func (d *decoder) cluster(n *node, at string) (*Cluster, error) {
 			c.Routes, err = d.routes(v, key)
 		case "no_advertise":
 			c.NoAdvertise, err = d.boolean(v, key)
+		case "tls":
+			c.TLS, err = d.tls(v, key)
 		default:
 			d.unknown(e, key)
 		}

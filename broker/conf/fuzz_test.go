@@ -91,7 +91,7 @@ func FuzzRenderIsReadByNATSServer(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		o, _, err := Parse(data, "fuzz.conf")
-		if err != nil || o.Validate() != nil {
+		if err != nil || o.Validate() != nil || !tlsFilesLoad(o) {
 			return
 		}
 		b, err := Render(o)
@@ -118,7 +118,7 @@ func FuzzParseMeansTheSameToNATSServer(f *testing.F) {
 			return
 		}
 		o, warnings, err := Parse(data, "fuzz.conf")
-		if err != nil || len(warnings) > 0 || o.Validate() != nil {
+		if err != nil || len(warnings) > 0 || o.Validate() != nil || !tlsFilesLoad(o) {
 			return
 		}
 		got, err := natsServerReadsString(data)

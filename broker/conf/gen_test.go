@@ -68,6 +68,18 @@ func randomOptions(r *rand.Rand) *Options {
 	if maybe() {
 		o.Cluster = randomCluster(r)
 	}
+	if maybe() {
+		o.TLS = randomTLS(r, false)
+		if o.HTTPHost == "" && o.HTTPPort == 0 && maybe() {
+			o.HTTPSPort = 1 + r.IntN(65535)
+			if maybe() {
+				o.HTTPSHost = randomHost(r)
+			}
+		}
+	}
+	if o.Cluster != nil && maybe() {
+		o.Cluster.TLS = randomTLS(r, true)
+	}
 	return o
 }
 

@@ -63,6 +63,13 @@ func fromNATSOptions(n *natsserver.Options) *Options {
 		Trace:               n.Trace,
 		NoAuthUser:          n.NoAuthUser,
 	}
+	if n.HTTPSPort != 0 {
+		// nats-server keeps one monitoring host for http and https.
+		o.HTTPSHost, o.HTTPSPort, o.HTTPHost = n.HTTPHost, n.HTTPSPort, ""
+	}
+	if n.TLSConfig != nil {
+		o.TLS = fromNATSTLS(n.TLSConfig, n.TLSTimeout, n.TLSMap, n.TLSHandshakeFirst)
+	}
 	if n.Username != "" || n.Password != "" || n.Authorization != "" || n.AuthTimeout != 0 || n.Users != nil {
 		o.Authorization = &Authorization{
 			User:     n.Username,
@@ -79,8 +86,11 @@ func fromNATSOptions(n *natsserver.Options) *Options {
 		}
 	}
 	c := n.Cluster
-	if c.Name != "" || c.Host != "" || c.Port != 0 || c.Username != "" || c.Password != "" || c.AuthTimeout != 0 || len(n.Routes) > 0 || c.NoAdvertise {
+	if c.Name != "" || c.Host != "" || c.Port != 0 || c.Username != "" || c.Password != "" || c.AuthTimeout != 0 || len(n.Routes) > 0 || c.NoAdvertise || c.TLSConfig != nil {
 		o.Cluster = &Cluster{Name: c.Name, Host: c.Host, Port: c.Port, NoAdvertise: c.NoAdvertise}
+		if c.TLSConfig != nil {
+			o.Cluster.TLS = fromNATSTLS(c.TLSConfig, c.TLSTimeout, c.TLSMap, false)
+		}
 		if c.Username != "" || c.Password != "" || c.AuthTimeout != 0 {
 			o.Cluster.Authorization = &ClusterAuthorization{User: c.Username, Password: c.Password, Timeout: seconds(c.AuthTimeout)}
 		}
@@ -117,6 +127,10 @@ func fromNATSPermissions(p *natsserver.Permissions) *Permissions {
 // permissions themselves are not kept, and route URLs are normalized.
 func asNATSServerSeesIt(o *Options) *Options {
 	c := *o
+	if o.HTTPSHost != "" && o.HTTPSPort == 0 {
+		c.HTTPHost, c.HTTPSHost = o.HTTPSHost, ""
+	}
+	c.TLS = asNATSServerSeesTLS(o.TLS, false)
 	if a := o.Authorization; a != nil {
 		ca := *a
 		ca.DefaultPermissions = nil
@@ -134,6 +148,7 @@ func asNATSServerSeesIt(o *Options) *Options {
 	}
 	if o.Cluster != nil {
 		cc := *o.Cluster
+		cc.TLS = asNATSServerSeesTLS(o.Cluster.TLS, true)
 		cc.Routes = nil
 		for _, r := range o.Cluster.Routes {
 			u, _ := url.Parse(r)

@@ -7,7 +7,8 @@
 // defaults (see Defaults) after parsing, and the renderer leaves unset fields out.
 //
 // ParseFile and Parse read a file (parser.go: the syntax, includes and
-// variables; decode.go: keys onto Options); Validate checks ranges and how
+// variables; decode.go: keys onto Options; tls.go: the tls {} blocks, decoded,
+// validated and rendered); Validate checks ranges and how
 // options fit together, by nats-server's rules; Render writes Options back
 // out, and Digest names them. Parse then Render then Parse is the identity on
 // valid Options, and nats-server reads what Render writes the same way; the

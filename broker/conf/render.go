@@ -30,6 +30,11 @@ func Render(o *Options) ([]byte, error) {
 	} else {
 		w.int("http_port", int64(o.HTTPPort))
 	}
+	if o.HTTPSHost != "" {
+		w.str("https", net.JoinHostPort(o.HTTPSHost, strconv.Itoa(o.HTTPSPort)))
+	} else {
+		w.int("https_port", int64(o.HTTPSPort))
+	}
 	w.int("max_payload", o.MaxPayload)
 	w.int("max_control_line", int64(o.MaxControlLine))
 	w.int("max_connections", int64(o.MaxConnections))
@@ -43,6 +48,7 @@ func Render(o *Options) ([]byte, error) {
 	w.bool("debug", o.Debug)
 	w.bool("trace", o.Trace)
 	w.str("no_auth_user", o.NoAuthUser)
+	w.tls("tls", o.TLS)
 	if a := o.Authorization; a != nil {
 		w.open("authorization")
 		w.str("user", a.User)
@@ -80,6 +86,7 @@ func Render(o *Options) ([]byte, error) {
 		}
 		w.strings("routes", c.Routes)
 		w.bool("no_advertise", c.NoAdvertise)
+		w.tls("tls", c.TLS)
 		w.close()
 	}
 	return w.buf.Bytes(), nil

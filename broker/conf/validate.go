@@ -26,6 +26,8 @@ func (o *Options) Validate() error {
 	v.port("port", o.Port)
 	v.host("http", o.HTTPHost)
 	v.port("http_port", o.HTTPPort)
+	v.monitoringTLS(o)
+	v.tls("tls", o.TLS, false)
 	v.atLeast("max_payload", o.MaxPayload, 0)
 	v.atMost("max_payload", o.MaxPayload, math.MaxInt32)
 	v.atLeast("max_control_line", int64(o.MaxControlLine), 0)
@@ -83,6 +85,7 @@ func (o *Options) Validate() error {
 		}
 		v.host("cluster.host", c.Host)
 		v.port("cluster.port", c.Port)
+		v.tls("cluster.tls", c.TLS, true)
 		if a := c.Authorization; a != nil {
 			if a.User == "" && a.Password != "" {
 				v.add("cluster.authorization.password", "a password needs a user")
