@@ -78,6 +78,10 @@ verify: ## Regenerate everything and fail if the committed files differ.
 test: k8s-binaries $(HELM) ## Run every unit and integration test (envtest with a real kube-apiserver and etcd).
 	go test -count=1 $(TEST_PKGS)
 
+.PHONY: test-race
+test-race: ## Run the broker packages under the race detector (CI runs it after make test).
+	go test -race -count=1 ./broker/...
+
 .PHONY: k8s-binaries
 k8s-binaries: ## Build etcd, kube-apiserver and kubectl from Go modules into bin/k8s/ (cached).
 	@hack/k8s-binaries.sh etcd kube-apiserver kubectl >/dev/null
@@ -89,7 +93,7 @@ demo: ## The main job: bring up a local Kubernetes, helm-install the operator, d
 	hack/demo.sh
 
 .PHONY: e2e
-e2e: ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it).
+e2e: k8s-binaries $(HELM) ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it).
 	hack/local-cluster/up.sh
 	$(MAKE) --no-print-directory cluster-images
 	go test -tags e2e -count=1 -v -timeout 30m ./test/e2e/

@@ -33,7 +33,10 @@ func TestKubectlExplainReadsTheGodoc(t *testing.T) {
 	needAPIServer(t)
 	path := filepath.Join(assetsDir(), "kubectl")
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("no kubectl in %s", assetsDir())
+		if testing.Short() {
+			t.Skipf("no kubectl in %s", assetsDir())
+		}
+		t.Fatalf("no kubectl in %s (run hack/k8s-binaries.sh etcd kube-apiserver kubectl): %v", assetsDir(), err)
 	}
 	user, err := testEnv.AddUser(envtest.User{Name: "explainer", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
