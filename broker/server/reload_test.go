@@ -28,6 +28,7 @@ type memberConfig struct {
 	bobSubs                 string
 	routePorts              []int
 	lameDuck, lameDuckGrace string
+	withoutBob              bool // render alice only: bob removed
 }
 
 func (mc memberConfig) render() string {
@@ -38,7 +39,10 @@ func (mc memberConfig) render() string {
 		bobSubs = ">"
 	}
 	fmt.Fprintf(&b, "authorization {\n  users = [\n    { user: alice, password: %q }\n", mc.alicePass)
-	fmt.Fprintf(&b, "    { user: bob, password: %q, permissions: { subscribe: %q } }\n  ]\n}\n", mc.bobPass, bobSubs)
+	if !mc.withoutBob {
+		fmt.Fprintf(&b, "    { user: bob, password: %q, permissions: { subscribe: %q } }\n", mc.bobPass, bobSubs)
+	}
+	b.WriteString("  ]\n}\n")
 	fmt.Fprintf(&b, "cluster {\n  name: test\n  listen: 127.0.0.1:%d\n", mc.clusterPort)
 	fmt.Fprintf(&b, "  authorization { user: %s, password: %s }\n  routes = [\n", testRouteUser, testRoutePass)
 	for _, p := range mc.routePorts {
@@ -181,6 +185,65 @@ func TestRotatingAPasswordByReloadClosesOnlyThatUsersClientsOnEveryServer(t *tes
 	for i, b := range bobs {
 		if b.disconnected.Load() != 0 || !b.nc.IsConnected() {
 			t.Errorf("bob on m%d was disconnected by a reload that did not concern him", i)
+		}
+	}
+}
+
+func TestAUserRemovedByReloadIsCutOffOnEveryServerAndNobodyElseIs(t *testing.T) {
+	a, _, b := hashed(t)
+	ms := startFileCluster(t, 2, memberConfig{alicePass: a, bobPass: b}, nil)
+	type watched struct {
+		nc      *nats.Conn
+		authErr atomic.Bool
+	}
+	watch := func(m *fileMember, user, pass string) *watched {
+		w := &watched{}
+		w.nc = connectTo(t, m.url(user, pass), nats.NoReconnect(),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if errors.Is(err, nats.ErrAuthorization) {
+					w.authErr.Store(true)
+				}
+			}))
+		return w
+	}
+	var bobs, alices []*watched
+	for _, m := range ms {
+		bobs = append(bobs, watch(m, "bob", bobPass))
+		alices = append(alices, watch(m, "alice", alicePass1))
+	}
+	for _, m := range ms {
+		m.cfg.withoutBob = true
+		writeFile(t, m.path, m.cfg.render())
+		if err := m.s.Reload(); err != nil {
+			t.Fatalf("%s: %v", m.s.Name(), err)
+		}
+	}
+	for i, w := range bobs {
+		waitUntil(t, 5*time.Second, fmt.Sprintf("removed bob on m%d closed", i), w.nc.IsClosed)
+		waitUntil(t, 5*time.Second, fmt.Sprintf("removed bob on m%d told 'Authorization Violation'", i), w.authErr.Load)
+	}
+	for i, m := range ms {
+		if nc, err := nats.Connect(m.url("bob", bobPass)); err == nil {
+			nc.Close()
+			t.Errorf("m%d still takes removed bob", i)
+		}
+	}
+	// Alice, untouched by the reload, still talks across the cluster.
+	sub, err := alices[0].nc.SubscribeSync("alice.inbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alices[0].nc.Flush()
+	waitInterest(t, ms[1].s, "alice.inbox", 1)
+	if err := alices[1].nc.Publish("alice.inbox", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(2 * time.Second); err != nil {
+		t.Fatalf("alice after bob's removal: %v", err)
+	}
+	for i, w := range alices {
+		if !w.nc.IsConnected() {
+			t.Errorf("alice on m%d was disconnected by a reload that removed bob", i)
 		}
 	}
 }
