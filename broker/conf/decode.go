@@ -1,10 +1,13 @@
 package conf
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +24,29 @@ func ParseFile(path string) (*Options, []Warning, error) {
 	return Parse(data, path)
 }
 
+// Load is the whole check the broker applies to a config at start-up and on
+// reload, and the operator to every config it renders: Parse, then Validate.
+// A config Load refuses never runs.
+func Load(data []byte, filename string) (*Options, []Warning, error) {
+	o, warnings, err := Parse(data, filename)
+	if err != nil {
+		return nil, warnings, err
+	}
+	if err := o.Validate(); err != nil {
+		return nil, warnings, err
+	}
+	return o, warnings, nil
+}
+
+// LoadFile is Load of the file at path.
+func LoadFile(path string) (*Options, []Warning, error) {
+	data, err := readConfigFile(path)
+	if err != nil {
+		return nil, nil, &Error{File: path, Msg: "cannot read: " + err.Error()}
+	}
+	return Load(data, path)
+}
+
 // Parse reads a config from data; filename names it in errors and anchors
 // relative includes.
 func Parse(data []byte, filename string) (*Options, []Warning, error) {
@@ -30,8 +56,8 @@ func Parse(data []byte, filename string) (*Options, []Warning, error) {
 	}
 	d := &decoder{}
 	o, err := d.options(tree)
-	if err != nil {
-		return nil, d.warnings, err
+	if err != nil || len(d.keyErrors) > 0 {
+		return nil, d.warnings, d.joinKeyErrors(err)
 	}
 	return o, d.warnings, nil
 }
@@ -40,6 +66,9 @@ func Parse(data []byte, filename string) (*Options, []Warning, error) {
 // to case, and accept nats-server's aliases. Messages never quote a secret.
 type decoder struct {
 	warnings []Warning
+	// keyErrors are the unknown and unsupported keys: decoding goes on, so
+	// that all of them are reported together, as nats-server does.
+	keyErrors []*Error
 }
 
 func path(parent, key string) string {
@@ -53,11 +82,35 @@ func (d *decoder) fail(n *node, key, format string, args ...any) *Error {
 	return &Error{File: n.file, Line: n.line, Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
-func (d *decoder) unknown(e *entry, key string) {
+// unknown records a key of block b that the decoder has no case for. As in
+// nats-server, a key that only defines a variable used elsewhere is fine.
+func (d *decoder) unknown(e *entry, key string, b *block) {
 	if e.used {
 		return
 	}
-	d.warnings = append(d.warnings, Warning{File: e.file, Line: e.line, Key: key, Msg: "unknown key, ignored"})
+	d.keyErrors = append(d.keyErrors, b.keyError(e, key))
+}
+
+// joinKeyErrors returns the key errors in file order, then err (the error
+// that stopped decoding, if any), as one error.
+func (d *decoder) joinKeyErrors(err error) error {
+	slices.SortStableFunc(d.keyErrors, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+	})
+	var errs []error
+	for _, e := range d.keyErrors {
+		errs = append(errs, e)
+	}
+	if len(errs) == 0 {
+		return err
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 func (d *decoder) warn(n *node, key, msg string) {
@@ -293,7 +346,7 @@ func (d *decoder) options(root *node) (*Options, error) {
 		case "https_port":
 			o.HTTPSPort, err = d.smallInt(n, key)
 		default:
-			d.unknown(e, key)
+			d.unknown(e, key, topBlock)
 		}
 		if err != nil {
 			return nil, err
@@ -327,7 +380,7 @@ func (d *decoder) authorization(n *node, at string) (*Authorization, error) {
 		case "default_permissions", "default_permission", "permissions":
 			a.DefaultPermissions, err = d.permissions(v, key)
 		default:
-			d.unknown(e, key)
+			d.unknown(e, key, authorizationBlock)
 		}
 		if err != nil {
 			return nil, err
@@ -361,7 +414,7 @@ func (d *decoder) users(n *node, at string) ([]User, error) {
 			case "permissions", "permission", "authorization":
 				u.Permissions, err = d.permissions(v, key)
 			default:
-				d.unknown(e, key)
+				d.unknown(e, key, userBlock)
 			}
 			if err != nil {
 				return nil, err
@@ -396,15 +449,15 @@ func (d *decoder) permissions(n *node, at string) (*Permissions, error) {
 			case kindBool:
 				p.AllowResponses = v.bool
 			case kindMap:
-				// nats-server's {max, expires} limits are not supported: the
-				// map means "allowed", with the broker's own limits.
-				p.AllowResponses = true
-				d.warn(v, key, "response limits (max, expires) are not supported; treated as allow_responses: true")
+				// nats-server's {max, expires} response limits are not
+				// implemented; reading the map as plain true would allow
+				// more than it says.
+				err = d.fail(v, key, "response limits (a map with max, expires) are %s; use true", NotSupported)
 			default:
 				err = d.fail(v, key, "expected a boolean or a map, got %s", v.kind)
 			}
 		default:
-			d.unknown(e, key)
+			d.unknown(e, key, permissionsBlock)
 		}
 		if err != nil {
 			return nil, err
@@ -440,7 +493,7 @@ func (d *decoder) subjectPermission(n *node, at string) (*SubjectPermission, err
 			case "deny":
 				sp.Deny, err = d.subjects(v, key)
 			default:
-				d.unknown(e, key)
+				d.unknown(e, key, subjectPermissionBlock)
 			}
 			if err != nil {
 				return nil, err
@@ -500,7 +553,7 @@ func (d *decoder) cluster(n *node, at string) (*Cluster, error) {
 		case "tls":
 			c.TLS, err = d.tls(v, key)
 		default:
-			d.unknown(e, key)
+			d.unknown(e, key, clusterBlock)
 		}
 		if err != nil {
 			return nil, err
@@ -532,7 +585,7 @@ func (d *decoder) clusterAuthorization(n *node, at string) (*ClusterAuthorizatio
 		case "token":
 			err = d.fail(v, key, "cluster authorization does not support tokens")
 		default:
-			d.unknown(e, key)
+			d.unknown(e, key, clusterAuthorizationBlock)
 		}
 		if err != nil {
 			return nil, err

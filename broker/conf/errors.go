@@ -8,11 +8,18 @@ import "fmt"
 type Error struct {
 	File string // file the value was read from; "" for Validate errors
 	Line int    // 1-based line in File; 0 when unknown
-	Key  string // dotted path of the key, e.g. "cluster.port" or "authorization.users[1].password"
-	Msg  string
+	// Col is the 1-based byte offset of the key in its line; 0 when the
+	// error has no column. An error with a column is one of nats-server's
+	// key errors (an unknown field), in nats-server's words and form.
+	Col int
+	Key string // dotted path of the key, e.g. "cluster.port" or "authorization.users[1].password"
+	Msg string
 }
 
 func (e *Error) Error() string {
+	if e.Col > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, natsColumn(e.Line, e.Col), e.Msg)
+	}
 	s := ""
 	switch {
 	case e.File != "" && e.Line > 0:
@@ -39,4 +46,15 @@ type Warning struct {
 
 func (w Warning) String() string {
 	return (&Error{File: w.File, Line: w.Line, Key: w.Key, Msg: w.Msg}).Error()
+}
+
+// natsColumn is the column nats-server prints for a key at line, col: its
+// lexer counts from the newline that ends the previous line, so columns are
+// 1-based except on a file's first line, where they are 0-based. Printing the
+// same number keeps our errors verbatim equal to nats-server's.
+func natsColumn(line, col int) int {
+	if line == 1 {
+		return col - 1
+	}
+	return col
 }

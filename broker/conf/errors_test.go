@@ -100,7 +100,7 @@ func TestErrorsNeverShowAPasswordOrToken(t *testing.T) {
 	}
 }
 
-func TestUnknownKeysAreWarningsWithFileLineAndKey(t *testing.T) {
+func TestUnknownAndUnsupportedKeysAreAllReportedInFileOrder(t *testing.T) {
 	src := `port: 4222
 jetstream { store_dir: /data }
 authorization {
@@ -116,56 +116,40 @@ cluster {
 }
 accounts: {}
 `
-	o, warnings, err := Parse([]byte(src), "nats.conf")
-	if err != nil {
-		t.Fatal(err)
+	o, _, err := Parse([]byte(src), "nats.conf")
+	if o != nil {
+		t.Errorf("a config with unknown keys gave options: %s", dump(o))
 	}
-	if o.Port != 4222 || o.Authorization.Users[0].Name != "a" {
-		t.Errorf("known keys were not read: %s", dump(o))
+	want := `nats.conf:2:1: field "jetstream" is not supported by natsforge-broker
+nats.conf:5:29: field "authorization.users[0].nkey" is not supported by natsforge-broker
+nats.conf:7:3: field "authorization.auth_callout" is not supported by natsforge-broker
+nats.conf:10:3: field "cluster.pool_size" is not supported by natsforge-broker
+nats.conf:11:19: unknown field "tls"
+nats.conf:14:1: field "accounts" is not supported by natsforge-broker`
+	if err == nil || err.Error() != want {
+		t.Fatalf("err =\n%v\nwant\n%s", err, want)
 	}
-	want := []Warning{
-		{File: "nats.conf", Line: 2, Key: "jetstream", Msg: "unknown key, ignored"},
-		{File: "nats.conf", Line: 5, Key: "authorization.users[0].nkey", Msg: "unknown key, ignored"},
-		{File: "nats.conf", Line: 7, Key: "authorization.auth_callout", Msg: "unknown key, ignored"},
-		{File: "nats.conf", Line: 10, Key: "cluster.pool_size", Msg: "unknown key, ignored"},
-		{File: "nats.conf", Line: 11, Key: "cluster.authorization.tls", Msg: "unknown key, ignored"},
-		{File: "nats.conf", Line: 14, Key: "accounts", Msg: "unknown key, ignored"},
-	}
-	if len(warnings) != len(want) {
-		t.Fatalf("warnings:\n%v\nwant\n%v", warnings, want)
-	}
-	for i := range want {
-		if warnings[i] != want[i] {
-			t.Errorf("warning %d = %+v, want %+v", i, warnings[i], want[i])
-		}
-	}
-	if got := warnings[0].String(); got != "nats.conf:2: jetstream: unknown key, ignored" {
-		t.Errorf("String() = %q", got)
-	}
-}
-
-func TestKeysThatOnlyDefineVariablesAreNotWarnedAbout(t *testing.T) {
-	_, warnings, err := Parse([]byte("CLIENT_PORT: 4222\nport: $CLIENT_PORT\nunused: 1\n"), "nats.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(warnings) != 1 || warnings[0].Key != "unused" {
-		t.Errorf("warnings = %v, want only one for unused", warnings)
+	var e *Error
+	if !errors.As(err, &e) || e.Line != 2 || e.Col != 1 || e.Key != "jetstream" {
+		t.Errorf("first error = %+v", e)
 	}
 }
 
 func TestValuesNATSServerWouldReadDifferentlyAreWarnings(t *testing.T) {
-	src := "lame_duck_duration: 60\nauthorization { users: [ {user: a, permissions: { allow_responses: { max: 1 } }} ] }"
-	o, warnings, err := Parse([]byte(src), "nats.conf")
+	_, warnings, err := Parse([]byte("lame_duck_duration: 60\n"), "nats.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !o.Authorization.Users[0].Permissions.AllowResponses {
-		t.Error("allow_responses as a map is not read as true")
-	}
-	if len(warnings) != 2 ||
-		warnings[0].Key != "lame_duck_duration" || warnings[0].Line != 1 ||
-		warnings[1].Key != "authorization.users[0].permissions.allow_responses" || warnings[1].Line != 2 {
+	if len(warnings) != 1 || warnings[0].Key != "lame_duck_duration" || warnings[0].Line != 1 {
 		t.Errorf("warnings = %v", warnings)
+	}
+}
+
+func TestResponseLimitsAreRefusedNotReadAsAllowResponses(t *testing.T) {
+	src := "authorization { users: [ {user: a, permissions: { allow_responses: { max: 1 } }} ] }"
+	_, _, err := Parse([]byte(src), "nats.conf")
+	want := "nats.conf:1: authorization.users[0].permissions.allow_responses: response limits (a map with max, expires) are not supported by natsforge-broker; use true"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
 	}
 }

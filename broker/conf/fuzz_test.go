@@ -29,6 +29,11 @@ var fuzzSeeds = []string{
 	"V: 4222\nport: $V\nN: { a: 1 }\ncluster { name: $HOME }\n",
 	"a: [1, 2.5, -3, 1MB, true, \"x\", 'y', z, [], {}]\n",
 	"users: [ {user: a}, {user: b, password: c} ]\njetstream { max_mem: 1G }\n",
+	"\nauthorisation { users: [ { user: a, password: b } ] }\n",
+	"accounts { A { users: [ { user: x, password: y } ] } }\n",
+	"tls { cert_file: c.pem, key_file: k.pem }\n",
+	"authorization { users: [ { user: a, nkey: UABC, permissions: { allow_responses: { max: 2 } } } ] }\n",
+	"U: 1\nauthorization { user: $U, password: p, bad: 3 }\ncluster { authorization { users: [] } }\n",
 }
 
 func addSeeds(f *testing.F) {
@@ -127,6 +132,26 @@ func FuzzParseMeansTheSameToNATSServer(f *testing.F) {
 		}
 		if want := asNATSServerSeesIt(o); !reflect.DeepEqual(got, want) {
 			t.Fatalf("we read %q differently from nats-server:\n%s", data, diff(got, want))
+		}
+	})
+}
+
+// FuzzWhatNATSServerRefusesWeRefuse is the fail-closed rule under fuzzing:
+// no config that nats-server rejects starts our broker (Parse or Validate
+// refuses it).
+func FuzzWhatNATSServerRefusesWeRefuse(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if strings.Contains(strings.ToLower(string(data)), "include") {
+			return
+		}
+		if _, err := natsServerReadsString(data); err == nil {
+			return
+		}
+		o, _, err := Parse(data, "fuzz.conf")
+		if err == nil && o.Validate() == nil {
+			_, theirs := natsServerReadsString(data)
+			t.Fatalf("nats-server refuses %q (%v); we accept it", data, theirs)
 		}
 	})
 }

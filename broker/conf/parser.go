@@ -27,8 +27,10 @@ type parser struct {
 	src  string
 	pos  int
 	line int
-	file string // name used in errors
-	dir  string // includes are relative to this
+	// lineStart is the offset of the current line's first byte, for columns.
+	lineStart int
+	file      string // name used in errors
+	dir       string // includes are relative to this
 
 	scopes  []*node  // maps being built, outermost first: variable scopes
 	keys    []string // keys being parsed, for error paths
@@ -84,6 +86,7 @@ func (p *parser) next() rune {
 	p.pos += w
 	if r == '\n' {
 		p.line++
+		p.lineStart = p.pos
 	}
 	return r
 }
@@ -201,10 +204,13 @@ func (p *parser) parseValueEnd(closer rune) error {
 // parseEntry parses one `key = value`, `key: value`, `key value` or
 // `include "file"` into m, and what ends it.
 func (p *parser) parseEntry(m *node, closer rune, top bool) error {
-	line := p.line
+	line, col := p.line, p.pos-p.lineStart+1
 	key, bare, err := p.parseKey()
 	if err != nil {
 		return err
+	}
+	if !bare {
+		col++ // the key starts after its quote
 	}
 	if bare && strings.EqualFold(key, "include") && isSpace(p.peek()) {
 		p.keys = append(p.keys, "include")
@@ -244,7 +250,7 @@ func (p *parser) parseEntry(m *node, closer rune, top bool) error {
 	if err != nil {
 		return err
 	}
-	m.entries = append(m.entries, &entry{key: key, file: p.file, line: line, val: val})
+	m.entries = append(m.entries, &entry{key: key, file: p.file, line: line, col: col, val: val})
 	return p.parseValueEnd(closer)
 }
 

@@ -54,6 +54,7 @@ type entry struct {
 	key  string // as written
 	file string
 	line int
+	col  int // 1-based byte offset of the key in its line
 	val  *node
 	// used is set when a variable reference read this entry: nats-server does
 	// not complain about unknown keys that only define variables.

@@ -134,14 +134,11 @@ func (s *Server) loadConfig(path string, overrides ConfigOverrides) ([]byte, *co
 	if err != nil {
 		return nil, nil, fmt.Errorf("reload: %w", err)
 	}
-	o, warnings, err := conf.Parse(data, path)
+	o, warnings, err := conf.Load(data, path)
 	for _, w := range warnings {
-		s.logger.Warn("config: ignored", "where", w.String())
+		s.logger.Warn("config", "warning", w.String())
 	}
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := o.Validate(); err != nil {
 		return nil, nil, err
 	}
 	if overrides != nil {

@@ -143,17 +143,21 @@ func ClientURL(nc *v1alpha1.NatsCluster, user, password string) string {
 	return u.String()
 }
 
-// RenderConfig renders nc's broker config file and parses it back, so that a
-// config the broker would refuse is never written.
+// RenderConfig renders nc's broker config file and loads it back through the
+// broker's own start-up check (conf.Load: unknown and unsupported keys,
+// validation), so that a config the broker would refuse is never written.
 func RenderConfig(nc *v1alpha1.NatsCluster, in ConfigInputs) ([]byte, error) {
 	o := BrokerOptions(nc, in)
 	b, err := conf.Render(o)
 	if err != nil {
 		return nil, fmt.Errorf("render broker config: %w", err)
 	}
-	back, _, err := conf.Parse(b, ConfigPath)
+	back, warnings, err := conf.Load(b, ConfigPath)
 	if err != nil {
-		return nil, fmt.Errorf("rendered broker config does not parse: %w", err)
+		return nil, fmt.Errorf("the broker would refuse the rendered config: %w", err)
+	}
+	if len(warnings) > 0 {
+		return nil, fmt.Errorf("the broker warns about the rendered config: %s", warnings[0].String())
 	}
 	again, err := conf.Render(back)
 	if err != nil || !bytes.Equal(again, b) {

@@ -85,14 +85,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 func (f *flags) options(logger *slog.Logger) (*conf.Options, error) {
 	opts := &conf.Options{}
 	if f.config != "" {
-		o, warnings, err := conf.ParseFile(f.config)
+		o, warnings, err := conf.LoadFile(f.config)
 		for _, w := range warnings {
-			logger.Warn("config: ignored", "where", w.String())
+			logger.Warn("config", "warning", w.String())
 		}
 		if err != nil {
-			return nil, err
-		}
-		if err := o.Validate(); err != nil {
 			return nil, err
 		}
 		opts = o
@@ -173,7 +170,9 @@ func run(args []string, stderr io.Writer) int {
 	logger := newLogger(stderr, f.debug, f.trace)
 	opts, err := f.options(logger)
 	if err != nil {
-		logger.Error("configuration", "err", err.Error())
+		// As nats-server: the error alone, each on its line (a config error
+		// reads file:line:col: ...), and exit status 1.
+		fmt.Fprintf(stderr, "natsforge-broker: %v\n", err)
 		return 1
 	}
 	logger = newLogger(stderr, opts.Debug, opts.Trace)

@@ -51,8 +51,15 @@ var listenLine = regexp.MustCompile(`listening for client connections" addr=(\S+
 // startBroker runs the binary and returns its client address once it listens.
 func startBroker(t *testing.T, bin string, args ...string) (addr string, logs *syncBuffer) {
 	t.Helper()
+	addr, logs, _ = startBrokerProcess(t, bin, args...)
+	return addr, logs
+}
+
+// startBrokerProcess is startBroker that also returns the process, to signal.
+func startBrokerProcess(t *testing.T, bin string, args ...string) (addr string, logs *syncBuffer, cmd *exec.Cmd) {
+	t.Helper()
 	logs = &syncBuffer{}
-	cmd := exec.Command(bin, append([]string{"-a", "127.0.0.1", "-p", "-1"}, args...)...)
+	cmd = exec.Command(bin, append([]string{"-a", "127.0.0.1", "-p", "-1"}, args...)...)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -71,12 +78,12 @@ func startBroker(t *testing.T, bin string, args ...string) (addr string, logs *s
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := listenLine.FindStringSubmatch(logs.String()); m != nil {
-			return m[1], logs
+			return m[1], logs, cmd
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("broker did not start; logs:\n%s", logs.String())
-	return "", nil
+	return "", nil, nil
 }
 
 func TestTheBinaryRequiresTheUserAndPasswordFromItsFlags(t *testing.T) {
