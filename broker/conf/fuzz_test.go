@@ -149,6 +149,11 @@ func FuzzWhatNATSServerRefusesWeRefuse(f *testing.F) {
 			return
 		}
 		o, _, err := Parse(data, "fuzz.conf")
+		if err == nil && (o.TLS != nil || o.Cluster != nil && o.Cluster.TLS != nil) {
+			// Certificate files are read, and refused when missing, by
+			// the server (broker/server), not by the config format.
+			return
+		}
 		if err == nil && o.Validate() == nil {
 			_, theirs := natsServerReadsString(data)
 			t.Fatalf("nats-server refuses %q (%v); we accept it", data, theirs)

@@ -27,7 +27,7 @@ var (
 	topBlock = &block{path: "(top level)", fields: topFields, unknownMsg: `unknown field %q`, unsupported: []string{
 		"accounts", "allow_non_tls", "client_advertise", "connect_error_reports",
 		"default_js_domain", "default_sentinel", "disable_sublist_cache", "no_sublist_cache",
-		"feature_flags", "gateway", "http_base_path", "https", "https_port",
+		"feature_flags", "gateway", "http_base_path",
 		"jetstream", "leaf", "leafnodes", "logfile", "log_file",
 		"logfile_max_num", "log_max_num", "logfile_size_limit", "log_size_limit",
 		"logtime", "logtime_utc", "mappings", "maps", "max_closed_clients",
@@ -39,7 +39,7 @@ var (
 		"resolver", "account_resolver", "accounts_resolver", "resolver_pinned_accounts",
 		"resolver_preload", "resolver_tls", "server_metadata", "server_tags",
 		"store_dir", "storedir", "syslog", "system_account", "system",
-		"tls", "trace_headers", "trace_verbose", "trusted", "trusted_keys",
+		"trace_headers", "trace_verbose", "trusted", "trusted_keys",
 		"websocket", "ws", "write_timeout",
 	}}
 	authorizationBlock = &block{path: "authorization", fields: authorizationFields, unknownMsg: `unknown field %q`, unsupported: []string{
@@ -55,7 +55,7 @@ var (
 		unknownMsg: `Unknown field name %q parsing subject permissions, only 'allow' or 'deny' are permitted`}
 	clusterBlock = &block{path: "cluster", fields: clusterFields, unknownMsg: `unknown field %q`, unsupported: []string{
 		"accounts", "cluster_advertise", "advertise", "compression", "connect_backoff", "connect_retries",
-		"permissions", "ping_interval", "ping_max", "pool_size", "tls", "write_deadline", "write_timeout",
+		"permissions", "ping_interval", "ping_max", "pool_size", "write_deadline", "write_timeout",
 	}}
 	clusterAuthorizationBlock = &block{path: "cluster.authorization", fields: clusterAuthorizationFields, unknownMsg: `unknown field %q`, unsupported: []string{
 		"default_permission", "default_permissions", "permissions", "auth_callout", "auth_hook", "proxy_required",

@@ -145,6 +145,11 @@ func WithDefaults(opts *conf.Options) *conf.Options {
 
 // Validate rejects option combinations the server cannot run with.
 func Validate(o *conf.Options) error {
+	// The config format reads TLS (the operator renders it); until the
+	// server serves it, a config asking for TLS must not run in plaintext.
+	if o.TLS != nil || o.HTTPSPort != 0 || o.Cluster != nil && o.Cluster.TLS != nil {
+		return errors.New("tls, https and cluster.tls are " + conf.NotSupported + " yet: it would serve plaintext")
+	}
 	if o.MaxPayload > o.MaxPending {
 		return fmt.Errorf("max_payload (%d) cannot be larger than max_pending (%d)", o.MaxPayload, o.MaxPending)
 	}

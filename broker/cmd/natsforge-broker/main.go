@@ -179,7 +179,7 @@ func run(args []string, stderr io.Writer) int {
 
 	s, err := server.New(opts, logger)
 	if err != nil {
-		logger.Error("configuration", "err", err.Error())
+		fmt.Fprintf(stderr, "natsforge-broker: %v\n", err)
 		return 1
 	}
 	if err := s.Start(); err != nil {

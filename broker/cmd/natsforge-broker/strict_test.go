@@ -262,7 +262,13 @@ func TestTheIssueTableATLSBlockIsNeverServedAsPlaintext(t *testing.T) {
 		t.Fatalf("nats-server over TLS: %v", err)
 	}
 	nc.Close()
-	aBrokerIsRefused(t, bin, config, config+`:1:0: field "tls" is not supported by natsforge-broker`)
+
+	// Until the broker serves TLS it refuses the config by name, never
+	// serving plaintext; serving TLS replaces this with nats-server's check.
+	code, stderr := runToExit(t, bin, "-c", config, "-a", "127.0.0.1", "-p", "-1")
+	if code != 1 || !strings.HasPrefix(stderr, "natsforge-broker: ") || !strings.Contains(stderr, "tls") || !strings.Contains(stderr, "not supported by natsforge-broker") {
+		t.Fatalf("broker: exit %d, stderr\n%s\nwant exit 1 and tls not supported", code, stderr)
+	}
 }
 
 // writeSelfSignedCert writes a certificate for 127.0.0.1 and its key, and
