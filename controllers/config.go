@@ -63,12 +63,17 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 		return err
 	}
 	var users []resources.BrokerUser
+	certificateUsers := false
 	for _, u := range rq.users {
-		if u.resolved() {
+		switch {
+		case u.identity != "":
+			certificateUsers = true
+			users = append(users, resources.BrokerUser{Name: u.identity, Permissions: u.spec.Permissions})
+		case u.resolved():
 			users = append(users, resources.BrokerUser{Name: u.name, PasswordHash: records[u.name].Hash, Permissions: u.spec.Permissions})
 		}
 	}
-	config, err := resources.RenderConfig(nc, resources.ConfigInputs{Users: users, RoutePassword: rq.routePassword})
+	config, err := resources.RenderConfig(nc, resources.ConfigInputs{Users: users, RoutePassword: rq.routePassword, CertificateUsers: certificateUsers})
 	if err != nil {
 		return err
 	}

@@ -103,7 +103,7 @@ func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int
 	}
 	var jobs []job
 	for _, u := range users {
-		if !u.resolved() {
+		if u.password == nil { // unresolved, or a certificate user
 			continue
 		}
 		fp := fingerprint(key, u.name, u.password)

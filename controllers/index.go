@@ -31,8 +31,9 @@ import (
 	"github.com/natsforge/natsforge/controllers/resources"
 )
 
-// secretNameIndex indexes NatsClusters by the names of the Secrets their users'
-// passwordSecretRefs point at.
+// secretNameIndex indexes NatsClusters by the names of the Secrets they read
+// but do not own: those their users' passwordSecretRefs point at, and in
+// tls.mode Secrets the certificate Secrets.
 const secretNameIndex = "spec.auth.users.passwordSecretRef.name"
 
 func indexSecretNames(obj client.Object) []string {
@@ -44,6 +45,25 @@ func indexSecretNames(obj client.Object) []string {
 	for _, u := range nc.Spec.Auth.Users {
 		if u.PasswordSecretRef != nil && !slices.Contains(names, u.PasswordSecretRef.Name) {
 			names = append(names, u.PasswordSecretRef.Name)
+		}
+	}
+	return names
+}
+
+// indexedSecretNames are the Secrets a NatsCluster reads and is reconciled
+// for when they change: the password Secrets, and in tls.mode Secrets the
+// certificate Secrets.
+func indexedSecretNames(obj client.Object) []string {
+	nc, ok := obj.(*v1alpha1.NatsCluster)
+	if !ok {
+		return nil
+	}
+	names := indexSecretNames(nc)
+	if resources.TLSMode(nc) == v1alpha1.TLSModeSecrets {
+		for _, n := range []string{resources.ClientTLSSecretName(nc), resources.RouteTLSSecretName(nc)} {
+			if n != "" && !slices.Contains(names, n) {
+				names = append(names, n)
+			}
 		}
 	}
 	return names
@@ -91,6 +111,7 @@ var brokerPodChanged = predicate.Funcs{
 		return old.Status.PodIP != cur.Status.PodIP ||
 			podReady(old) != podReady(cur) ||
 			old.Annotations[resources.AnnotationConfigHash] != cur.Annotations[resources.AnnotationConfigHash] ||
+			old.Annotations[resources.AnnotationTLSHash] != cur.Annotations[resources.AnnotationTLSHash] ||
 			old.DeletionTimestamp.IsZero() != cur.DeletionTimestamp.IsZero()
 	},
 }

@@ -23,16 +23,22 @@ limitations under the License.
 //
 //  1. ensure operator secrets: the per-cluster HMAC key and the route
 //     credentials (users.go)
-//  2. resolve users: read each passwordSecretRef straight from the API server,
-//     or generate "<cluster>-user-<name>" (users.go)
-//  3. write config: bcrypt only the passwords whose keyed fingerprint changed,
+//  2. ensure certificates: in tls.mode Operator keep the cluster CA and issue
+//     or renew (at 2/3 of their lifetime) the server and route certificates;
+//     in mode Secrets read and check the named Secrets (tls.go, pki/)
+//  3. resolve users: read each passwordSecretRef straight from the API server,
+//     generate "<cluster>-user-<name>", or issue a certificate user's client
+//     certificate into it (users.go)
+//  4. write config: bcrypt only the passwords whose keyed fingerprint changed,
 //     render with broker/conf, parse back, write "<cluster>-config" only when
 //     its bytes differ (config.go, hashing.go)
-//  4. apply workload: Services, StatefulSet, PDB through one write path
+//  5. apply workload: Services, StatefulSet, PDB through one write path
 //     (workload.go)
-//  5. propagate config: annotate pods with the new config hash so the kubelet
-//     refreshes the mounted Secret, and ask ready pods' /varz which config
-//     they serve and how many peers they have routes to (propagation.go)
+//  6. propagate config: annotate pods with the new config and certificate
+//     hashes so the kubelet refreshes the mounted Secrets, and ask ready pods'
+//     /varz (over HTTPS, trusting the cluster CA, when TLS is on) which config
+//     and certificate they serve and how many peers they have routes to
+//     (propagation.go)
 //
 // Ready is True only once every pod is ready and, where the pods could be
 // asked, every broker has routes to all the others (Ready=False with reason
@@ -110,6 +116,8 @@ type request struct {
 	fingerprintKey []byte
 	routePassword  string
 
+	tls tlsState
+
 	users []resolvedUser // spec order
 
 	config        []byte
@@ -133,6 +141,7 @@ type phase struct {
 func (r *NatsClusterReconciler) phases() []phase {
 	return []phase{
 		{"ensure operator secrets", r.ensureOperatorSecrets},
+		{"ensure certificates", r.ensureCertificates},
 		{"resolve users", r.resolveUsers},
 		{"write config", r.writeConfig},
 		{"apply workload", r.applyWorkload},
@@ -185,6 +194,11 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete {
 		return ctrl.Result{RequeueAfter: propagationPoll}, nil
 	}
+	if next := rq.tls.next; !next.IsZero() {
+		// A certificate renewal or an expiry warning is due then; nothing
+		// else would wake the reconciler for it.
+		return ctrl.Result{RequeueAfter: max(next.Sub(rq.now), time.Second)}, nil
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -202,7 +216,7 @@ func (r *NatsClusterReconciler) now() time.Time {
 // appears or becomes ready is told about the current config and asked which
 // one it serves.
 func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexSecretNames); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexedSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).

@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -596,8 +597,17 @@ func TestGeneratedCredentialsAppearAndConnectDetailsAreRight(t *testing.T) {
 	if string(app.Data["username"]) != "app" || len(pw) < 20 {
 		t.Errorf("generated Secret username %q, password of %d characters", app.Data["username"], len(pw))
 	}
-	if want := "nats://app:" + pw + "@g1.generated.svc:4222"; string(app.Data["url"]) != want {
+	if want := "tls://app:" + pw + "@g1.generated.svc:4222"; string(app.Data["url"]) != want {
 		t.Errorf("url %q, want %q", app.Data["url"], want)
+	}
+	// With TLS (the default) the Secret carries the CA to trust: the
+	// cluster CA's certificate, and never its key.
+	ca := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "g1-ca"}, ca); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(app.Data["ca.crt"], ca.Data["tls.crt"]) {
+		t.Errorf("generated Secret ca.crt is not the cluster CA")
 	}
 	if !metav1.IsControlledBy(app, getCluster(t, nc)) {
 		t.Error("generated Secret not controlled by the NatsCluster")

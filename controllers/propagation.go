@@ -18,7 +18,10 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -32,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/natsforge/natsforge/controllers/pki"
 	"github.com/natsforge/natsforge/controllers/resources"
 )
 
@@ -43,16 +47,30 @@ type BrokerState struct {
 	// Routes is routes: how many other brokers it has a registered route to
 	// (one per peer server, duplicates not counted).
 	Routes int
+	// TLSCertSHA256 is tls_cert_sha256: the SHA-256 (hex) of the DER of the
+	// certificate it serves to clients; empty without TLS.
+	TLSCertSHA256 string
 }
 
-// DigestProber asks one broker pod which config it has loaded and how many
-// peers it has routes to.
+// DigestProber asks one broker pod which config and certificate it has
+// loaded and how many peers it has routes to. trust is nil when the cluster
+// runs without TLS (plain HTTP monitoring); otherwise the pod serves HTTPS.
 type DigestProber interface {
-	Varz(ctx context.Context, pod *corev1.Pod) (BrokerState, error)
+	Varz(ctx context.Context, pod *corev1.Pod, trust *BrokerTrust) (BrokerState, error)
 }
 
-// HTTPDigestProber reads config_digest and routes from a pod's
-// http://<podIP>:8222/varz.
+// BrokerTrust is what a broker's monitoring certificate is checked against.
+type BrokerTrust struct {
+	// CA is the cluster's CA bundle: the certificate must chain to it.
+	CA *x509.CertPool
+	// Pinned, when CA is nil, is the SHA-256 of the one certificate trusted:
+	// the last good one, while the CA is unknown (a Secret of mode Secrets
+	// went missing and the brokers keep serving what they had).
+	Pinned string
+}
+
+// HTTPDigestProber reads config_digest, tls_cert_sha256 and routes from a
+// pod's http://<podIP>:8222/varz, or https:// when the cluster serves TLS.
 type HTTPDigestProber struct {
 	// Client makes the requests; nil means a client with a 2s timeout.
 	Client *http.Client
@@ -61,7 +79,7 @@ type HTTPDigestProber struct {
 }
 
 // Varz implements DigestProber.
-func (p HTTPDigestProber) Varz(ctx context.Context, pod *corev1.Pod) (BrokerState, error) {
+func (p HTTPDigestProber) Varz(ctx context.Context, pod *corev1.Pod, trust *BrokerTrust) (BrokerState, error) {
 	hc := p.Client
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Second}
@@ -70,7 +88,12 @@ func (p HTTPDigestProber) Varz(ctx context.Context, pod *corev1.Pod) (BrokerStat
 	if port == 0 {
 		port = resources.MonitorPort
 	}
-	u := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/varz"
+	scheme := "http"
+	if trust != nil {
+		scheme = "https"
+		hc = withTrust(hc, *trust, podServerName(pod))
+	}
+	u := scheme + "://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/varz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return BrokerState{}, err
@@ -84,13 +107,53 @@ func (p HTTPDigestProber) Varz(ctx context.Context, pod *corev1.Pod) (BrokerStat
 		return BrokerState{}, fmt.Errorf("/varz answered %s", resp.Status)
 	}
 	var varz struct {
-		ConfigDigest string `json:"config_digest"`
-		Routes       int    `json:"routes"`
+		ConfigDigest  string `json:"config_digest"`
+		Routes        int    `json:"routes"`
+		TLSCertSHA256 string `json:"tls_cert_sha256"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&varz); err != nil {
 		return BrokerState{}, fmt.Errorf("decode /varz: %w", err)
 	}
-	return BrokerState{ConfigDigest: varz.ConfigDigest, Routes: varz.Routes}, nil
+	return BrokerState{ConfigDigest: varz.ConfigDigest, Routes: varz.Routes, TLSCertSHA256: varz.TLSCertSHA256}, nil
+}
+
+// withTrust is hc over TLS that trusts only what trust says. The pod is
+// dialled by its IP, which no certificate names, so the chain is verified
+// against the CA without a host name (in mode Secrets the operator cannot know
+// the names a user's certificate carries); serverName is still sent, for SNI.
+func withTrust(hc *http.Client, trust BrokerTrust, serverName string) *http.Client {
+	cfg := &tls.Config{
+		ServerName:         serverName,
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by VerifyConnection below: chain to the CA (or the pin), any name
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the broker presented no certificate")
+			}
+			if trust.CA == nil {
+				if trust.Pinned == "" || pki.Fingerprint(cs.PeerCertificates[0]) != trust.Pinned {
+					return errors.New("the broker's certificate is not the last one known to be good, and the CA is unknown")
+				}
+				return nil
+			}
+			ca := trust.CA
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: ca, Intermediates: inter})
+			return err
+		},
+	}
+	c := *hc
+	c.Transport = &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}
+	return &c
+}
+
+// podServerName is the pod's stable route name, which the operator's server
+// certificate carries.
+func podServerName(pod *corev1.Pod) string {
+	return pod.Name + "." + pod.Labels[resources.LabelInstance] + "-routes." + pod.Namespace + ".svc"
 }
 
 // propagation is what the ready broker pods said about the config they serve
@@ -100,6 +163,9 @@ type propagation struct {
 	asked    int      // ready pods with an address
 	current  int      // of those, the ones serving the current config
 	stale    []string // "<pod>: <why>", sorted
+	// certificate is the fingerprint of the certificate every pod should
+	// serve; "" when there is none or it is not known.
+	certificate string
 	// routes is, for each asked pod that answered, how many peers it has
 	// routes to; unreachable names the asked pods that did not answer.
 	routes      map[string]int
@@ -124,12 +190,16 @@ func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request
 		if !pod.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if pod.Annotations[resources.AnnotationConfigHash] != rq.configHash {
+		if pod.Annotations[resources.AnnotationConfigHash] != rq.configHash ||
+			(rq.tls.hash != "" && pod.Annotations[resources.AnnotationTLSHash] != rq.tls.hash) {
 			patch := client.MergeFrom(pod.DeepCopy())
 			if pod.Annotations == nil {
 				pod.Annotations = map[string]string{}
 			}
 			pod.Annotations[resources.AnnotationConfigHash] = rq.configHash
+			if rq.tls.hash != "" {
+				pod.Annotations[resources.AnnotationTLSHash] = rq.tls.hash
+			}
 			if err := r.Client.Patch(ctx, pod, patch); client.IgnoreNotFound(err) != nil {
 				return fmt.Errorf("annotate pod %s: %w", pod.Name, err)
 			}
@@ -138,16 +208,35 @@ func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request
 			ready = append(ready, pod)
 		}
 	}
-	rq.propagation = r.askPods(ctx, ready, rq.configHash)
+	var trust *BrokerTrust
+	if rq.tls.enabled {
+		trust = &BrokerTrust{CA: x509.NewCertPool()}
+		if rq.tls.caPEM == nil || !trust.CA.AppendCertsFromPEM(rq.tls.caPEM) {
+			// Mode Secrets with its Secret gone: the CA is not known, the
+			// brokers keep serving the last good certificate.
+			trust.CA = nil
+			if st := rq.original.Status.TLS; st != nil {
+				trust.Pinned = st.CertificateSHA256
+			}
+		}
+	}
+	want := ""
+	if rq.tls.serving != nil {
+		want = pki.Fingerprint(rq.tls.serving)
+	}
+	rq.propagation = r.askPods(ctx, ready, rq.configHash, trust, want)
 	logf.FromContext(ctx).V(1).Info("config propagation", "configHash", rq.configHash,
 		"readyPods", rq.propagation.asked, "current", rq.propagation.current, "stale", rq.propagation.stale,
 		"routes", rq.propagation.routes, "unreachable", rq.propagation.unreachable)
 	return nil
 }
 
-// askPods asks every pod, in parallel, for its config digest and route count.
-func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod, want string) propagation {
-	p := propagation{observed: true, asked: len(pods)}
+// askPods asks every pod, in parallel, for its config digest, the
+// certificate it serves and its route count. A pod serves the current config
+// when both its digest is want and, with TLS, its certificate is
+// wantCertificate.
+func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod, want string, trust *BrokerTrust, wantCertificate string) propagation {
+	p := propagation{observed: true, asked: len(pods), certificate: wantCertificate}
 	if r.Digests == nil || len(pods) == 0 {
 		return p
 	}
@@ -157,7 +246,7 @@ func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod,
 	g.SetLimit(8)
 	for i, pod := range pods {
 		g.Go(func() error {
-			states[i], errs[i] = r.Digests.Varz(ctx, pod)
+			states[i], errs[i] = r.Digests.Varz(ctx, pod, trust)
 			return nil
 		})
 	}
@@ -171,6 +260,8 @@ func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod,
 			continue
 		case strings.TrimPrefix(states[i].ConfigDigest, "sha256:") != want:
 			p.stale = append(p.stale, pod.Name+": serves an older config")
+		case wantCertificate != "" && states[i].TLSCertSHA256 != wantCertificate:
+			p.stale = append(p.stale, pod.Name+": serves an older certificate")
 		default:
 			p.current++
 		}

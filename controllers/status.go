@@ -23,12 +23,15 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/controllers/pki"
 	"github.com/natsforge/natsforge/controllers/resources"
 )
 
@@ -79,6 +82,67 @@ func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
 	}
 	if rq.propagation.observed {
 		set(configPropagatedCondition(rq.propagation))
+	}
+	if rq.tls.observed {
+		set(secureCondition(rq.cluster, rq.tls))
+		st.TLS = tlsStatus(prev.TLS, rq.tls)
+	}
+	return st
+}
+
+// secureCondition: True with the mode when TLS is served from usable
+// certificates; False when TLS is off (PlaintextExposed when the client
+// Service leaves the Kubernetes cluster) or the named Secrets cannot be used.
+func secureCondition(nc *v1alpha1.NatsCluster, s tlsState) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionSecure, Status: metav1.ConditionFalse}
+	switch {
+	case !s.enabled && exposed(nc):
+		c.Reason = v1alpha1.ReasonPlaintextExposed
+		c.Message = fmt.Sprintf("tls.mode is Disabled and the client Service is of type %s: passwords and messages cross the network in cleartext", nc.Spec.Service.Type)
+	case !s.enabled:
+		c.Reason, c.Message = v1alpha1.ReasonTLSDisabled, "tls.mode is Disabled: clients and routes use plain TCP inside the Kubernetes cluster"
+	case s.problem != "":
+		c.Reason, c.Message = s.problem, s.message
+	case s.mode == v1alpha1.TLSModeSecrets:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonTLSSecrets
+		c.Message = fmt.Sprintf("clients, routes and monitoring use TLS with the certificates of Secrets %s (routes: %s)",
+			resources.ClientTLSSecretName(nc), resources.RouteTLSSecretName(nc))
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonTLSOperator
+		c.Message = fmt.Sprintf("clients, routes and monitoring use TLS with certificates the operator issues from the CA in Secret %s",
+			resources.CASecretName(nc))
+	}
+	return c
+}
+
+// exposed tells whether the client Service is reachable from outside the
+// Kubernetes cluster.
+func exposed(nc *v1alpha1.NatsCluster) bool {
+	t := nc.Spec.Service.Type
+	return t == corev1.ServiceTypeLoadBalancer || t == corev1.ServiceTypeNodePort
+}
+
+// tlsStatus reports the served certificate; when it is not known (a missing
+// Secret), the previous status stands, as the brokers keep serving it.
+func tlsStatus(prev *v1alpha1.TLSStatus, s tlsState) *v1alpha1.TLSStatus {
+	if !s.enabled {
+		return &v1alpha1.TLSStatus{Mode: s.mode}
+	}
+	if s.serving == nil {
+		if prev == nil {
+			return &v1alpha1.TLSStatus{Mode: s.mode}
+		}
+		st := prev.DeepCopy()
+		st.Mode = s.mode
+		return st
+	}
+	st := &v1alpha1.TLSStatus{
+		Mode:              s.mode,
+		NotAfter:          ptr.To(metav1.NewTime(s.serving.NotAfter.UTC())),
+		CertificateSHA256: pki.Fingerprint(s.serving),
+	}
+	if s.mode == v1alpha1.TLSModeOperator {
+		st.RenewalTime = ptr.To(metav1.NewTime(pki.RenewalTime(s.serving).UTC()))
 	}
 	return st
 }
@@ -192,6 +256,8 @@ func conditionReason(r v1alpha1.UserReason) string {
 		return v1alpha1.ReasonSecretNotFound
 	case v1alpha1.UserSecretKeyNotFound:
 		return v1alpha1.ReasonSecretKeyNotFound
+	case v1alpha1.UserInvalidTLSIdentity:
+		return v1alpha1.ReasonInvalidTLSIdentity
 	default:
 		return v1alpha1.ReasonInvalidPassword
 	}

@@ -79,7 +79,7 @@ func TestConfigPropagatedCondition(t *testing.T) {
 
 type fakeDigests map[string]BrokerState
 
-func (f fakeDigests) Varz(_ context.Context, pod *corev1.Pod) (BrokerState, error) {
+func (f fakeDigests) Varz(_ context.Context, pod *corev1.Pod, _ *BrokerTrust) (BrokerState, error) {
 	d, ok := f[pod.Name]
 	if !ok {
 		return BrokerState{}, errors.New("connection refused")
@@ -92,7 +92,7 @@ func TestAskPodsComparesEachPodsDigestAndCountsItsRoutes(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "c-2"}}, {ObjectMeta: metav1.ObjectMeta{Name: "c-3"}}}
 	r := &NatsClusterReconciler{Digests: fakeDigests{
 		"c-0": {ConfigDigest: "abc", Routes: 3}, "c-1": {ConfigDigest: "sha256:abc", Routes: 1}, "c-2": {ConfigDigest: "old", Routes: 2}}}
-	p := r.askPods(context.Background(), pods, "abc")
+	p := r.askPods(context.Background(), pods, "abc", nil, "")
 	if p.asked != 4 || p.current != 2 || len(p.stale) != 2 ||
 		!strings.HasPrefix(p.stale[0], "c-2: serves an older") || !strings.HasPrefix(p.stale[1], "c-3: unreachable") {
 		t.Errorf("propagation %+v", p)
@@ -205,7 +205,7 @@ func TestHTTPDigestProberReadsVarz(t *testing.T) {
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
 	p, _ := strconv.Atoi(port)
 	pod := &corev1.Pod{Status: corev1.PodStatus{PodIP: host}}
-	got, err := HTTPDigestProber{Port: p}.Varz(context.Background(), pod)
+	got, err := HTTPDigestProber{Port: p}.Varz(context.Background(), pod, nil)
 	if err != nil || got != (BrokerState{ConfigDigest: "d1g35t", Routes: 2}) {
 		t.Errorf("varz %+v, %v", got, err)
 	}

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -55,6 +56,7 @@ import (
 var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
 	"missing", "generated", "scaling", "validation", "paused", "propagation", "takeover",
+	"tls", "tls-users", "tls-secrets", "tls-exposed",
 }
 
 const unwatchedNamespace = "timing"
@@ -126,7 +128,7 @@ func runSuite(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, ns := range append(watchedNamespaces, unwatchedNamespace) {
+	for _, ns := range append(watchedNamespaces, unwatchedNamespace, manualNamespace) {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			fmt.Fprintln(os.Stderr, "create namespace:", err)
 			return 1
@@ -144,9 +146,15 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
 	}
-	varz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"routes":%d,"config_digest":%q}`, fakeRoutes.Load(), fakeDigest.Load())
+	varz := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		certificate := ""
+		if r.TLS != nil {
+			certificate = fakeTLS.servedFingerprint(r.TLS.ServerName)
+		}
+		_, _ = fmt.Fprintf(w, `{"routes":%d,"config_digest":%q,"tls_cert_sha256":%q}`, fakeRoutes.Load(), fakeDigest.Load(), certificate)
 	}))
+	varz.Listener = plainOrTLSListener{Listener: varz.Listener, config: &tls.Config{GetCertificate: fakeTLS.certificate}}
+	varz.Start()
 	defer varz.Close()
 	_, port, _ := net.SplitHostPort(varz.Listener.Addr().String())
 	varzPort, _ := strconv.Atoi(port)

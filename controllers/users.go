@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/controllers/pki"
 	"github.com/natsforge/natsforge/controllers/resources"
 )
 
@@ -44,11 +45,14 @@ type resolvedUser struct {
 	secretName string
 	key        string
 	password   []byte
-	reason     v1alpha1.UserReason
-	message    string
+	// identity is a certificate user's tlsIdentity: the name the broker maps
+	// its client certificate to. Such a user has no password.
+	identity string
+	reason   v1alpha1.UserReason
+	message  string
 }
 
-func (u resolvedUser) resolved() bool { return u.password != nil }
+func (u resolvedUser) resolved() bool { return u.password != nil || u.identity != "" }
 
 // ensureOperatorSecrets reads, or creates, the Secrets the operator keeps for
 // itself: the fingerprint key and the route credentials.
@@ -123,9 +127,16 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 			secretName: resources.UserSecretName(nc, spec),
 			key:        resources.UserSecretKey(spec),
 		}
+		if spec.TLSIdentity != "" {
+			users = append(users, r.resolveCertificateUser(ctx, rq, u, wantGenerated))
+			if rq.failure != nil {
+				return rq.failure
+			}
+			continue
+		}
 		if spec.PasswordSecretRef == nil {
 			wantGenerated[u.secretName] = true
-			pw, err := r.ensureGeneratedCredentials(ctx, nc, spec.Name)
+			pw, err := r.ensureGeneratedCredentials(ctx, nc, spec.Name, rq.tls.caPEM)
 			if err != nil {
 				return err
 			}
@@ -160,6 +171,30 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 	rq.users = users
 	r.recordUnresolvedUsers(rq)
 	return r.deleteStaleGeneratedCredentials(ctx, nc, wantGenerated)
+}
+
+// resolveCertificateUser resolves a user with a tlsIdentity: it authenticates
+// with a client certificate, which in mode Operator the operator issues into
+// "<cluster>-user-<name>".
+func (r *NatsClusterReconciler) resolveCertificateUser(ctx context.Context, rq *request, u resolvedUser, wantGenerated map[string]bool) resolvedUser {
+	u.key = ""
+	if _, err := pki.ParseIdentity(u.spec.TLSIdentity, u.name); err != nil {
+		u.secretName, u.reason, u.message = "", v1alpha1.UserInvalidTLSIdentity, err.Error()
+		return u
+	}
+	u.identity, u.reason = u.spec.TLSIdentity, v1alpha1.UserCertificate
+	if rq.tls.mode != v1alpha1.TLSModeOperator {
+		u.secretName = ""
+		u.message = fmt.Sprintf("authenticates with a client certificate for %s signed by the CA in ca.crt", u.identity)
+		return u
+	}
+	wantGenerated[u.secretName] = true
+	if err := r.ensureUserCertificate(ctx, rq, u.spec); err != nil {
+		rq.failure = err
+		return u
+	}
+	u.message = fmt.Sprintf("client certificate for %s issued into Secret %s", u.identity, u.secretName)
+	return u
 }
 
 // secretReads is how many Secrets are read from the API server at once.
@@ -200,13 +235,13 @@ func (r *NatsClusterReconciler) readReferencedSecrets(ctx context.Context, nc *v
 // passwordSecretRef, generating it (and its Secret) on first use. An
 // application may also set a password of its own in that Secret: the url key
 // follows it.
-func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, nc *v1alpha1.NatsCluster, user string) ([]byte, error) {
+func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, nc *v1alpha1.NatsCluster, user string, caPEM []byte) ([]byte, error) {
 	name := resources.GeneratedUserSecretName(nc, user)
 	existing := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		s := resources.GeneratedUserSecret(nc, user, rand.Text())
+		s := resources.GeneratedUserSecret(nc, user, rand.Text(), caPEM)
 		if err := r.Client.Create(ctx, s); err != nil {
 			return nil, fmt.Errorf("create Secret %s: %w", name, err)
 		}
@@ -221,7 +256,10 @@ func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, 
 	if password == "" || len(password) > bcryptMaxPassword {
 		password = rand.Text()
 	}
-	desired := resources.GeneratedUserSecret(nc, user, password)
+	if caPEM == nil { // mode Secrets with its Secret missing: keep the last ca.crt
+		caPEM = existing.Data[resources.CACertKey]
+	}
+	desired := resources.GeneratedUserSecret(nc, user, password, caPEM)
 	if !secretUpToDate(existing, desired) {
 		mergeSecret(existing, desired)
 		if err := r.Client.Update(ctx, existing); err != nil {

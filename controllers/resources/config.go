@@ -46,8 +46,11 @@ var LockedUser = BrokerUser{
 
 // BrokerUser is a user as it goes into the broker config.
 type BrokerUser struct {
+	// Name is the user name, or for a certificate user its tlsIdentity: the
+	// name verify_and_map looks the client certificate up by.
 	Name string
 	// PasswordHash is the bcrypt hash of the user's password; never plaintext.
+	// It is empty for a certificate user.
 	PasswordHash string
 	Permissions  *v1alpha1.Permissions
 }
@@ -59,6 +62,10 @@ type ConfigInputs struct {
 	// RoutePassword is the generated route password (plaintext: route URLs dial
 	// with it).
 	RoutePassword string
+	// CertificateUsers is set when the users are certificate users
+	// (tlsIdentity): the client listener then maps every client to a user by
+	// its certificate (verify_and_map).
+	CertificateUsers bool
 }
 
 // BrokerOptions is the broker configuration for nc.
@@ -66,11 +73,17 @@ func BrokerOptions(nc *v1alpha1.NatsCluster, in ConfigInputs) *conf.Options {
 	c := nc.Spec.Config
 	o := &conf.Options{
 		Port:                ClientPort,
-		HTTPPort:            MonitorPort,
 		LameDuckDuration:    LameDuckDuration(nc),
 		LameDuckGracePeriod: LameDuckGracePeriod,
 		Debug:               c.Debug,
 		Trace:               c.Trace,
+	}
+	// Monitoring is HTTPS, with the client certificate, whenever TLS is on.
+	if TLSEnabled(nc) {
+		o.HTTPSPort = MonitorPort
+		o.TLS = ClientTLS(nc, in.CertificateUsers)
+	} else {
+		o.HTTPPort = MonitorPort
 	}
 	if c.MaxPayload != nil {
 		o.MaxPayload = int64(*c.MaxPayload)
@@ -106,6 +119,9 @@ func BrokerOptions(nc *v1alpha1.NatsCluster, in ConfigInputs) *conf.Options {
 		Authorization: &conf.ClusterAuthorization{User: RouteUser, Password: in.RoutePassword},
 		Routes:        RouteURLs(nc, in.RoutePassword),
 	}
+	if TLSEnabled(nc) {
+		o.Cluster.TLS = RouteTLS()
+	}
 	return o
 }
 
@@ -118,7 +134,9 @@ func LameDuckDuration(nc *v1alpha1.NatsCluster) time.Duration {
 }
 
 // RouteURLs lists every broker pod's stable route address, with the route
-// credentials: nats://route:PW@<name>-<i>.<name>-routes.<ns>.svc:6222.
+// credentials: nats://route:PW@<name>-<i>.<name>-routes.<ns>.svc:6222. They
+// stay nats:// with TLS on: a route negotiates TLS after the server's INFO,
+// as in nats-server.
 func RouteURLs(nc *v1alpha1.NatsCluster, password string) []string {
 	n := Replicas(nc)
 	urls := make([]string, 0, n)
@@ -133,10 +151,15 @@ func RouteURLs(nc *v1alpha1.NatsCluster, password string) []string {
 	return urls
 }
 
-// ClientURL is the address applications connect to, with a user's credentials.
+// ClientURL is the address applications connect to, with a user's
+// credentials: tls://user:password@<name>.<ns>.svc:4222 (nats:// without TLS).
 func ClientURL(nc *v1alpha1.NatsCluster, user, password string) string {
+	scheme := "nats"
+	if TLSEnabled(nc) {
+		scheme = "tls"
+	}
 	u := url.URL{
-		Scheme: "nats",
+		Scheme: scheme,
 		User:   url.UserPassword(user, password),
 		Host:   fmt.Sprintf("%s.%s.svc:%d", ClientServiceName(nc), nc.Namespace, ClientPort),
 	}

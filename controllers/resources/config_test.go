@@ -17,12 +17,17 @@ limitations under the License.
 package resources
 
 import (
+	"crypto/tls"
+	"crypto/x509/pkix"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/natsforge/natsforge/controllers/pki"
 
 	"github.com/natsforge/natsforge/broker/conf"
 )
@@ -50,18 +55,51 @@ func TestConfigMatchesGoldenFile(t *testing.T) {
 	golden(t, "nats.conf", b)
 }
 
-func TestConfigIsAcceptedByNatsServer(t *testing.T) {
-	b, err := RenderConfig(sampleCluster(), sampleInputs())
+// natsServerOptions has nats-server read a rendered config, with the mounted
+// certificate files made at test time in a temporary directory.
+func natsServerOptions(t *testing.T, b []byte) *natsserver.Options {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.NewCA("test", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "nats.conf")
+	for _, sub := range []string{"client", "routes"} {
+		kp, err := pki.Issue(ca, pki.Request{Subject: pkix.Name{CommonName: sub}, DNSNames: []string{sub},
+			Usages: pki.ServerClientUsage, Lifetime: time.Hour}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := filepath.Join(dir, sub)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range map[string][]byte{TLSCertKey: kp.CertPEM, TLSKeyKey: kp.KeyPEM, CACertKey: ca.CertPEM} {
+			if err := os.WriteFile(filepath.Join(d, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b = []byte(strings.ReplaceAll(string(b), "/etc/nats-tls/", dir+"/"))
+	path := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	opts, err := natsserver.ProcessConfigFile(path)
 	if err != nil {
 		t.Fatalf("nats-server refuses the rendered config: %v\n%s", err, b)
+	}
+	return opts
+}
+
+func TestConfigIsAcceptedByNatsServer(t *testing.T) {
+	b, err := RenderConfig(sampleCluster(), sampleInputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := natsServerOptions(t, b)
+	if opts.TLSConfig == nil || opts.HTTPSPort != MonitorPort || opts.HTTPPort != 0 || opts.Cluster.TLSConfig == nil {
+		t.Errorf("nats-server read tls %v https_port %d http_port %d cluster tls %v", opts.TLSConfig != nil, opts.HTTPSPort, opts.HTTPPort, opts.Cluster.TLSConfig != nil)
 	}
 	if len(opts.Users) != 2 || opts.Users[0].Username != "alice" || opts.Users[0].Password != testHash {
 		t.Errorf("nats-server read users %+v", opts.Users)
@@ -133,5 +171,24 @@ func TestConfigDigestIsSHA256OfTheFile(t *testing.T) {
 	}
 	if strings.TrimPrefix(d, "sha256:") != ConfigDigest(b) {
 		t.Errorf("broker digest %s and operator digest %s of the same config differ", d, ConfigDigest(b))
+	}
+}
+
+func TestCertificateUsersConfigIsAcceptedByNatsServer(t *testing.T) {
+	nc := sampleCluster()
+	in := sampleInputs()
+	in.Users = []BrokerUser{{Name: "CN=alice,O=acme"}, {Name: "bob@example.com", Permissions: nc.Spec.Auth.Users[1].Permissions}}
+	in.CertificateUsers = true
+	b, err := RenderConfig(nc, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := natsServerOptions(t, b)
+	// verify_and_map alone makes nats-server require client certificates.
+	if !opts.TLSMap || opts.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("nats-server read verify_and_map %v client auth %v", opts.TLSMap, opts.TLSConfig.ClientAuth)
+	}
+	if len(opts.Users) != 2 || opts.Users[0].Username != "CN=alice,O=acme" || opts.Users[0].Password != "" {
+		t.Errorf("nats-server read users %+v", opts.Users)
 	}
 }

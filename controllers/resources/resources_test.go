@@ -152,11 +152,12 @@ func TestRouteURLsListEveryPodWithCredentials(t *testing.T) {
 }
 
 func TestGeneratedUserSecretCarriesConnectDetails(t *testing.T) {
-	s := GeneratedUserSecret(sampleCluster(), "app", "PW123")
+	s := GeneratedUserSecret(sampleCluster(), "app", "PW123", []byte("CA PEM"))
 	want := map[string]string{
 		UsernameKey: "app",
 		PasswordKey: "PW123",
-		URLKey:      "nats://app:PW123@demo.apps.svc:4222",
+		URLKey:      "tls://app:PW123@demo.apps.svc:4222",
+		CACertKey:   "CA PEM",
 	}
 	for k, v := range want {
 		if string(s.Data[k]) != v {
@@ -244,4 +245,16 @@ func firstDifference(want, got string) (line int, w, g string, differ bool) {
 		}
 	}
 	return 0, "", "", false
+}
+
+func TestWithoutTLSTheGeneratedUserSecretHasAPlainURLAndNoCA(t *testing.T) {
+	nc := sampleCluster()
+	nc.Spec.TLS.Mode = v1alpha1.TLSModeDisabled
+	s := GeneratedUserSecret(nc, "app", "PW123", nil)
+	if got := string(s.Data[URLKey]); got != "nats://app:PW123@demo.apps.svc:4222" {
+		t.Errorf("url %q", got)
+	}
+	if _, ok := s.Data[CACertKey]; ok {
+		t.Error("ca.crt without TLS")
+	}
 }

@@ -60,9 +60,9 @@ func FingerprintKeySecret(nc *v1alpha1.NatsCluster, key []byte) *corev1.Secret {
 }
 
 // GeneratedUserSecret holds the generated password of a user without
-// passwordSecretRef, ready for an application to mount: username, password and
-// a url to connect with.
-func GeneratedUserSecret(nc *v1alpha1.NatsCluster, user, password string) *corev1.Secret {
+// passwordSecretRef, ready for an application to mount: username, password, a
+// url to connect with and, with TLS, the CA to trust (ca.crt).
+func GeneratedUserSecret(nc *v1alpha1.NatsCluster, user, password string, caPEM []byte) *corev1.Secret {
 	s := &corev1.Secret{
 		ObjectMeta: objectMeta(nc, GeneratedUserSecretName(nc, user), ComponentUserCredentials),
 		Type:       corev1.SecretTypeOpaque,
@@ -71,6 +71,9 @@ func GeneratedUserSecret(nc *v1alpha1.NatsCluster, user, password string) *corev
 			PasswordKey: []byte(password),
 			URLKey:      []byte(ClientURL(nc, user, password)),
 		},
+	}
+	if len(caPEM) > 0 {
+		s.Data[CACertKey] = caPEM
 	}
 	s.Annotations = map[string]string{AnnotationUser: user}
 	return s

@@ -39,8 +39,8 @@ const BrokerUID = 1000
 const terminationMarginSeconds = 5
 
 // StatefulSet runs nc's broker pods. The pod template carries nothing derived
-// from the config file: a password rotation reaches the pods through the
-// mounted Secret and never rolls them. Changes that do change the template
+// from the config file or the certificates: a password or certificate
+// rotation reaches the pods through the mounted Secrets and never rolls them. Changes that do change the template
 // (image, resources, placement) roll one pod at a time; each stopping pod
 // hands its clients over in lame-duck mode on SIGTERM.
 func StatefulSet(nc *v1alpha1.NatsCluster, image string) *appsv1.StatefulSet {
@@ -81,7 +81,7 @@ func podSpec(nc *v1alpha1.NatsCluster, image string) corev1.PodSpec {
 	grace := int64(LameDuckDuration(nc).Seconds()) + int64(LameDuckGracePeriod.Seconds()) + terminationMarginSeconds
 	return corev1.PodSpec{
 		Containers:                    []corev1.Container{brokerContainer(nc, image)},
-		Volumes:                       []corev1.Volume{configVolume(nc)},
+		Volumes:                       append([]corev1.Volume{configVolume(nc)}, tlsVolumes(nc)...),
 		TerminationGracePeriodSeconds: ptr.To(grace),
 		AutomountServiceAccountToken:  ptr.To(false),
 		EnableServiceLinks:            ptr.To(false),
@@ -101,12 +101,18 @@ func podSpec(nc *v1alpha1.NatsCluster, image string) corev1.PodSpec {
 }
 
 func brokerContainer(nc *v1alpha1.NatsCluster, image string) corev1.Container {
+	// The kubelet does not verify the certificate of an HTTPS probe: it needs
+	// no CA, and a certificate rotation does not disturb it.
+	scheme := corev1.URISchemeHTTP
+	if TLSEnabled(nc) {
+		scheme = corev1.URISchemeHTTPS
+	}
 	probe := func(period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path:   "/healthz",
 				Port:   intstr.FromString(MonitorPortName),
-				Scheme: corev1.URISchemeHTTP,
+				Scheme: scheme,
 			}},
 			PeriodSeconds:    period,
 			TimeoutSeconds:   2,
@@ -127,11 +133,11 @@ func brokerContainer(nc *v1alpha1.NatsCluster, image string) corev1.Container {
 		Resources:      nc.Spec.Resources,
 		LivenessProbe:  probe(10, 3),
 		ReadinessProbe: probe(5, 2),
-		VolumeMounts: []corev1.VolumeMount{{
+		VolumeMounts: append([]corev1.VolumeMount{{
 			Name:      "config",
 			MountPath: ConfigDir,
 			ReadOnly:  true,
-		}},
+		}}, tlsMounts(nc)...),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr.To(true),
 			AllowPrivilegeEscalation: ptr.To(false),
