@@ -20,12 +20,19 @@ const verifierCacheMax = 16384
 // derivable from it without the key is kept. The entry also records the hash it
 // was checked against: after the configured hash changes, the entry no longer
 // counts. Failures are never remembered, so a wrong password always costs a
-// bcrypt comparison. The zero value is not usable; call NewVerifier.
+// bcrypt comparison.
+//
+// Concurrent checks of the same user, password and hash share one bcrypt
+// comparison (a storm of clients of one user after a restart pays once). Only
+// a success is shared: when the shared comparison fails, each waiter pays a
+// comparison of its own, so a wrong password never gets cheaper by being
+// guessed many times at once. The zero value is not usable; call NewVerifier.
 type Verifier struct {
 	key [32]byte
 
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]cacheEntry
+	mu       sync.Mutex
+	entries  map[[sha256.Size]byte]cacheEntry
+	inFlight map[flightKey]*flight
 
 	comparisons atomic.Uint64 // bcrypt comparisons paid, cached or not
 }
@@ -35,9 +42,22 @@ type cacheEntry struct {
 	stored string
 }
 
+// flightKey names one bcrypt comparison: the keyed digest of user and
+// password, and the hash it is checked against.
+type flightKey struct {
+	digest [sha256.Size]byte
+	stored string
+}
+
+// flight is a bcrypt comparison in progress; ok is set before done closes.
+type flight struct {
+	done chan struct{}
+	ok   bool
+}
+
 // NewVerifier returns a Verifier with a fresh random key.
 func NewVerifier() *Verifier {
-	v := &Verifier{entries: make(map[[sha256.Size]byte]cacheEntry)}
+	v := &Verifier{entries: make(map[[sha256.Size]byte]cacheEntry), inFlight: make(map[flightKey]*flight)}
 	if _, err := rand.Read(v.key[:]); err != nil {
 		panic("auth: no randomness for the verification cache key: " + err.Error())
 	}
@@ -62,17 +82,44 @@ func (v *Verifier) Verify(user, stored, password string) bool {
 		return CheckPassword(stored, password)
 	}
 	d := v.digest(user, password)
+	k := flightKey{digest: d, stored: stored}
 	v.mu.Lock()
-	e, ok := v.entries[d]
-	v.mu.Unlock()
-	if ok && e.user == user && e.stored == stored {
+	if e, ok := v.entries[d]; ok && e.user == user && e.stored == stored {
+		v.mu.Unlock()
 		return true
 	}
-	v.comparisons.Add(1)
-	if bcrypt.CompareHashAndPassword([]byte(stored), []byte(password)) != nil {
-		return false
+	if f := v.inFlight[k]; f != nil {
+		v.mu.Unlock()
+		<-f.done
+		if f.ok {
+			return true
+		}
+		return v.compare(stored, password)
 	}
+	f := &flight{done: make(chan struct{})}
+	v.inFlight[k] = f
+	v.mu.Unlock()
+
+	f.ok = v.compare(stored, password)
+
 	v.mu.Lock()
+	delete(v.inFlight, k)
+	if f.ok {
+		v.remember(d, cacheEntry{user: user, stored: stored})
+	}
+	v.mu.Unlock()
+	close(f.done)
+	return f.ok
+}
+
+// compare pays one bcrypt comparison.
+func (v *Verifier) compare(stored, password string) bool {
+	v.comparisons.Add(1)
+	return bcrypt.CompareHashAndPassword([]byte(stored), []byte(password)) == nil
+}
+
+// remember records a success. Lock held.
+func (v *Verifier) remember(d [sha256.Size]byte, e cacheEntry) {
 	if len(v.entries) >= verifierCacheMax {
 		// Drop an arbitrary tenth; map order is random enough for a cache.
 		n := 0
@@ -83,9 +130,7 @@ func (v *Verifier) Verify(user, stored, password string) bool {
 			}
 		}
 	}
-	v.entries[d] = cacheEntry{user: user, stored: stored}
-	v.mu.Unlock()
-	return true
+	v.entries[d] = e
 }
 
 // Forget drops every remembered success of user (on reload, when the user's

@@ -1,0 +1,97 @@
+package auth
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// verifyAtOnce runs every check in its own goroutine, released together, and
+// returns the verdicts in order.
+func verifyAtOnce(v *Verifier, checks [][3]string) []bool {
+	got := make([]bool, len(checks))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			got[i] = v.Verify(c[0], c[1], c[2])
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return got
+}
+
+func TestAStormOfOneUsersRightPasswordPaysOneBcrypt(t *testing.T) {
+	hash := mustHash(t, "storm-pw", 8)
+	v := NewVerifier()
+	checks := make([][3]string, 200)
+	for i := range checks {
+		checks[i] = [3]string{"alice", hash, "storm-pw"}
+	}
+	for i, ok := range verifyAtOnce(v, checks) {
+		if !ok {
+			t.Fatalf("check %d refused the right password", i)
+		}
+	}
+	if n := v.Comparisons(); n != 1 {
+		t.Fatalf("200 concurrent checks of one password paid %d bcrypt comparisons, want 1", n)
+	}
+}
+
+func TestAStormOfDistinctUsersPaysOneBcryptPerUser(t *testing.T) {
+	const users, each = 20, 5
+	hashes := make([]string, users)
+	for u := range hashes {
+		hashes[u] = mustHash(t, fmt.Sprintf("pw-%d", u), 6)
+	}
+	v := NewVerifier()
+	var checks [][3]string
+	for range each {
+		for u := range users {
+			checks = append(checks, [3]string{fmt.Sprintf("user-%d", u), hashes[u], fmt.Sprintf("pw-%d", u)})
+		}
+	}
+	for i, ok := range verifyAtOnce(v, checks) {
+		if !ok {
+			t.Fatalf("check %d refused", i)
+		}
+	}
+	if n := v.Comparisons(); n != users {
+		t.Fatalf("%d users x %d connections paid %d bcrypt comparisons, want %d", users, each, n, users)
+	}
+}
+
+func TestConcurrentWrongPasswordsEachPayAFullBcryptAndNeverShareASuccess(t *testing.T) {
+	hash := mustHash(t, "right-pw", 8)
+	v := NewVerifier()
+	var checks [][3]string
+	for range 30 {
+		checks = append(checks, [3]string{"alice", hash, "wrong-pw"}, [3]string{"alice", hash, "right-pw"})
+	}
+	wrong := 0
+	for i, ok := range verifyAtOnce(v, checks) {
+		if want := i%2 == 1; ok != want {
+			t.Fatalf("check %d (%q) = %v, want %v", i, checks[i][2], ok, want)
+		}
+		if !ok {
+			wrong++
+		}
+	}
+	// Each wrong password pays its own comparison; the 30 right ones share one.
+	if n, want := v.Comparisons(), uint64(wrong+1); n != want {
+		t.Fatalf("paid %d bcrypt comparisons, want %d (one per wrong password, one shared by the right ones)", n, want)
+	}
+}
+
+func mustHash(t *testing.T, password string, cost int) string {
+	t.Helper()
+	h, err := HashPassword(password, cost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
