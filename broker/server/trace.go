@@ -2,41 +2,50 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
-	"regexp"
+	"strconv"
+	"strings"
 )
 
 // LevelTrace is the slog level of protocol traces (-V).
 const LevelTrace = slog.Level(-8)
 
-// Fields of CONNECT whose values never reach a log: passwords, tokens and
-// signatures. As nats-server's removeSecretsFromTrace.
-var (
-	secretPrefixPat = regexp.MustCompile(`"?\s*(?:auth_token\S*?|pass\S*?)"?\s*[:=]\s*"?([^",\r\n}]*)`)
-	secretExactPat  = regexp.MustCompile(`(?:^|[^A-Za-z0-9_])"?\s*(?:proxy_sig|nkey|sig|jwt)"?\s*[:=]\s*"?([^",\r\n}]*)`)
-)
-
-// redactConnect returns a copy of a CONNECT argument with secrets replaced by
-// [REDACTED].
+// redactConnect returns what the trace shows of a CONNECT argument: the
+// argument decoded exactly as authentication decodes it (encoding/json, whose
+// key matching ignores case and reads \u escapes, so "PASS" and "p\u0061ss"
+// both set the password), then encoded again with every secret replaced by
+// [REDACTED]. A spelling that authenticates therefore cannot reach the log,
+// and nothing is shown that authentication did not read. A string field that
+// contains a secret (a client that names itself after its password) is
+// redacted too.
 func redactConnect(arg []byte) []byte {
-	return redact(secretExactPat, redact(secretPrefixPat, arg))
-}
-
-func redact(pat *regexp.Regexp, in []byte) []byte {
-	m := pat.FindAllSubmatchIndex(in, -1)
-	if len(m) == 0 {
-		return in
+	var o connectOpts
+	if err := json.Unmarshal(arg, &o); err != nil {
+		return []byte("[" + strconv.Itoa(len(arg)) + " bytes that do not decode: not shown]")
 	}
-	out := append([]byte(nil), in...)
-	for i := len(m) - 1; i >= 0; i-- {
-		if len(m[i]) < 4 || m[i][2] < 0 {
-			continue
+	var secrets []string
+	for _, f := range []*string{&o.Password, &o.Token, &o.Sig, &o.JWT, &o.Nkey} {
+		if *f != "" {
+			secrets = append(secrets, *f)
+			*f = redacted
 		}
-		start, end := m[i][2], m[i][3]
-		out = append(out[:start], append([]byte("[REDACTED]"), out[end:]...)...)
+	}
+	for _, f := range []*string{&o.Username, &o.Name, &o.Lang, &o.Version, &o.Account} {
+		for _, secret := range secrets {
+			if strings.Contains(*f, secret) {
+				*f = redacted
+			}
+		}
+	}
+	out, err := json.Marshal(&o)
+	if err != nil {
+		return []byte("[not shown]")
 	}
 	return out
 }
+
+const redacted = "[REDACTED]"
 
 func (c *client) traceIn(op string, arg []byte) {
 	c.srv.logger.Log(context.Background(), LevelTrace, "<<- "+op, "cid", c.cid, "arg", string(arg))
