@@ -97,6 +97,9 @@ func randomAuthorization(r *rand.Rand) *Authorization {
 			if u.Name == "" || seen[u.Name] {
 				continue
 			}
+			if u.Password == "" {
+				u.Password = "pw" // a user without one needs verify_and_map (see Validate)
+			}
 			seen[u.Name] = true
 			if r.IntN(2) == 0 {
 				u.Permissions = randomPermissions(r)

@@ -71,6 +71,11 @@ func (o *Options) Validate() error {
 				v.add(key+".user", "user %q is listed twice", u.Name)
 			}
 			users[u.Name] = true
+			if u.Password == "" && u.Name != o.NoAuthUser && (o.TLS == nil || !o.TLS.VerifyAndMap) {
+				// nats-server lets such a user in on its name alone; here it
+				// is a certificate identity, or the no_auth_user.
+				v.add(key+".password", "user %q has no password: only tls.verify_and_map (a certificate identity) or no_auth_user can authenticate it", u.Name)
+			}
 			v.permissions(key+".permissions", u.Permissions)
 		}
 	}

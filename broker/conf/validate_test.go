@@ -59,6 +59,8 @@ func TestValidateNamesTheKeyOfEachProblem(t *testing.T) {
 		{"a route with a fragment", &Options{Cluster: &Cluster{Routes: []string{"nats://h:1#x"}}}, "cluster.routes[0]: invalid route URL (expected nats://user:password@host:port)"},
 		{"a route with a vertical tab", &Options{Cluster: &Cluster{Routes: []string{"nats://h:1\v"}}}, "cluster.routes[0]: invalid route URL (expected nats://user:password@host:port)"},
 		{"a route of another scheme", &Options{Cluster: &Cluster{Routes: []string{"http://h:1"}}}, "cluster.routes[0]: invalid route URL (expected nats://user:password@host:port)"},
+		{"a user without a password", &Options{Authorization: &Authorization{Users: []User{{Name: "a", Password: "x"}, {Name: "b"}}}}, `authorization.users[1].password: user "b" has no password: only tls.verify_and_map (a certificate identity) or no_auth_user can authenticate it`},
+		{"a user without a password and tls without verify_and_map", &Options{TLS: &TLS{CertFile: "c", KeyFile: "k", Verify: true}, Authorization: &Authorization{Users: []User{{Name: "CN=b"}}}}, `authorization.users[0].password: user "CN=b" has no password: only tls.verify_and_map (a certificate identity) or no_auth_user can authenticate it`},
 		{"a route listed twice", &Options{Cluster: &Cluster{Routes: []string{"nats://r:SECRET@h:1", "nats://r:SECRET@h:1"}}}, "cluster.routes[1]: route nats://r:xxxxx@h:1 is listed twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,6 +79,17 @@ func TestValidateNamesTheKeyOfEachProblem(t *testing.T) {
 				t.Errorf("error %T holds no *Error", err)
 			}
 		})
+	}
+}
+
+func TestValidateAcceptsUsersWithoutPasswordsAsCertificateIdentitiesOrTheNoAuthUser(t *testing.T) {
+	for name, o := range map[string]*Options{
+		"verify_and_map": {TLS: &TLS{CertFile: "c", KeyFile: "k", VerifyAndMap: true}, Authorization: &Authorization{Users: []User{{Name: "CN=alice"}, {Name: "bob", Password: "pw"}}}},
+		"no_auth_user":   {NoAuthUser: "anon", Authorization: &Authorization{Users: []User{{Name: "anon"}}}},
+	} {
+		if err := o.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 

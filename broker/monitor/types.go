@@ -110,6 +110,8 @@ type ConnInfo struct {
 	Lang           string      `json:"lang,omitempty"`
 	Version        string      `json:"version,omitempty"`
 	AuthorizedUser string      `json:"authorized_user,omitempty"`
+	TLSVersion     string      `json:"tls_version,omitempty"`
+	TLSCipher      string      `json:"tls_cipher_suite,omitempty"`
 	Subs           []string    `json:"subscriptions_list,omitempty"`
 	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
 }

@@ -17,6 +17,9 @@ type authConfig struct {
 	token      string
 	users      map[string]*userAuth
 	noAuthUser *userAuth
+	// tlsMap authenticates every client by its certificate (verify_and_map):
+	// CONNECT's user and password are not consulted, as in nats-server.
+	tlsMap bool
 	// dummyHash is compared against when the user is unknown, so that a
 	// failed login costs a bcrypt comparison whether or not the user exists.
 	dummyCost int
@@ -59,6 +62,7 @@ func newAuthConfig(o *conf.Options) (*authConfig, error) {
 	}
 	ac.token = a.Token
 	ac.required = a.Token != "" || len(ac.users) > 0
+	ac.tlsMap = o.TLS != nil && o.TLS.VerifyAndMap && len(ac.users) > 0
 	if o.NoAuthUser != "" {
 		ac.noAuthUser = ac.users[o.NoAuthUser]
 	}
@@ -118,6 +122,20 @@ func (s *Server) authenticate(c *client) bool {
 
 	if ac.token != "" {
 		return s.verifier.Verify("\x00token", ac.token, token)
+	}
+	if ac.tlsMap {
+		// The certificate picks the user (CONNECT's user is not consulted);
+		// a user that also has a password must still send it, as in
+		// nats-server.
+		var u *userAuth
+		if c.tls != nil {
+			u = ac.certUser(c.tls.peer)
+		}
+		if u == nil || u.password != "" && !s.verifier.Verify(u.name, u.password, pass) {
+			return false
+		}
+		c.setUser(u)
+		return true
 	}
 	if user == "" && pass == "" && token == "" && ac.noAuthUser != nil {
 		c.setUser(ac.noAuthUser)

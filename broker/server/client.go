@@ -96,6 +96,9 @@ type client struct {
 	mcl   int   // max control line
 	mpay  int64 // max payload
 	msubs int   // max subscriptions, 0 for no limit
+	// tls is what the TLS handshake settled, nil on a plain connection; set
+	// before the connection is registered.
+	tls *connTLS
 
 	// Owned by the read goroutine.
 	parseState

@@ -9,6 +9,9 @@
 //	deliver.go  matching and delivery: MSG/HMSG, queue groups, no responders
 //	sublist.go  the subject index and its match cache
 //	auth.go     client authentication against the configured users and token
+//	tls.go      TLS: certificate material (loaded, swapped whole on reload), the
+//	            client handshake (INFO then TLS, or handshake_first), certificate
+//	            identities for verify_and_map, /connz TLS fields
 //	extend.go   the hooks routes, reload and lame duck plug into
 //	stats.go    snapshots for monitoring
 //	monitor_source.go  the broker/monitor Source: varz, connz, routez, subsz
@@ -18,7 +21,9 @@
 //
 // # Goroutines
 //
-// One accept loop. Per connection, a read loop that owns the parser state and
+// One accept loop. With TLS, a goroutine per new connection runs the handshake
+// (bounded by the TLS timeout) and then registers the connection; the
+// accept loop never waits on a handshake. Per connection, a read loop that owns the parser state and
 // runs every handler (so a connection's ops are processed in order), and a
 // write loop that owns the socket's write side. Delivery appends to the
 // subscriber's outbound buffer under the subscriber's lock; the publisher's
@@ -47,9 +52,9 @@
 // released before anything else is locked. The cluster (route*.go) has its
 // own locks, routeManager.mu then route.mu; the core calls the cluster with
 // none of the locks above held, and the cluster calls back (deliverRouted)
-// with none of its own held. Options and the auth configuration are immutable
-// values behind atomic pointers: reload stores new ones, readers load them
-// once per use.
+// with none of its own held. Options, the auth configuration and the TLS
+// material are immutable values behind atomic pointers: reload stores new
+// ones, readers load them once per use.
 //
 // # Hot path
 //
@@ -57,4 +62,6 @@
 // buffer, the match result comes from the Sublist cache (a read lock and a map
 // lookup with a []byte key), the control line is built in a stack array, and
 // the outbound buffers are reused (two per connection, swapped by the writer).
+// Over TLS the same holds up to the socket: the writer hands its buffer to
+// tls.Conn, which encrypts it (plain TCP pays nothing for TLS being possible).
 package server

@@ -126,6 +126,9 @@ func (s *Server) Connz(opts monitor.ConnzOptions) *monitor.Connz {
 			NumSubs: uint32(ci.NumSubs), Name: ci.Name, Lang: ci.Lang, Version: ci.Version,
 			AuthorizedUser: ci.AuthorizedUser,
 		}
+		if c.tls != nil {
+			mi.TLSVersion, mi.TLSCipher = c.tls.version, c.tls.cipher
+		}
 		if opts.Subs || opts.SubsDetail {
 			details := c.subDetails()
 			for _, d := range details {

@@ -36,6 +36,16 @@ func runOracle(t testing.TB, opts *conf.Options) *natsserver.Server {
 					Permissions: oraclePerms(perms)})
 			}
 		}
+		if tc := opts.TLS; tc != nil {
+			cfg, err := natsserver.GenTLSConfig(&natsserver.TLSConfigOpts{CertFile: tc.CertFile, KeyFile: tc.KeyFile,
+				CaFile: tc.CAFile, Verify: tc.Verify || tc.VerifyAndMap, Map: tc.VerifyAndMap})
+			if err != nil {
+				t.Fatalf("nats-server tls: %v", err)
+			}
+			o.TLSConfig, o.TLSMap, o.TLSHandshakeFirst = cfg, tc.VerifyAndMap, tc.HandshakeFirst
+			o.TLSVerify = tc.Verify || tc.VerifyAndMap
+			o.TLSTimeout = 2
+		}
 	}
 	s, err := natsserver.NewServer(o)
 	if err != nil {

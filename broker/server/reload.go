@@ -163,6 +163,7 @@ func notReloadable(cur, o *conf.Options) error {
 		field{"http host", cur.HTTPHost, o.HTTPHost},
 		field{"http_port", cur.HTTPPort, o.HTTPPort},
 		field{"cluster", cur.Cluster != nil, o.Cluster != nil},
+		field{"tls", cur.TLS, o.TLS},
 	)
 	if cur.Cluster != nil && o.Cluster != nil {
 		fields = append(fields,
@@ -253,6 +254,11 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 			next = nil
 		case ac.token != "":
 			allowed = u == nil && verify("\x00token", ac.token, token)
+		case ac.tlsMap:
+			if c.tls != nil {
+				next = ac.certUser(c.tls.peer)
+			}
+			allowed = next != nil && (next.password == "" || next.password == userPassword(u) || verify(next.name, next.password, pass))
 		case u == nil:
 			// Connected while no auth was required, or as no_auth_user.
 			allowed = ac.noAuthUser != nil
@@ -281,6 +287,13 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 	if revoked > 0 || narrowed > 0 {
 		s.logger.Info("reload re-checked clients", "closed", revoked, "subscriptions_dropped", narrowed)
 	}
+}
+
+func userPassword(u *userAuth) string {
+	if u == nil {
+		return ""
+	}
+	return u.password
 }
 
 func userNameOf(u *userAuth) string {

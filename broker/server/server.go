@@ -41,6 +41,9 @@ type Server struct {
 	// opts and auth are swapped whole by reload; readers load them once per use.
 	opts atomic.Pointer[conf.Options]
 	auth atomic.Pointer[authConfig]
+	// tlsClient is the client listener's certificate material (tls.go), nil
+	// without TLS; reload stores new material for new connections.
+	tlsClient atomic.Pointer[tlsMaterial]
 	// clusterPtr is set once by Start when there is a cluster (extend.go).
 	clusterPtr atomic.Pointer[cluster]
 
@@ -77,6 +80,10 @@ func New(opts *conf.Options, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tm, err := loadTLS(o.TLS, false)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
 	s := &Server{
 		id:         newServerID(),
 		logger:     logger,
@@ -94,6 +101,7 @@ func New(opts *conf.Options, logger *slog.Logger) (*Server, error) {
 	}
 	s.opts.Store(o)
 	s.auth.Store(ac)
+	s.tlsClient.Store(tm)
 	return s, nil
 }
 
@@ -145,11 +153,6 @@ func WithDefaults(opts *conf.Options) *conf.Options {
 
 // Validate rejects option combinations the server cannot run with.
 func Validate(o *conf.Options) error {
-	// The config format reads TLS (the operator renders it); until the
-	// server serves it, a config asking for TLS must not run in plaintext.
-	if o.TLS != nil || o.HTTPSPort != 0 || o.Cluster != nil && o.Cluster.TLS != nil {
-		return errors.New("tls, https and cluster.tls are " + conf.NotSupported + " yet: it would serve plaintext")
-	}
 	if o.MaxPayload > o.MaxPending {
 		return fmt.Errorf("max_payload (%d) cannot be larger than max_pending (%d)", o.MaxPayload, o.MaxPending)
 	}
@@ -173,6 +176,14 @@ func Validate(o *conf.Options) error {
 			}
 			seen[u.Name] = true
 		}
+	}
+	// Not served yet: refuse rather than run plaintext where the file asks
+	// for TLS.
+	if o.Cluster != nil && o.Cluster.TLS != nil {
+		return errors.New("cluster.tls is " + conf.NotSupported + " yet: routes would be plaintext")
+	}
+	if o.HTTPSPort != 0 || o.HTTPSHost != "" {
+		return errors.New("https_port is " + conf.NotSupported + " yet: monitoring would be plaintext")
 	}
 	if o.NoAuthUser != "" {
 		found := false
@@ -387,9 +398,21 @@ func (s *Server) acceptLoop(l net.Listener) {
 }
 
 // acceptClient sets up a client connection: INFO first, then the limits and
-// timers, then the loops.
+// timers, then the loops. With TLS the handshake comes first, on a goroutine
+// of its own (tls.go).
 func (s *Server) acceptClient(nc net.Conn) {
-	c := s.newConn(nc)
+	if m := s.clientTLS(); m != nil {
+		s.wg.Add(1)
+		go s.acceptTLSClient(nc, m)
+		return
+	}
+	s.registerClient(s.newConn(nc), true)
+}
+
+// registerClient queues INFO (unless it went out already, before a TLS
+// handshake), applies max_connections, arms the timers and starts the loops.
+func (s *Server) registerClient(c *client, sendInfo bool) {
+	nc := c.nc
 	o := s.getOpts()
 	ac := s.authConfig()
 	s.totalConns.Add(1)
@@ -400,8 +423,9 @@ func (s *Server) acceptClient(nc net.Conn) {
 	}
 	c.mu.Unlock()
 
-	info := s.clientInfo(c, false)
-	c.out.buf = append(c.out.buf, info...)
+	if sendInfo {
+		c.out.buf = append(c.out.buf, s.clientInfo(c, false)...)
+	}
 
 	s.mu.Lock()
 	if s.shutdown {
@@ -522,6 +546,8 @@ type serverInfo struct {
 	Port         int      `json:"port"`
 	Headers      bool     `json:"headers"`
 	AuthRequired bool     `json:"auth_required,omitempty"`
+	TLSRequired  bool     `json:"tls_required,omitempty"`
+	TLSVerify    bool     `json:"tls_verify,omitempty"`
 	MaxPayload   int64    `json:"max_payload"`
 	ClientID     uint64   `json:"client_id,omitempty"`
 	ClientIP     string   `json:"client_ip,omitempty"`
@@ -565,6 +591,10 @@ func (s *Server) clientInfo(c *client, connectInfo bool) []byte {
 	}
 	if o.Cluster != nil {
 		info.Cluster = o.Cluster.Name
+	}
+	if t := o.TLS; t != nil {
+		info.TLSRequired = true
+		info.TLSVerify = t.Verify || t.VerifyAndMap
 	}
 	if connectInfo {
 		info.RemoteAcc = "$G"
