@@ -9,9 +9,12 @@ import "time"
 
 // Varz is the /varz document: general server information and counters.
 type Varz struct {
-	ID                string            `json:"server_id"`
-	Name              string            `json:"server_name"`
-	Version           string            `json:"version"`
+	ID      string `json:"server_id"`
+	Name    string `json:"server_name"`
+	Version string `json:"version"`
+	// NatsforgeVersion is natsforge's own version (this broker adds it);
+	// version is the nats-server version clients read features from.
+	NatsforgeVersion  string            `json:"natsforge_version"`
 	Proto             int               `json:"proto"`
 	GoVersion         string            `json:"go"`
 	Host              string            `json:"host"`

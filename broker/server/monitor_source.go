@@ -25,7 +25,7 @@ func (s *Server) Varz() *monitor.Varz {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	v := &monitor.Varz{
-		ID: st.ID, Name: st.Name, Version: st.Version, Proto: 1, GoVersion: runtime.Version(),
+		ID: st.ID, Name: st.Name, Version: st.Version, NatsforgeVersion: st.NatsforgeVersion, Proto: 1, GoVersion: runtime.Version(),
 		Host: o.Host, Port: o.Port,
 		AuthRequired: s.authConfig().required,
 		MaxConn:      o.MaxConnections, MaxSubs: o.MaxSubscriptions,

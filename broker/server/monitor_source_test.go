@@ -18,7 +18,7 @@ import (
 // ourAdditions are /varz fields this broker adds to nats-server's.
 var ourAdditions = map[string]bool{
 	"config_file": true, "auth_failures": true, "config_reloads": true, "config_reload_errors": true,
-	"config_reload_error": true, "config_reload_error_time": true, "lame_duck_mode": true,
+	"config_reload_error": true, "config_reload_error_time": true, "lame_duck_mode": true, "natsforge_version": true,
 }
 
 // jsonKeys collects the keys of a JSON document: top level as "key", inside

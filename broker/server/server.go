@@ -23,9 +23,19 @@ import (
 // 0 means the default, 4222, as everywhere in conf.Options.
 const RandomPort = -1
 
-// Version is the NATS server version this broker reports in INFO; clients
-// parse it as semver to decide on features (headers need 2.2.0).
+// Version is the nats-server version this broker reports to clients (INFO
+// and /varz version). Clients read it as semver to decide on features, so it
+// names the nats-server generation whose client protocol the broker speaks,
+// not natsforge's own version: a 0.x there would read as a server older than
+// headers (2.2.0). nats.go itself gates headers and no-responders on INFO's
+// headers flag and only JetStream helpers on this version; JetStream is not
+// implemented, and its requests get no responders either way.
 const Version = "2.10.0"
+
+// NatsforgeVersion is natsforge's own version, reported apart from Version:
+// in /varz natsforge_version and the start banner. The broker binary sets it
+// from its build (-ldflags "-X main.version=...").
+var NatsforgeVersion = "0.1.0-dev"
 
 // Server is the broker: a client listener, the connections, and the subject
 // index they share. See doc.go for goroutines and lock order.
@@ -247,7 +257,7 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	s.mu.Unlock()
 
-	s.logger.Info("starting natsforge broker", "version", Version, "server_id", s.id,
+	s.logger.Info("starting natsforge broker", "natsforge_version", NatsforgeVersion, "version", Version, "server_id", s.id,
 		"server_name", s.name, "go", runtime.Version())
 	s.logger.Info("listening for client connections", "addr", l.Addr().String())
 	if ac := s.authConfig(); ac.required {

@@ -10,6 +10,7 @@ type ServerStats struct {
 	ID               string
 	Name             string
 	Version          string
+	NatsforgeVersion string
 	Start            time.Time
 	ConfigLoadTime   time.Time
 	Connections      int
@@ -27,12 +28,13 @@ type ServerStats struct {
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	st := ServerStats{
-		ID:             s.id,
-		Name:           s.name,
-		Version:        Version,
-		Start:          s.started,
-		ConfigLoadTime: s.configLoad,
-		Connections:    len(s.clients),
+		ID:               s.id,
+		Name:             s.name,
+		Version:          Version,
+		NatsforgeVersion: NatsforgeVersion,
+		Start:            s.started,
+		ConfigLoadTime:   s.configLoad,
+		Connections:      len(s.clients),
 	}
 	s.mu.Unlock()
 	if cl := s.getCluster(); cl != nil {

@@ -13,12 +13,20 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/natsforge/natsforge/broker/conf"
 	"github.com/natsforge/natsforge/broker/server"
 )
 
+// version is natsforge's version, set at build time (-ldflags
+// "-X main.version=v0.1.0", as the Makefile does).
+var version = ""
+
 func main() {
+	if version != "" {
+		server.NatsforgeVersion = strings.TrimPrefix(version, "v")
+	}
 	if len(os.Args) > 1 && os.Args[1] == "passwd" {
 		os.Exit(runPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	}
@@ -164,7 +172,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if f.ver {
-		fmt.Fprintf(os.Stdout, "natsforge-broker: v%s\n", server.Version)
+		fmt.Fprintf(os.Stdout, "natsforge-broker: v%s (reports nats-server version %s to clients)\n", server.NatsforgeVersion, server.Version)
 		return 0
 	}
 	logger := newLogger(stderr, f.debug, f.trace)

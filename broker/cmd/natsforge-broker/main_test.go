@@ -216,3 +216,40 @@ func TestAUserWithoutAPasswordIsAConfigurationError(t *testing.T) {
 		t.Fatalf("it listened:\n%s", errOut.String())
 	}
 }
+
+func TestTheBrokerReportsItsOwnVersionApartFromTheNATSServerVersionClientsReadFeaturesFrom(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "natsforge-broker")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if want := "natsforge-broker: v9.8.7 (reports nats-server version 2.10.0 to clients)\n"; err != nil || string(out) != want {
+		t.Fatalf("--version: %q, %v; want %q", out, err, want)
+	}
+	addr, logs := startBroker(t, bin, "-m", "-1")
+	if !strings.Contains(logs.String(), `msg="starting natsforge broker" natsforge_version=9.8.7 version=2.10.0`) {
+		t.Errorf("the start banner does not name both versions:\n%s", logs.String())
+	}
+	m := monitorLine.FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no monitoring address:\n%s", logs.String())
+	}
+	v := getVarz(t, m[1])
+	if v["natsforge_version"] != "9.8.7" || v["version"] != "2.10.0" {
+		t.Errorf("/varz natsforge_version %v, version %v", v["natsforge_version"], v["version"])
+	}
+	// What clients decide from the version they see still works.
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if nc.ConnectedServerVersion() != "2.10.0" || !nc.HeadersSupported() {
+		t.Errorf("nats.go sees version %q, headers %v", nc.ConnectedServerVersion(), nc.HeadersSupported())
+	}
+	if _, err := nc.Request("nobody.here", nil, 2*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("a request to no one: %v, want no responders", err)
+	}
+}
