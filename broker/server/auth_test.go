@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -63,5 +64,34 @@ func TestValidateRefusesConflictingAuthorization(t *testing.T) {
 		if _, err := New(o, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A bcrypt check that outlasts the ping interval (a connect storm queues them)
+// must not put a PING before the PONG nats.go waits for in its handshake.
+func TestNoPingReachesAClientWhileItsPasswordIsBeingChecked(t *testing.T) {
+	hash, err := auth.HashPassword("pw", 12) // a quarter second or more: far above the interval
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := runServer(t, &conf.Options{
+		PingInterval: 30 * time.Millisecond, MaxPingsOut: 1000,
+		Authorization: &conf.Authorization{Users: []conf.User{{Name: "app", Password: hash}}},
+	})
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("app", "pw"), nats.NoReconnect(), nats.Timeout(30*time.Second))
+	if err != nil {
+		t.Fatalf("connect while the check outlasts the ping interval: %v", err)
+	}
+	defer nc.Close()
+	// The ping cycle starts once the client is in: its RTT gets measured.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c := s.Connections(false); len(c) == 1 && c[0].RTT > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no PING answered within 5s of connecting: the ping cycle did not restart")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

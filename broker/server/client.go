@@ -469,10 +469,7 @@ func (c *client) closeConnection(reason ClosedReason) {
 func (c *client) markClosedLocked(reason ClosedReason) {
 	c.flags.set(flagClosed)
 	c.reason = reason
-	if c.pingTimer != nil {
-		c.pingTimer.Stop()
-		c.pingTimer = nil
-	}
+	c.stopPingTimerLocked()
 	if c.authTimer != nil {
 		c.authTimer.Stop()
 		c.authTimer = nil
@@ -508,6 +505,14 @@ func (c *client) setPingTimer(d time.Duration) {
 		c.pingTimer.Stop()
 	}
 	c.pingTimer = time.AfterFunc(d, c.processPingTimer)
+}
+
+// stopPingTimerLocked stops the ping cycle. Lock held.
+func (c *client) stopPingTimerLocked() {
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.pingTimer = nil
+	}
 }
 
 // firstPingInterval: nats-server pings a new client within two seconds so

@@ -33,14 +33,22 @@ func (c *client) processConnect(arg []byte) error {
 	c.flags.set(flagConnectReceived)
 	c.echo = opts.Echo
 	c.headers = opts.Headers
-	// Restart the ping cycle now that the client is talking.
-	c.setPingTimer(min(firstPingInterval, c.srv.getOpts().PingInterval))
+	// No PING while the credentials are checked (a bcrypt comparison, which
+	// queues behind others in a connect storm): a client in its handshake
+	// waits for the PONG to its own PING and gives up on anything else. The
+	// ping cycle restarts once the client is in.
+	c.stopPingTimerLocked()
 	c.mu.Unlock()
 
 	if !c.srv.authenticate(c) {
 		c.authViolation()
 		return errAuthentication
 	}
+	c.mu.Lock()
+	if !c.isClosed() {
+		c.setPingTimer(min(firstPingInterval, c.srv.getOpts().PingInterval))
+	}
+	c.mu.Unlock()
 	if opts.AccountNew || opts.Account != "" {
 		c.authViolation()
 		return errAuthentication

@@ -457,10 +457,15 @@ func (s *Server) registerClient(c *client, sendInfo bool) {
 
 	c.mu.Lock()
 	if ac.required {
+		// The auth timer bounds the wait for CONNECT; the ping cycle starts
+		// once the client is in (processConnect), as nats-server does, so a
+		// PING never overtakes the handshake.
 		timeout := ac.timeout
 		c.authTimer = time.AfterFunc(timeout, c.authTimeout)
+	} else {
+		// Without auth nothing else bounds a peer that never speaks.
+		c.setPingTimer(min(firstPingInterval, o.PingInterval))
 	}
-	c.setPingTimer(min(firstPingInterval, o.PingInterval))
 	c.mu.Unlock()
 	s.logger.Debug("client connection created", "cid", c.cid, "addr", nc.RemoteAddr().String())
 	s.startConn(c)
