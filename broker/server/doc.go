@@ -16,6 +16,7 @@
 //	stats.go    snapshots for monitoring
 //	monitor_source.go  the broker/monitor Source: varz, connz, routez, subsz
 //	route.go, route_proto.go, route_info.go  the cluster: full mesh, RS+/RS-/RMSG, gossip
+//	route_tls.go  cluster.tls: INFO then a mutual TLS handshake, before the route protocol
 //	reload.go, reload_watch.go  SIGHUP and config file reload applied in place
 //	lameduck.go lame duck mode: stop accepting, move clients away, exit
 //

@@ -307,7 +307,7 @@ func (m *routeManager) acceptLoop(ln net.Listener) {
 // in lame duck mode.
 func (m *routeManager) newRoute(nc net.Conn, d *dialer) *route {
 	r := &route{
-		m: m, nc: nc, dialer: d, start: time.Now(), subs: map[string]*remoteSub{}, sl: NewSublist(),
+		m: m, nc: nc, raw: nc, dialer: d, start: time.Now(), subs: map[string]*remoteSub{}, sl: NewSublist(),
 		flushc: make(chan struct{}, 1), donec: make(chan struct{}),
 	}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -893,7 +893,11 @@ type remoteSub struct {
 
 // route is one route connection.
 type route struct {
-	m      *routeManager
+	m *routeManager
+	// raw is the TCP connection; nc is it, or the TLS connection over it
+	// once run has upgraded it (route_tls.go). close, from any goroutine,
+	// closes raw.
+	raw    net.Conn
 	nc     net.Conn
 	rid    uint64
 	dialer *dialer // nil for an accepted route
@@ -1088,7 +1092,7 @@ func (r *route) close(reason ClosedReason) {
 	r.reason = reason
 	close(r.donec)
 	r.mu.Unlock()
-	r.nc.Close()
+	r.raw.Close()
 }
 
 func (r *route) isClosed() bool {
@@ -1114,6 +1118,12 @@ func (r *route) run() {
 		r.m.unregister(r)
 	}()
 	cfg := r.m.config()
+	if m := r.m.s.routeTLS(); m != nil {
+		var ok bool
+		if rr, ok = r.upgradeTLS(rr, m); !ok {
+			return
+		}
+	}
 	r.nc.SetReadDeadline(time.Now().Add(cfg.authTimeout + time.Second))
 	if !r.handshake(rr, cfg) {
 		return

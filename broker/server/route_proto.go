@@ -51,6 +51,8 @@ type routeInfo struct {
 	ClientPort   int    `json:"client_port,omitempty"`
 	NoAdvertise  bool   `json:"no_advertise,omitempty"`
 	AuthRequired bool   `json:"auth_required,omitempty"`
+	// TLSRequired opens a route with TLS (route_tls.go).
+	TLSRequired bool `json:"tls_required,omitempty"`
 	// Peers are the other servers this one has routes to, so that a server that
 	// was configured with only one seed meets the whole mesh.
 	Peers    []routePeer `json:"peers,omitempty"`

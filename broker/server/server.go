@@ -54,6 +54,8 @@ type Server struct {
 	// tlsClient is the client listener's certificate material (tls.go), nil
 	// without TLS; reload stores new material for new connections.
 	tlsClient atomic.Pointer[tlsMaterial]
+	// tlsRoutes is cluster.tls's material (route_tls.go), nil without it.
+	tlsRoutes atomic.Pointer[tlsMaterial]
 	// clusterPtr is set once by Start when there is a cluster (extend.go).
 	clusterPtr atomic.Pointer[cluster]
 
@@ -94,6 +96,12 @@ func New(opts *conf.Options, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
+	var rm *tlsMaterial
+	if o.Cluster != nil {
+		if rm, err = loadTLS(o.Cluster.TLS, true); err != nil {
+			return nil, fmt.Errorf("cluster.tls: %w", err)
+		}
+	}
 	s := &Server{
 		id:         newServerID(),
 		logger:     logger,
@@ -112,6 +120,7 @@ func New(opts *conf.Options, logger *slog.Logger) (*Server, error) {
 	s.opts.Store(o)
 	s.auth.Store(ac)
 	s.tlsClient.Store(tm)
+	s.tlsRoutes.Store(rm)
 	return s, nil
 }
 
@@ -189,9 +198,6 @@ func Validate(o *conf.Options) error {
 	}
 	// Not served yet: refuse rather than run plaintext where the file asks
 	// for TLS.
-	if o.Cluster != nil && o.Cluster.TLS != nil {
-		return errors.New("cluster.tls is " + conf.NotSupported + " yet: routes would be plaintext")
-	}
 	if o.HTTPSPort != 0 || o.HTTPSHost != "" {
 		return errors.New("https_port is " + conf.NotSupported + " yet: monitoring would be plaintext")
 	}

@@ -263,9 +263,9 @@ func TestABadCertificateAtStartUpIsAnErrorNamingTheFile(t *testing.T) {
 		tls  *conf.TLS
 		want string
 	}{
-		"a missing cert_file": {&conf.TLS{CertFile: p.files.Cert + ".gone", KeyFile: p.files.Key}, "tls: cert_file " + p.files.Cert + ".gone: open"},
+		"a missing cert_file":                 {&conf.TLS{CertFile: p.files.Cert + ".gone", KeyFile: p.files.Key}, "tls: cert_file " + p.files.Cert + ".gone: open"},
 		"a key that is not the certificate's": {&conf.TLS{CertFile: p.files.Cert, KeyFile: p.files.CA}, "tls: cert_file " + p.files.Cert + ", key_file " + p.files.CA + ": tls:"},
-		"a ca_file without certificates": {&conf.TLS{CertFile: p.files.Cert, KeyFile: p.files.Key, CAFile: p.files.Key}, "tls: ca_file " + p.files.Key + ": no PEM certificate in it"},
+		"a ca_file without certificates":      {&conf.TLS{CertFile: p.files.Cert, KeyFile: p.files.Key, CAFile: p.files.Key}, "tls: ca_file " + p.files.Key + ": no PEM certificate in it"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := New(&conf.Options{TLS: tc.tls}, nil)

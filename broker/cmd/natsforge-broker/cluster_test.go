@@ -76,6 +76,7 @@ type member struct {
 	routePorts              []int
 	aliceHash, bobHash      string
 	extra                   string
+	clusterExtra            string // inside the cluster block
 	cmd                     *exec.Cmd
 	logs                    *syncBuffer
 	exited                  chan struct{}
@@ -93,7 +94,9 @@ func (m *member) render() string {
 	for _, p := range m.routePorts {
 		fmt.Fprintf(&b, "    nats://%s:%s@127.0.0.1:%d\n", routeUser, routePass, p)
 	}
-	b.WriteString("  ]\n}\n")
+	b.WriteString("  ]\n")
+	b.WriteString(m.clusterExtra)
+	b.WriteString("}\n")
 	b.WriteString(m.extra)
 	return b.String()
 }
@@ -222,6 +225,13 @@ func (m *member) hasRemoteInterest(subject string, n int) bool {
 // every member as a route.
 func startProcessCluster(t *testing.T, n int, extra string) []*member {
 	t.Helper()
+	return startProcessClusterWith(t, n, extra, "")
+}
+
+// startProcessClusterWith is startProcessCluster with clusterExtra inside
+// every member's cluster block.
+func startProcessClusterWith(t *testing.T, n int, extra, clusterExtra string) []*member {
+	t.Helper()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	ports := freeLoopbackPorts(t, 3*n)
@@ -230,7 +240,7 @@ func startProcessCluster(t *testing.T, n int, extra string) []*member {
 	for i := range n {
 		m := &member{t: t, bin: bin, dir: dir, name: fmt.Sprintf("b%d", i),
 			port: ports[3*i], clusterPort: ports[3*i+1], http: ports[3*i+2],
-			aliceHash: aliceHash, bobHash: bobHash, extra: extra}
+			aliceHash: aliceHash, bobHash: bobHash, extra: extra, clusterExtra: clusterExtra}
 		for j := range n {
 			m.routePorts = append(m.routePorts, ports[3*j+1])
 		}
