@@ -220,8 +220,18 @@ func (r *NatsClusterReconciler) writeOwnedSecret(ctx context.Context, existing, 
 		}
 		return nil
 	}
+	if existing.Type != desired.Type {
+		// A Secret's type is immutable: a user that turned from a password
+		// user into a certificate user (or back) gets its Secret anew.
+		if err := r.Client.Delete(ctx, existing); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete Secret %s to change its type: %w", desired.Name, err)
+		}
+		if err := r.Client.Create(ctx, desired); err != nil {
+			return fmt.Errorf("create Secret %s: %w", desired.Name, err)
+		}
+		return nil
+	}
 	mergeSecret(existing, desired)
-	existing.Type = desired.Type
 	if err := r.Client.Update(ctx, existing); err != nil {
 		return fmt.Errorf("update Secret %s: %w", desired.Name, err)
 	}

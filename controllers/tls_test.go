@@ -154,6 +154,27 @@ func TestANewClusterServesTLSFromItsOwnCA(t *testing.T) {
 			t.Errorf("Event %s carries a private key", e.Reason)
 		}
 	}
+
+	// Deleting the server Secret forces a renewal: a new certificate from the
+	// same CA at once.
+	if err := k8s.Delete(context.Background(), server); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, func() error {
+		s := &corev1.Secret{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "t1-tls"}, s); err != nil {
+			return err
+		}
+		renewed := secretCert(t, s)
+		if renewed.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+			return fmt.Errorf("same certificate")
+		}
+		if _, err := renewed.Verify(x509.VerifyOptions{Roots: roots, DNSName: "t1.tls.svc"}); err != nil {
+			return err
+		}
+		return nil
+	})
+	waitForEvent(t, ns, "t1", corev1.EventTypeNormal, "CertificateIssued", "Secret t1-tls")
 }
 
 // manualReconciler reconciles only what a test asks, through a client whose
@@ -564,4 +585,33 @@ func TestDisabledTLSBehindALoadBalancerIsPlaintextExposed(t *testing.T) {
 		t.Errorf("Secure message %q", msg)
 	}
 	waitForEvent(t, ns, "open", corev1.EventTypeWarning, v1alpha1.ReasonPlaintextExposed, "cleartext")
+}
+
+func TestAUserTurningIntoACertificateUserGetsItsSecretAnew(t *testing.T) {
+	needAPIServer(t)
+	nc := createManualCluster(t, "turn", nil)
+	r, _ := manualReconciler(t, nil)
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if s := getSecret(t, manualNamespace, "turn-user-app"); s.Type != corev1.SecretTypeOpaque || len(s.Data["password"]) == 0 {
+		t.Fatalf("generated Secret type %s", s.Type)
+	}
+	updateCluster(t, nc, func(nc *v1alpha1.NatsCluster) { nc.Spec.Auth.Users[0].TLSIdentity = "CN=app" })
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	s := getSecret(t, manualNamespace, "turn-user-app")
+	if s.Type != corev1.SecretTypeTLS || len(s.Data["password"]) != 0 || secretCert(t, s).Subject.CommonName != "app" {
+		t.Errorf("certificate user's Secret: type %s, has a password %v", s.Type, len(s.Data["password"]) != 0)
+	}
+	updateCluster(t, nc, func(nc *v1alpha1.NatsCluster) { nc.Spec.Auth.Users[0].TLSIdentity = "" })
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if s := getSecret(t, manualNamespace, "turn-user-app"); s.Type != corev1.SecretTypeOpaque || len(s.Data["password"]) == 0 ||
+		!strings.HasPrefix(string(s.Data["url"]), "tls://") || len(s.Data["ca.crt"]) == 0 {
+		t.Errorf("password user's Secret again: type %s, keys %d", s.Type, len(s.Data))
+	}
 }

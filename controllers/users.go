@@ -136,7 +136,7 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 		}
 		if spec.PasswordSecretRef == nil {
 			wantGenerated[u.secretName] = true
-			pw, err := r.ensureGeneratedCredentials(ctx, nc, spec.Name, rq.tls.caPEM)
+			pw, err := r.ensureGeneratedCredentials(ctx, nc, spec.Name, rq.tls)
 			if err != nil {
 				return err
 			}
@@ -235,7 +235,8 @@ func (r *NatsClusterReconciler) readReferencedSecrets(ctx context.Context, nc *v
 // passwordSecretRef, generating it (and its Secret) on first use. An
 // application may also set a password of its own in that Secret: the url key
 // follows it.
-func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, nc *v1alpha1.NatsCluster, user string, caPEM []byte) ([]byte, error) {
+func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, nc *v1alpha1.NatsCluster, user string, tls tlsState) ([]byte, error) {
+	caPEM := tls.caPEM
 	name := resources.GeneratedUserSecretName(nc, user)
 	existing := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, existing)
@@ -256,14 +257,13 @@ func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, 
 	if password == "" || len(password) > bcryptMaxPassword {
 		password = rand.Text()
 	}
-	if caPEM == nil { // mode Secrets with its Secret missing: keep the last ca.crt
+	if caPEM == nil && tls.enabled { // mode Secrets with its Secret missing: keep the last ca.crt
 		caPEM = existing.Data[resources.CACertKey]
 	}
 	desired := resources.GeneratedUserSecret(nc, user, password, caPEM)
 	if !secretUpToDate(existing, desired) {
-		mergeSecret(existing, desired)
-		if err := r.Client.Update(ctx, existing); err != nil {
-			return nil, fmt.Errorf("update Secret %s: %w", name, err)
+		if err := r.writeOwnedSecret(ctx, existing, desired); err != nil {
+			return nil, err
 		}
 	}
 	return []byte(password), nil

@@ -358,7 +358,9 @@ type TLSSpec struct {
 	// tls.key, ca.crt, as cert-manager writes them). Disabled: plain TCP;
 	// client passwords and messages cross the network in cleartext. In every
 	// mode with TLS, a changed certificate is served by the running brokers
-	// within seconds, without restarting a pod.
+	// within seconds, without restarting a pod. In mode Operator, deleting
+	// the Secret "<name>-tls" (or "<name>-routes-tls") forces a renewal: the
+	// operator issues a new certificate at once.
 	// +optional
 	// +kubebuilder:default=Operator
 	Mode TLSMode `json:"mode,omitempty"`
