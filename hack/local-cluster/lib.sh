@@ -12,6 +12,11 @@ set -euo pipefail
 LC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KUBE_VERSION="${KUBE_VERSION:-1.37.2}"
 COREDNS_VERSION="${COREDNS_VERSION:-1.15.0}"
+# cert-manager's controller runs on the node next to the control plane (set
+# LC_CERT_MANAGER=false to leave it out); its version is pinned in
+# hack/cert-manager/controller/go.mod and built by hack/cert-manager.sh.
+LC_CERT_MANAGER="${LC_CERT_MANAGER:-true}"
+LC_CERT_MANAGER_HEALTH="127.0.0.1:10270"
 
 LC_NETNS="${LC_NETNS:-natsforge-lc}"
 LC_VETH_HOST="${LC_VETH_HOST:-nflc-host}"
@@ -50,7 +55,7 @@ COREDNS_BIN="${LC_ROOT}/bin/coredns/${COREDNS_VERSION}/coredns"
 LC_TOOLS="${LC_ROOT}/bin/local-cluster-tools"
 
 # The components, in start order; down stops them in reverse.
-LC_COMPONENTS=(registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns)
+LC_COMPONENTS=(registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns cert-manager)
 
 LC_T0=$(date +%s)
 say() { printf '[local-cluster %4ss] %s\n' "$(( $(date +%s) - LC_T0 ))" "$*" >&2; }

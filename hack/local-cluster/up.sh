@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Brings up a single-node Kubernetes cluster inside a network namespace of its own:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (+runc,
-# CNI bridge), kubelet, kube-proxy (iptables) and CoreDNS, plus a local image registry.
+# CNI bridge), kubelet, kube-proxy (iptables), CoreDNS and cert-manager's controller
+# (with its CRDs), plus a local image registry.
 # Idempotent: a second run starts only what is not running. Run as root.
 #
 #   hack/local-cluster/up.sh          # then: kubectl --kubeconfig bin/kubeconfig get nodes
 #   hack/local-cluster/down.sh        # stops and removes all of it
 #
-# Kubernetes binaries come from hack/k8s-binaries.sh, CoreDNS from coredns.sh (both
-# built from Go modules and cached); containerd, runc and the CNI plugins from Debian.
+# Kubernetes binaries come from hack/k8s-binaries.sh, CoreDNS from coredns.sh,
+# cert-manager from hack/cert-manager.sh (all built from Go modules and cached); containerd, runc and the CNI plugins from Debian.
 # Images: pods pull from localhost:5001/...; push to ${LC_NODE_IP}:5001 from outside
 # (e.g. make images REGISTRY=10.200.0.2:5001).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -62,6 +63,10 @@ fi
 if [ ! -x "${COREDNS_BIN}" ]; then
   say "building CoreDNS ${COREDNS_VERSION} (about 3 minutes cold; cached afterwards)"
   COREDNS_VERSION="${COREDNS_VERSION}" "${LC_ROOT}/hack/local-cluster/coredns.sh" >/dev/null
+fi
+if [ "${LC_CERT_MANAGER}" = true ]; then
+  # Cached after the first build (several minutes cold); holds the binary and crds/.
+  CERT_MANAGER_DIR="$("${LC_ROOT}/hack/cert-manager.sh")" || die "building cert-manager failed (hack/cert-manager.sh)"
 fi
 say "building the image tool, pause and echo (static Go)"
 (
@@ -153,6 +158,7 @@ gen_cert kube-proxy "/CN=system:kube-proxy" clientAuth
 gen_cert kubelet "/O=system:nodes/CN=system:node:${LC_NODE_NAME}" clientAuth
 gen_cert kubelet-serving "/CN=${LC_NODE_NAME}" serverAuth "DNS:${LC_NODE_NAME},IP:${LC_NODE_IP}"
 gen_cert coredns "/CN=system:coredns" clientAuth
+gen_cert cert-manager "/CN=system:cert-manager" clientAuth
 if [ ! -f "${LC_PKI}/sa.key" ]; then
   openssl genrsa -out "${LC_PKI}/sa.key" 2048 2>/dev/null
   openssl rsa -in "${LC_PKI}/sa.key" -pubout -out "${LC_PKI}/sa.pub" 2>/dev/null
@@ -185,7 +191,7 @@ EOF
   chmod 600 "${file}"
 }
 write_kubeconfig "${KUBECONFIG_OUT}" natsforge-admin admin
-for c in kube-controller-manager kube-scheduler kube-proxy kubelet coredns; do
+for c in kube-controller-manager kube-scheduler kube-proxy kubelet coredns cert-manager; do
   write_kubeconfig "${LC_KUBECONFIGS}/${c}.kubeconfig" "${c}" "${c}"
 done
 
@@ -369,6 +375,60 @@ start kube-scheduler "${K8S_BIN}/kube-scheduler" \
   --bind-address 127.0.0.1 --leader-elect=false
 
 # ---------------------------------------------------------------------------------
+# cert-manager: its CRDs (from the module, server-side: some exceed the size of
+# client-side apply's annotation), the permissions of its Helm chart's controller
+# roles for the parts compiled in, and the controller itself on the node, like
+# kube-controller-manager. No webhook: objects are not validated or defaulted at
+# admission (the CRDs' own schemas still apply).
+# ---------------------------------------------------------------------------------
+if [ "${LC_CERT_MANAGER}" = true ]; then
+  kubectl_admin apply --server-side --force-conflicts -f "${CERT_MANAGER_DIR}/crds" > /dev/null ||
+    fail kube-apiserver "rejected cert-manager's CRDs (${CERT_MANAGER_DIR}/crds)"
+  kubectl_admin apply --server-side --force-conflicts -f - > /dev/null <<EOF || fail kube-apiserver "rejected cert-manager's RBAC"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: cert-manager
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: natsforge-local:cert-manager
+rules:
+- apiGroups: [cert-manager.io, acme.cert-manager.io]
+  resources: ["*"]
+  verbs: ["*"]
+- apiGroups: [cert-manager.io]
+  resources: [signers]
+  verbs: [approve]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, update, delete, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: natsforge-local:cert-manager
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "natsforge-local:cert-manager"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:cert-manager"}
+EOF
+  kubectl_admin wait --for condition=Established --timeout 60s \
+    crd/certificates.cert-manager.io crd/certificaterequests.cert-manager.io \
+    crd/issuers.cert-manager.io crd/clusterissuers.cert-manager.io > /dev/null ||
+    fail kube-apiserver "did not establish cert-manager's CRDs"
+  start cert-manager "${CERT_MANAGER_DIR}/cert-manager-controller" \
+    --kubeconfig "${LC_KUBECONFIGS}/cert-manager.kubeconfig" \
+    --cluster-resource-namespace cert-manager --health-address "${LC_CERT_MANAGER_HEALTH}" -v 2
+fi
+
+# ---------------------------------------------------------------------------------
 # Node: kubelet, kube-proxy, CoreDNS.
 # ---------------------------------------------------------------------------------
 mkdir -p "${LC_STATE}/kubelet" "${LC_STATE}/pod-logs"
@@ -451,6 +511,9 @@ wait_for kube-proxy 60 in_ns curl -fsS http://127.0.0.1:10256/healthz
 wait_for coredns 60 in_ns curl -fsS http://127.0.0.1:18181/ready
 wait_for kube-controller-manager 60 in_ns curl -fsSk https://127.0.0.1:10257/healthz
 wait_for kube-scheduler 60 in_ns curl -fsSk https://127.0.0.1:10259/healthz
+if [ "${LC_CERT_MANAGER}" = true ]; then
+  wait_for cert-manager 60 in_ns curl -fsS "http://${LC_CERT_MANAGER_HEALTH}/healthz"
+fi
 node_ready() {
   [ "$(kubectl_admin get node "${LC_NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
