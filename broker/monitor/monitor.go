@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/natsforge/natsforge/broker/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,8 +47,9 @@ const (
 type Source interface {
 	// Varz reports general information and counters.
 	Varz() *Varz
-	// Connz reports every open client connection, sorted by cid or not; the
-	// subscription lists are filled only when asked for.
+	// Connz reports every open client connection, or the recently closed
+	// ones, or both (opts.State), in any order; the subscription lists are
+	// filled only when asked for.
 	Connz(opts ConnzOptions) *Connz
 	// Routez reports every route connection.
 	Routez(opts RoutezOptions) *Routez
@@ -56,11 +58,23 @@ type Source interface {
 	Subsz(opts SubszOptions) *Subsz
 }
 
-// ConnzOptions say which optional parts of /connz to fill.
+// ConnzOptions say which connections /connz wants and which optional parts
+// to fill.
 type ConnzOptions struct {
-	Subs       bool // subscriptions_list
-	SubsDetail bool // subscriptions_list_detail
+	Subs       bool      // subscriptions_list
+	SubsDetail bool      // subscriptions_list_detail
+	State      ConnState // open (the default), closed, or both
 }
+
+// ConnState selects open or closed connections, as nats-server's state=.
+type ConnState int
+
+// The states, as nats-server's.
+const (
+	ConnOpen ConnState = iota
+	ConnClosed
+	ConnAll
+)
 
 // RoutezOptions say which optional parts of /routez to fill.
 type RoutezOptions struct {
@@ -193,21 +207,43 @@ func (s *Server) handleVarz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleConnz(w http.ResponseWriter, r *http.Request) {
 	s.count(ConnzPath)
+	// The parameters in nats-server's order, so the first bad one is the
+	// one it names; the messages are nats-server's.
 	q := query{w: w, r: r}
+	sortOpt := SortOpt(r.URL.Query().Get("sort"))
 	auth := q.bool("auth")
 	subs, detail := q.subs()
 	offset := q.int("offset")
 	limit := q.int("limit")
+	cid := q.uint64("cid")
+	state := q.state()
 	if q.err != nil {
 		return
 	}
-	c := s.src.Connz(ConnzOptions{Subs: subs, SubsDetail: detail})
-	sort.Slice(c.Conns, func(i, j int) bool { return c.Conns[i].Cid < c.Conns[j].Cid })
+	if err := sortOpt.check(state); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	c := s.src.Connz(ConnzOptions{Subs: subs, SubsDetail: detail, State: state})
 	c.Total = len(c.Conns)
-	c.Offset, c.Limit = offset, limit
+	c.Offset, c.Limit = max(offset, 0), limit
 	if c.Limit <= 0 {
 		c.Limit = DefaultConnListSize
 	}
+	if cid > 0 {
+		// One connection; Total stays the count before the search, as in
+		// nats-server.
+		c.Limit = 1
+		var found []*ConnInfo
+		for _, ci := range c.Conns {
+			if ci.Cid == cid {
+				found = append(found, ci)
+				break
+			}
+		}
+		c.Conns = found
+	}
+	sortConns(c.Conns, sortOpt, c.Now)
 	c.Conns = page(c.Conns, c.Offset, c.Limit)
 	c.NumConns = len(c.Conns)
 	for _, ci := range c.Conns {
@@ -260,6 +296,11 @@ func (s *Server) handleSubsz(w http.ResponseWriter, r *http.Request) {
 	if q.err != nil {
 		return
 	}
+	test := r.URL.Query().Get("test")
+	if test != "" && !validLiteralSubject(test) {
+		badRequest(w, "invalid test subject, must be valid publish subject: "+test)
+		return
+	}
 	sz := s.src.Subsz(SubszOptions{Subs: subs})
 	if sz.SublistStats == nil {
 		sz.SublistStats = &SublistStats{}
@@ -276,6 +317,16 @@ func (s *Server) handleSubsz(w http.ResponseWriter, r *http.Request) {
 			}
 			return a.Sid < b.Sid
 		})
+		if test != "" {
+			// Only the subscriptions a publish to test would reach.
+			var matching []SubDetail
+			for _, d := range sz.Subs {
+				if auth.SubjectMatches(test, d.Subject) {
+					matching = append(matching, d)
+				}
+			}
+			sz.Subs = matching
+		}
 		sz.Total = len(sz.Subs)
 		sz.Subs = page(sz.Subs, sz.Offset, sz.Limit)
 	} else {
@@ -328,8 +379,54 @@ func (q *query) fail(param, kind string, err error) {
 		return
 	}
 	q.err = err
-	q.w.WriteHeader(http.StatusBadRequest)
-	fmt.Fprintf(q.w, "Error decoding %s for '%s': %v", kind, param, err)
+	badRequest(q.w, fmt.Sprintf("Error decoding %s for '%s': %v", kind, param, err))
+}
+
+// badRequest answers 400 with msg as the body, as nats-server does.
+func badRequest(w http.ResponseWriter, msg string) {
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write([]byte(msg))
+}
+
+func (q *query) uint64(param string) uint64 {
+	str := q.r.URL.Query().Get(param)
+	if str == "" {
+		return 0
+	}
+	v, err := strconv.ParseUint(str, 10, 64)
+	if err != nil {
+		q.fail(param, "uint64", err)
+	}
+	return v
+}
+
+// state decodes state=open|closed|any|all.
+func (q *query) state() ConnState {
+	str := q.r.URL.Query().Get("state")
+	switch strings.ToLower(str) {
+	case "", "open":
+		return ConnOpen
+	case "closed":
+		return ConnClosed
+	case "any", "all":
+		return ConnAll
+	}
+	if q.err == nil {
+		q.err = fmt.Errorf("Error decoding state for %s", str)
+		badRequest(q.w, q.err.Error())
+	}
+	return ConnOpen
+}
+
+// validLiteralSubject is nats-server's IsValidLiteralSubject: no empty token
+// and no wildcard token.
+func validLiteralSubject(subject string) bool {
+	for _, t := range strings.Split(subject, ".") {
+		if t == "" || t == "*" || t == ">" {
+			return false
+		}
+	}
+	return true
 }
 
 func (q *query) bool(param string) bool {

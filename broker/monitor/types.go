@@ -117,6 +117,11 @@ type ConnInfo struct {
 	TLSCipher      string      `json:"tls_cipher_suite,omitempty"`
 	Subs           []string    `json:"subscriptions_list,omitempty"`
 	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
+	// Stop and Reason are set on a closed connection (/connz?state=closed).
+	Stop   *time.Time `json:"stop,omitempty"`
+	Reason string     `json:"reason,omitempty"`
+	// RTTValue is RTT as a duration, for sort=rtt.
+	RTTValue time.Duration `json:"-"`
 }
 
 // Routez is the /routez document.

@@ -480,6 +480,9 @@ func (c *client) markClosedLocked(reason ClosedReason) {
 // finishClose removes the connection's subscriptions and unregisters it. It
 // runs once per connection, after markClosedLocked, without locks held.
 func (c *client) finishClose() {
+	// Snapshot for /connz?state=closed while the subscriptions are still
+	// there; only the first finishClose records it.
+	closed := c.monitorInfo(time.Now(), true)
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
@@ -488,12 +491,18 @@ func (c *client) finishClose() {
 	if subs == nil {
 		return // already finished
 	}
+	stop := time.Now()
+	closed.Stop, closed.Reason = &stop, reason.String()
+	closed.Uptime, closed.Idle = uptime(stop.Sub(closed.Start)), uptime(stop.Sub(closed.LastActivity))
+	closed.Pending = 0
 	for _, sub := range subs {
 		if c.srv.sl.Remove(sub) {
 			c.srv.localInterestChanged(sub, -1)
 		}
 	}
 	c.srv.removeConn(c, reason)
+	// Listed as closed once no longer listed as open.
+	c.srv.closed.add(closed)
 }
 
 // setPingTimer arms the next ping. Lock held.

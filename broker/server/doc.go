@@ -15,6 +15,8 @@
 //	extend.go   the hooks routes, reload and lame duck plug into
 //	stats.go    snapshots for monitoring
 //	monitor_source.go  the broker/monitor Source: varz, connz, routez, subsz
+//	closed.go   the ring of the last 10,000 closed connections (/connz?state=closed)
+//	trace.go    protocol tracing; the CONNECT trace decoded as auth does, secrets redacted
 //	route.go, route_proto.go, route_info.go  the cluster: full mesh, RS+/RS-/RMSG, gossip
 //	route_tls.go  cluster.tls: INFO then a mutual TLS handshake, before the route protocol
 //	reload.go, reload_watch.go  SIGHUP and config file reload applied in place
@@ -46,6 +48,7 @@
 //  2. client.mu            one connection's state; never two clients at once
 //  3. Sublist.mu           the subject index (Insert under client.mu is fine)
 //  4. auth.Verifier.mu     the verification cache; leaf
+//  4. closedRing.mu        the closed-connection ring; leaf, taken with none held
 //
 // Server.mu is never held while taking client.mu: code that visits clients
 // copies the map under Server.mu, releases it, then locks each client

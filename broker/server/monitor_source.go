@@ -106,43 +106,50 @@ func rttString(d time.Duration) string {
 	return d.String()
 }
 
-// Connz reports every client connection.
+// Connz reports the open client connections, the recently closed ones, or
+// both.
 func (s *Server) Connz(opts monitor.ConnzOptions) *monitor.Connz {
 	now := time.Now()
 	out := &monitor.Connz{ID: s.id, Now: now}
-	s.mu.Lock()
-	conns := make([]*client, 0, len(s.clients))
-	for _, c := range s.clients {
-		conns = append(conns, c)
+	if opts.State == monitor.ConnOpen || opts.State == monitor.ConnAll {
+		s.mu.Lock()
+		conns := make([]*client, 0, len(s.clients))
+		for _, c := range s.clients {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			out.Conns = append(out.Conns, c.monitorInfo(now, opts.Subs || opts.SubsDetail))
+		}
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		ci := c.info(false)
-		mi := &monitor.ConnInfo{
-			Cid: ci.CID, Kind: "Client", Type: "nats", IP: ci.IP, Port: ci.Port,
-			Start: ci.Start, LastActivity: ci.LastActivity, RTT: rttString(ci.RTT),
-			Uptime: uptime(now.Sub(ci.Start)), Idle: uptime(now.Sub(ci.LastActivity)),
-			Pending: int(ci.Pending), InMsgs: ci.InMsgs, OutMsgs: ci.OutMsgs, InBytes: ci.InBytes, OutBytes: ci.OutBytes,
-			NumSubs: uint32(ci.NumSubs), Name: ci.Name, Lang: ci.Lang, Version: ci.Version,
-			AuthorizedUser: ci.AuthorizedUser,
-		}
-		if c.tls != nil {
-			mi.TLSVersion, mi.TLSCipher = c.tls.version, c.tls.cipher
-		}
-		if opts.Subs || opts.SubsDetail {
-			details := c.subDetails()
-			for _, d := range details {
-				if opts.Subs {
-					mi.Subs = append(mi.Subs, d.Subject)
-				}
-			}
-			if opts.SubsDetail {
-				mi.SubsDetail = details
-			}
-		}
-		out.Conns = append(out.Conns, mi)
+	if opts.State == monitor.ConnClosed || opts.State == monitor.ConnAll {
+		out.Conns = append(out.Conns, s.closed.snapshot()...)
 	}
 	return out
+}
+
+// monitorInfo is c as /connz shows it; withSubs fills both subscription
+// lists (the handler drops what was not asked for).
+func (c *client) monitorInfo(now time.Time, withSubs bool) *monitor.ConnInfo {
+	ci := c.info(false)
+	mi := &monitor.ConnInfo{
+		Cid: ci.CID, Kind: "Client", Type: "nats", IP: ci.IP, Port: ci.Port,
+		Start: ci.Start, LastActivity: ci.LastActivity, RTT: rttString(ci.RTT), RTTValue: ci.RTT,
+		Uptime: uptime(now.Sub(ci.Start)), Idle: uptime(now.Sub(ci.LastActivity)),
+		Pending: int(ci.Pending), InMsgs: ci.InMsgs, OutMsgs: ci.OutMsgs, InBytes: ci.InBytes, OutBytes: ci.OutBytes,
+		NumSubs: uint32(ci.NumSubs), Name: ci.Name, Lang: ci.Lang, Version: ci.Version,
+		AuthorizedUser: ci.AuthorizedUser,
+	}
+	if c.tls != nil {
+		mi.TLSVersion, mi.TLSCipher = c.tls.version, c.tls.cipher
+	}
+	if withSubs {
+		mi.SubsDetail = c.subDetails()
+		for _, d := range mi.SubsDetail {
+			mi.Subs = append(mi.Subs, d.Subject)
+		}
+	}
+	return mi
 }
 
 // subDetails lists c's subscriptions, by sid.

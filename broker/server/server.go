@@ -70,6 +70,7 @@ type Server struct {
 	shutdown   bool
 	listener   net.Listener
 	clients    map[uint64]*client
+	closed     closedRing // recently closed clients, for /connz?state=closed
 	nextCID    uint64
 	ready      chan struct{}
 	done       chan struct{}
