@@ -8,6 +8,7 @@
 package monitor
 
 import (
+	"crypto/tls"
 	"context"
 	"encoding/json"
 	"errors"
@@ -142,6 +143,21 @@ func (s *Server) Start(addr string) error {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			_ = err // the listener is gone; Shutdown reports nothing more useful
 		}
+	}()
+	return nil
+}
+
+// StartTLS is Start serving HTTPS with cfg (https_port): every endpoint,
+// /metrics included, and plain HTTP on the port is refused.
+func (s *Server) StartTLS(addr string, cfg *tls.Config) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("monitoring listener on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, TLSConfig: cfg}
+	go func() {
+		_ = s.http.Serve(tls.NewListener(ln, cfg))
 	}()
 	return nil
 }

@@ -27,6 +27,7 @@ type Varz struct {
 	MaxPingsOut       int               `json:"ping_max"`
 	HTTPHost          string            `json:"http_host"`
 	HTTPPort          int               `json:"http_port"`
+	HTTPSPort         int               `json:"https_port"`
 	AuthTimeout       float64           `json:"auth_timeout"`
 	MaxControlLine    int32             `json:"max_control_line"`
 	MaxPayload        int               `json:"max_payload"`

@@ -11,7 +11,8 @@
 //	auth.go     client authentication against the configured users and token
 //	tls.go      TLS: certificate material (loaded, swapped whole on reload), the
 //	            client handshake (INFO then TLS, or handshake_first), certificate
-//	            identities for verify_and_map, /connz TLS fields
+//	            identities for verify_and_map, /connz TLS fields, the HTTPS
+//	            monitoring config (the client certificate, no client auth)
 //	extend.go   the hooks routes, reload and lame duck plug into
 //	stats.go    snapshots for monitoring
 //	monitor_source.go  the broker/monitor Source: varz, connz, routez, subsz

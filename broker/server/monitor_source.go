@@ -30,7 +30,7 @@ func (s *Server) Varz() *monitor.Varz {
 		AuthRequired: s.authConfig().required,
 		MaxConn:      o.MaxConnections, MaxSubs: o.MaxSubscriptions,
 		PingInterval: o.PingInterval, MaxPingsOut: o.MaxPingsOut,
-		HTTPHost: o.HTTPHost, HTTPPort: o.HTTPPort,
+		HTTPHost: o.HTTPHost, HTTPPort: o.HTTPPort, HTTPSPort: o.HTTPSPort,
 		AuthTimeout:    s.authConfig().timeout.Seconds(),
 		MaxControlLine: int32(o.MaxControlLine), MaxPayload: int(o.MaxPayload), MaxPending: o.MaxPending,
 		WriteDeadline: o.WriteDeadline,
@@ -48,6 +48,9 @@ func (s *Server) Varz() *monitor.Varz {
 	}
 	if v.Host == "" {
 		v.Host = "0.0.0.0"
+	}
+	if o.HTTPSPort != 0 {
+		v.HTTPHost = o.HTTPSHost // nats-server keeps one monitoring host
 	}
 	if m := s.routes(); m != nil {
 		cfg := m.config()

@@ -162,6 +162,8 @@ func notReloadable(cur, o *conf.Options) error {
 		field{"port", cur.Port, o.Port},
 		field{"http host", cur.HTTPHost, o.HTTPHost},
 		field{"http_port", cur.HTTPPort, o.HTTPPort},
+		field{"https host", cur.HTTPSHost, o.HTTPSHost},
+		field{"https_port", cur.HTTPSPort, o.HTTPSPort},
 		field{"cluster", cur.Cluster != nil, o.Cluster != nil},
 		field{"tls", cur.TLS, o.TLS},
 	)

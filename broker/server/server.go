@@ -199,8 +199,11 @@ func Validate(o *conf.Options) error {
 	}
 	// Not served yet: refuse rather than run plaintext where the file asks
 	// for TLS.
-	if o.HTTPSPort != 0 || o.HTTPSHost != "" {
-		return errors.New("https_port is " + conf.NotSupported + " yet: monitoring would be plaintext")
+	if o.HTTPSPort != 0 && o.TLS == nil {
+		return errors.New("https_port: TLS cert and key required for HTTPS (a tls {} block)")
+	}
+	if o.HTTPSPort != 0 && o.HTTPPort != 0 {
+		return fmt.Errorf("can't specify both HTTP (%v) and HTTPs (%v) ports", o.HTTPPort, o.HTTPSPort)
 	}
 	if o.NoAuthUser != "" {
 		found := false

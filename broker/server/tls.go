@@ -107,6 +107,24 @@ func (m *tlsMaterial) timeout() time.Duration {
 // clientTLS is the client listener's TLS, nil without it.
 func (s *Server) clientTLS() *tlsMaterial { return s.tlsClient.Load() }
 
+// MonitoringTLSConfig serves HTTPS monitoring (https_port) with the client
+// listener's certificate, as nats-server: no client certificate asked for,
+// and the certificate of the moment (reload swaps it) for each handshake.
+// Nil without a tls block.
+func (s *Server) MonitoringTLSConfig() *tls.Config {
+	if s.clientTLS() == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg := s.clientTLS().config.Clone()
+			cfg.ClientAuth, cfg.ClientCAs = tls.NoClientCert, nil
+			return cfg, nil
+		},
+	}
+}
+
 // connTLS is what a connection's handshake settled, for /connz and
 // certificate mapping. Immutable once the connection is registered.
 type connTLS struct {
