@@ -70,18 +70,22 @@ type tlsState struct {
 // checks the named Secrets.
 func (r *NatsClusterReconciler) ensureCertificates(ctx context.Context, rq *request) error {
 	nc := rq.cluster
-	rq.tls = tlsState{observed: true, mode: resources.TLSMode(nc), enabled: resources.TLSEnabled(nc)}
+	rq.tls = tlsState{mode: resources.TLSMode(nc), enabled: resources.TLSEnabled(nc)}
 	if !rq.tls.enabled && exposed(nc) && !plaintextExposedBefore(rq.original) {
 		r.event(nc, corev1.EventTypeWarning, v1alpha1.ReasonPlaintextExposed, "CheckTLS",
 			"tls.mode is Disabled and the client Service is of type %s: passwords and messages cross the network in cleartext", nc.Spec.Service.Type)
 	}
+	var err error
 	switch rq.tls.mode {
 	case v1alpha1.TLSModeOperator:
-		return r.issueCertificates(ctx, rq)
+		err = r.issueCertificates(ctx, rq)
 	case v1alpha1.TLSModeSecrets:
-		return r.readCertificateSecrets(ctx, rq)
+		err = r.readCertificateSecrets(ctx, rq)
 	}
-	return nil
+	// Secure is reported only from what was decided: after a failure,
+	// Ready says what failed and the old Secure stands.
+	rq.tls.observed = err == nil
+	return err
 }
 
 // issueCertificates is mode Operator: CA, then server and route certificates.

@@ -149,7 +149,8 @@ type User struct {
 	// 2253 subject as Go's crypto/x509 prints it, most specific attribute
 	// first ("CN=alice,OU=dev,O=acme"). In tls.mode Operator the operator
 	// issues such a certificate into the Secret "<cluster>-user-<name>" (keys
-	// tls.crt, tls.key and ca.crt); in mode Secrets the user brings its own.
+	// tls.crt, tls.key and ca.crt); in mode Secrets the user brings its own,
+	// signed by the CA in the client Secret's ca.crt.
 	// Needs TLS: not allowed with tls.mode Disabled.
 	// +optional
 	// +kubebuilder:validation:MinLength=3
@@ -366,8 +367,12 @@ type TLSSpec struct {
 	Mode TLSMode `json:"mode,omitempty"`
 
 	// verifyClients makes every client present a certificate signed by the
-	// cluster's CA (the broker's verify). Certificate users (tlsIdentity)
-	// need no such setting: their certificate is always checked.
+	// cluster's CA (the broker's verify), on top of its password. Certificate
+	// users (tlsIdentity) need no such setting: their certificate is always
+	// checked. In mode Operator the operator issues client certificates to
+	// certificate users only, so with password users this is meant for mode
+	// Secrets, where the CA of the client Secret's ca.crt signs the clients'
+	// certificates too.
 	// +optional
 	VerifyClients bool `json:"verifyClients,omitempty"`
 
