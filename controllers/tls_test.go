@@ -615,3 +615,36 @@ func TestAUserTurningIntoACertificateUserGetsItsSecretAnew(t *testing.T) {
 		t.Errorf("password user's Secret again: type %s, keys %d", s.Type, len(s.Data))
 	}
 }
+
+// TestFirstReconcileTimingWithAndWithoutTLS measures what TLS adds to the
+// first reconcile of a cluster (a CA, the server and route certificates: key
+// generation, signing, three Secrets more), interleaving clusters with and
+// without TLS in the same run so that the two share the machine's load. It
+// logs and asserts nothing about time. Run it with:
+//
+//	go test ./controllers -run TestFirstReconcileTimingWithAndWithoutTLS -v
+func TestFirstReconcileTimingWithAndWithoutTLS(t *testing.T) {
+	needAPIServer(t)
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	const rounds = 7
+	r, _ := manualReconciler(t, nil)
+	first := func(name string, mode v1alpha1.TLSMode) time.Duration {
+		t.Helper()
+		nc := createManualCluster(t, name, func(nc *v1alpha1.NatsCluster) { nc.Spec.TLS.Mode = mode })
+		start := time.Now()
+		if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var with, without []time.Duration
+	for i := range rounds {
+		with = append(with, first(fmt.Sprintf("timing-tls-%d", i), v1alpha1.TLSModeOperator))
+		without = append(without, first(fmt.Sprintf("timing-plain-%d", i), v1alpha1.TLSModeDisabled))
+	}
+	t.Logf("first reconcile with TLS (mode Operator): median %v, min %v, max %v; without (Disabled): median %v, min %v, max %v; ratio of medians %.2f (%d of each, interleaved)",
+		median(with), slices.Min(with), slices.Max(with), median(without), slices.Min(without), slices.Max(without),
+		float64(median(with))/float64(median(without)), rounds)
+}
