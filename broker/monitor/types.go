@@ -69,6 +69,10 @@ type Varz struct {
 	LastReloadError string    `json:"config_reload_error,omitempty"`
 	LastReloadTime  time.Time `json:"config_reload_error_time,omitzero"`
 	LameDuckMode    bool      `json:"lame_duck_mode,omitempty"`
+	// TLSCertSHA256 is the SHA-256 (hex) of the DER of the certificate the
+	// client listener serves now (after any reload); the operator compares
+	// it with the certificate it put in the mounted Secret.
+	TLSCertSHA256 string `json:"tls_cert_sha256,omitempty"`
 }
 
 // ClusterOptsVarz is the cluster part of /varz.

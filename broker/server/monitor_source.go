@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"runtime"
@@ -80,6 +82,10 @@ func (s *Server) Varz() *monitor.Varz {
 	v.LastReloadTime = e.lastReloadTime
 	v.LameDuckMode = e.lameDuck
 	e.mu.Unlock()
+	if m := s.clientTLS(); m != nil && m.leaf != nil {
+		sum := sha256.Sum256(m.leaf.Raw)
+		v.TLSCertSHA256 = hex.EncodeToString(sum[:])
+	}
 	return v
 }
 

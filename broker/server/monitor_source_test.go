@@ -19,6 +19,7 @@ import (
 var ourAdditions = map[string]bool{
 	"config_file": true, "auth_failures": true, "config_reloads": true, "config_reload_errors": true,
 	"config_reload_error": true, "config_reload_error_time": true, "lame_duck_mode": true, "natsforge_version": true,
+	"tls_cert_sha256": true,
 }
 
 // jsonKeys collects the keys of a JSON document: top level as "key", inside
