@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,6 +131,7 @@ var placements = map[*block]struct {
 	subjectPermissionBlock:    {"authorization {\n  default_permissions: { publish: {\n    %s: x } }\n}\n", 3, 5, "authorization.default_permissions.publish.%s"},
 	clusterBlock:              {"cluster {\n  %s: 1\n}\n", 2, 3, "cluster.%s"},
 	clusterAuthorizationBlock: {"cluster {\n  authorization {\n    %s: 1\n  }\n}\n", 3, 5, "cluster.authorization.%s"},
+	tlsBlock:                  {"tls {\n  %s: 1\n}\n", 2, 3, "tls.%s"},
 }
 
 func TestKeysNATSServerKnowsAndWeDoNotAreRefusedByName(t *testing.T) {
@@ -186,4 +188,71 @@ func TestTheREADMEListsTheSupportTable(t *testing.T) {
 	if !strings.Contains(string(readme), SupportTable()) {
 		t.Errorf("README.md does not contain the current support table; paste this:\n%s", SupportTable())
 	}
+}
+
+// TestKeysPlantedInRandomConfigsAreRefusedAsNATSServerRefusesThem plants a
+// key (a typo, a key of another block, a key we do not support, or noise) in
+// a random block of a random rendered config, at a random column, and
+// compares with nats-server: whatever it refuses we refuse, and where it
+// reports only unknown fields we report the same text, line and column.
+func TestKeysPlantedInRandomConfigsAreRefusedAsNATSServerRefusesThem(t *testing.T) {
+	vocabulary := []string{"authorisation", "pasword", "usr", "Users", "routez", "tls_x", "foo", "jetstream", "nkey",
+		"accounts", "auth_callout", "pool_size", "allow", "publish", "permissions", "port", "cluster", "x_1"}
+	for _, b := range blocks {
+		vocabulary = append(vocabulary, b.unsupported...)
+	}
+	n := 300
+	if testing.Short() {
+		n = 40
+	}
+	compared := 0
+	for seed := range uint64(n) {
+		r := rand.New(rand.NewPCG(seed, 11))
+		rendered, err := Render(randomOptions(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(rendered), "\n")
+		var opens []int // lines that open a map
+		for i, l := range lines {
+			if strings.HasSuffix(l, "{") {
+				opens = append(opens, i)
+			}
+		}
+		key := vocabulary[r.IntN(len(vocabulary))]
+		if r.IntN(4) == 0 {
+			key = `"` + key + `"`
+		}
+		indent := strings.Repeat(" \t"[r.IntN(2):r.IntN(2)+1], r.IntN(6))
+		planted := indent + key + []string{": ", " = ", " "}[r.IntN(3)] + []string{"1", `"x"`, "true"}[r.IntN(3)]
+		at := -1 // the top level, before everything
+		if len(opens) > 0 && r.IntN(3) > 0 {
+			at = opens[r.IntN(len(opens))]
+		}
+		lines = slices.Insert(lines, at+1, planted)
+		src := strings.Join(lines, "\n")
+		path := writeConf(t, t.TempDir(), "x.conf", src)
+		theirs := natsServerError(t, path)
+		_, _, err = ParseFile(path)
+		if theirs == "" {
+			continue
+		}
+		if err == nil {
+			t.Fatalf("seed %d: nats-server refuses (%s); we accept:\n%s", seed, theirs, src)
+		}
+		onlyUnknown := true
+		for _, l := range strings.Split(theirs, "\n") {
+			onlyUnknown = onlyUnknown && strings.Contains(strings.ToLower(l), "unknown field")
+		}
+		if onlyUnknown {
+			compared++
+			if got := sortedLines(err.Error()); got != theirs {
+				t.Fatalf("seed %d: we say\n%s\nnats-server says\n%s\nfor\n%s", seed, got, theirs, src)
+			}
+		}
+	}
+	if compared < n/4 {
+		t.Errorf("only %d of %d configs compared an unknown field", compared, n)
+	}
+	t.Logf("%d configs, %d unknown-field errors compared verbatim", n, compared)
 }

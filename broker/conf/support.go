@@ -61,7 +61,16 @@ var (
 		"default_permission", "default_permissions", "permissions", "auth_callout", "auth_hook", "proxy_required",
 	}}
 
-	blocks = []*block{topBlock, authorizationBlock, userBlock, permissionsBlock, subjectPermissionBlock, clusterBlock, clusterAuthorizationBlock}
+	// tls.go reads the block; the unsupported keys are nats-server's tls
+	// keys this broker does not implement.
+	tlsBlock = &block{path: "tls, cluster.tls", fields: tlsFields, unknownMsg: `error parsing tls config, unknown field %q`, unsupported: []string{
+		"insecure", "verify_cert_and_check_known_urls", "allow_insecure_cipher_suites",
+		"connection_rate_limit", "pinned_certs", "cert_store", "cert_match_by",
+		"cert_match", "ca_certs_match", "cert_match_skip_invalid", "ocsp_peer",
+		"certs", "certificates",
+	}}
+
+	blocks = []*block{topBlock, authorizationBlock, userBlock, permissionsBlock, subjectPermissionBlock, clusterBlock, clusterAuthorizationBlock, tlsBlock}
 )
 
 // NotSupported is the end of the error for a key nats-server knows and the

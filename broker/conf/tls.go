@@ -23,13 +23,6 @@ var tlsFields = map[string][]string{
 	"min_version": {"min_version"},
 }
 
-// tlsUnsupported are nats-server's tls keys this broker does not implement.
-var tlsUnsupported = map[string]bool{
-	"insecure": true, "verify_cert_and_check_known_urls": true, "allow_insecure_cipher_suites": true,
-	"connection_rate_limit": true, "pinned_certs": true, "cert_store": true, "cert_match_by": true,
-	"cert_match": true, "ca_certs_match": true, "cert_match_skip_invalid": true, "ocsp_peer": true,
-	"certs": true, "certificates": true,
-}
 
 // TLSCipherSuites are the names cipher_suites accepts: Go's secure suites,
 // as nats-server (which refuses the insecure ones unless told otherwise).
@@ -115,11 +108,9 @@ func (d *decoder) tls(n *node, at string) (*TLS, error) {
 				err = d.fail(v, key, "empty TLS version (want \"1.2\" or \"1.3\")")
 			}
 		default:
-			if tlsUnsupported[k] {
-				err = d.fail(v, key, "not supported by this broker")
-			} else {
-				err = d.fail(v, key, "unknown key in a tls block")
-			}
+			// nats-server stops at the first unknown tls key, and makes no
+			// exception for keys that define variables.
+			err = tlsBlock.keyError(e, key)
 		}
 		if err != nil {
 			return nil, err

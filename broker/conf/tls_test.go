@@ -247,9 +247,9 @@ func TestTLSBlockErrorsNameFileLineAndKey(t *testing.T) {
 		name, text, want string
 		natsRefuses      bool // nats-server refuses it too (the rest it reads, and we do not support)
 	}{
-		{"an unknown key", "tls {\n  cert_file: a\n  kye_file: b\n}", "t.conf:3: tls.kye_file: unknown key in a tls block", true},
-		{"a key nats-server has and we do not", "tls {\n  pinned_certs: []\n}", "t.conf:2: tls.pinned_certs: not supported by this broker", false},
-		{"insecure", "cluster {\n  tls {\n    insecure: true\n  }\n}", "t.conf:3: cluster.tls.insecure: not supported by this broker", false},
+		{"an unknown key", "tls {\n  cert_file: a\n  kye_file: b\n}", `t.conf:3:3: error parsing tls config, unknown field "kye_file"`, true},
+		{"a key nats-server has and we do not", "tls {\n  pinned_certs: []\n}", `t.conf:2:3: field "tls.pinned_certs" is not supported by natsforge-broker`, false},
+		{"insecure", "cluster {\n  tls {\n    insecure: true\n  }\n}", `t.conf:3:5: field "cluster.tls.insecure" is not supported by natsforge-broker`, false},
 		{"tls that is not a map", "tls: true", "t.conf:1: tls: expected a map, got a boolean", true},
 		{"verify that is not a boolean", "tls {\n verify: \"yes\"\n}", "t.conf:2: tls.verify: expected a boolean, got a string", true},
 		{"a cert_file that is not a string", "tls { cert_file: 1 }", "t.conf:1: tls.cert_file: expected a string, got a number", true},
