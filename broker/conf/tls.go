@@ -23,7 +23,6 @@ var tlsFields = map[string][]string{
 	"min_version": {"min_version"},
 }
 
-
 // TLSCipherSuites are the names cipher_suites accepts: Go's secure suites,
 // as nats-server (which refuses the insecure ones unless told otherwise).
 func TLSCipherSuites() []string {
