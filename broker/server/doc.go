@@ -20,6 +20,8 @@
 //	trace.go    protocol tracing; the CONNECT trace decoded as auth does, secrets redacted
 //	route.go, route_proto.go, route_info.go  the cluster: full mesh, RS+/RS-/RMSG, gossip
 //	route_tls.go  cluster.tls: INFO then a mutual TLS handshake, before the route protocol
+//	tls_reload.go certificates read again on reload and when their files change
+//	            (each watched like the config file); a bad file keeps the old one
 //	reload.go, reload_watch.go  SIGHUP and config file reload applied in place
 //	lameduck.go lame duck mode: stop accepting, move clients away, exit
 //
@@ -27,7 +29,8 @@
 //
 // One accept loop. With TLS, a goroutine per new connection runs the handshake
 // (bounded by the TLS timeout) and then registers the connection; the
-// accept loop never waits on a handshake. Per connection, a read loop that owns the parser state and
+// accept loop never waits on a handshake. Each certificate file has a watcher
+// goroutine (tls_reload.go), as the config file has. Per connection, a read loop that owns the parser state and
 // runs every handler (so a connection's ops are processed in order), and a
 // write loop that owns the socket's write side. Delivery appends to the
 // subscriber's outbound buffer under the subscriber's lock; the publisher's

@@ -165,10 +165,11 @@ func notReloadable(cur, o *conf.Options) error {
 		field{"https host", cur.HTTPSHost, o.HTTPSHost},
 		field{"https_port", cur.HTTPSPort, o.HTTPSPort},
 		field{"cluster", cur.Cluster != nil, o.Cluster != nil},
-		field{"tls", cur.TLS, o.TLS},
+		field{"tls", cur.TLS != nil, o.TLS != nil},
 	)
 	if cur.Cluster != nil && o.Cluster != nil {
 		fields = append(fields,
+			field{"cluster.tls", cur.Cluster.TLS != nil, o.Cluster.TLS != nil},
 			field{"cluster.name", cur.Cluster.Name, o.Cluster.Name},
 			field{"cluster.host", cur.Cluster.Host, o.Cluster.Host},
 			field{"cluster.port", cur.Cluster.Port, o.Cluster.Port},
@@ -202,6 +203,12 @@ func (s *Server) applyConfig(next *conf.Options) error {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
+	// Certificates are read again on every reload (SIGHUP included); files
+	// that do not load refuse the reload whole.
+	tlsClient, tlsRoutes, err := loadAllTLS(o)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 
 	// Past this point the reload happens.
 	old := s.authConfig()
@@ -215,6 +222,10 @@ func (s *Server) applyConfig(next *conf.Options) error {
 	}
 	s.opts.Store(o)
 	s.setAuthConfig(ac)
+	s.storeTLS(tlsClient, tlsRoutes)
+	s.ext().mu.Lock()
+	s.ext().tlsFailing = false
+	s.ext().mu.Unlock()
 	if m != nil {
 		if err := m.reconfigure(o); err != nil {
 			s.logger.Error("reload: cluster", "err", err.Error())

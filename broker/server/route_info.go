@@ -24,6 +24,11 @@ type serverExt struct {
 	watcher         *configWatcher
 	overrides       ConfigOverrides
 	reloadMu        sync.Mutex // serialises reloads
+	// Certificate file reload (tls_reload.go).
+	tlsFailing      bool // lastReloadError is a certificate reload's
+	tlsWatched      []string
+	tlsWatchers     []*configWatcher
+	tlsWatchStopped bool
 }
 
 var serverExts sync.Map // *Server -> *serverExt

@@ -93,15 +93,9 @@ func New(opts *conf.Options, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	tm, err := loadTLS(o.TLS, false)
+	tm, rm, err := loadAllTLS(o)
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	var rm *tlsMaterial
-	if o.Cluster != nil {
-		if rm, err = loadTLS(o.Cluster.TLS, true); err != nil {
-			return nil, fmt.Errorf("cluster.tls: %w", err)
-		}
+		return nil, err
 	}
 	s := &Server{
 		id:         newServerID(),

@@ -197,3 +197,50 @@ func write(t T, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// SecretVolume is a directory laid out as the kubelet mounts a Secret: the
+// files are symlinks through `..data`, a symlink to a timestamped directory,
+// and an update writes a new directory and swaps `..data` atomically.
+type SecretVolume struct {
+	Dir string
+	gen int
+}
+
+// NewSecretVolume mounts files (name -> content) in dir.
+func NewSecretVolume(t T, dir string, files map[string][]byte) *SecretVolume {
+	t.Helper()
+	v := &SecretVolume{Dir: dir}
+	v.Update(t, files)
+	for name := range files {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v
+}
+
+// Update swaps in new content, as the kubelet does.
+func (v *SecretVolume) Update(t T, files map[string][]byte) {
+	t.Helper()
+	v.gen++
+	gen := fmt.Sprintf("..2026_11_30_00_00_%02d.%d", v.gen, v.gen)
+	if err := os.MkdirAll(filepath.Join(v.Dir, gen), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		write(t, filepath.Join(v.Dir, gen, name), b)
+	}
+	tmp := filepath.Join(v.Dir, "..data_tmp")
+	if err := os.Symlink(gen, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(v.Dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Secret is the content of a kubernetes.io/tls Secret with the CA: tls.crt,
+// tls.key, ca.crt.
+func (l *Leaf) Secret(ca *CA) map[string][]byte {
+	return map[string][]byte{"tls.crt": l.CertPEM, "tls.key": l.KeyPEM, "ca.crt": ca.PEM}
+}
