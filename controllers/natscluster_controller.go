@@ -23,18 +23,20 @@ limitations under the License.
 //
 //  1. ensure operator secrets: the per-cluster HMAC key and the route
 //     credentials (users.go)
-//  2. ensure certificates: in tls.mode Operator keep the cluster CA and issue
+//  2. apply services: the routes and client Services, first because the
+//     server certificate names the client Service's cluster IP (workload.go)
+//  3. ensure certificates: in tls.mode Operator keep the cluster CA and issue
 //     or renew (at 2/3 of their lifetime) the server and route certificates;
 //     in mode Secrets read and check the named Secrets (tls.go, pki/)
-//  3. resolve users: read each passwordSecretRef straight from the API server,
+//  4. resolve users: read each passwordSecretRef straight from the API server,
 //     generate "<cluster>-user-<name>", or issue a certificate user's client
 //     certificate into it (users.go)
-//  4. write config: bcrypt only the passwords whose keyed fingerprint changed,
+//  5. write config: bcrypt only the passwords whose keyed fingerprint changed,
 //     render with broker/conf, parse back, write "<cluster>-config" only when
 //     its bytes differ (config.go, hashing.go)
-//  5. apply workload: Services, StatefulSet, PDB through one write path
+//  6. apply workload: StatefulSet, PDB through one write path
 //     (workload.go)
-//  6. propagate config: annotate pods with the new config and certificate
+//  7. propagate config: annotate pods with the new config and certificate
 //     hashes so the kubelet refreshes the mounted Secrets, and ask ready pods'
 //     /varz (over HTTPS, trusting the cluster CA, when TLS is on) which config
 //     and certificate they serve and how many peers they have routes to
@@ -125,7 +127,8 @@ type request struct {
 	configWritten bool
 	records       fingerprints // as written to the config Secret
 
-	statefulSet *appsv1.StatefulSet
+	clientService *corev1.Service
+	statefulSet   *appsv1.StatefulSet
 	propagation propagation
 
 	failure error // the first phase error, wrapped with the phase's name
@@ -141,6 +144,7 @@ type phase struct {
 func (r *NatsClusterReconciler) phases() []phase {
 	return []phase{
 		{"ensure operator secrets", r.ensureOperatorSecrets},
+		{"apply services", r.applyServices},
 		{"ensure certificates", r.ensureCertificates},
 		{"resolve users", r.resolveUsers},
 		{"write config", r.writeConfig},

@@ -97,7 +97,7 @@ func (r *NatsClusterReconciler) issueCertificates(ctx context.Context, rq *reque
 	}
 	rq.tls.ca, rq.tls.caPEM = ca, ca.CertPEM
 
-	dnsNames, ips := resources.ServerSANs(nc)
+	dnsNames, ips := resources.ServerSANs(nc, clientServiceIPs(rq)...)
 	server, err := r.ensureCertificate(ctx, rq, resources.ServerTLSSecretName(nc), "server", pki.Request{
 		Subject:  pkix.Name{CommonName: resources.ClientServiceName(nc) + "." + nc.Namespace + ".svc"},
 		DNSNames: dnsNames, IPs: ips, Usages: pki.ServerUsage, Lifetime: resources.CertificateDuration(nc),
@@ -117,6 +117,21 @@ func (r *NatsClusterReconciler) issueCertificates(ctx context.Context, rq *reque
 	rq.tls.serving = server.Cert
 	rq.tls.hash = tlsHash(server.Cert, routes.Cert)
 	return nil
+}
+
+// clientServiceIPs are the client Service's cluster IPs (applied earlier in
+// this reconcile).
+func clientServiceIPs(rq *request) []string {
+	if rq.clientService == nil {
+		return nil
+	}
+	var ips []string
+	for _, ip := range rq.clientService.Spec.ClusterIPs {
+		if ip != corev1.ClusterIPNone && ip != "" {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
 }
 
 // ensureCA reads the cluster CA, creating it when it is missing and replacing

@@ -97,6 +97,16 @@ func TestANewClusterServesTLSFromItsOwnCA(t *testing.T) {
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: "t1.tls.svc"}); err != nil {
 		t.Errorf("server certificate does not verify for t1.tls.svc under the cluster CA: %v", err)
 	}
+	// Once the client Service has its cluster IP, the certificate names it
+	// too (a client on the node network dials the IP).
+	svc := &corev1.Service{}
+	eventually(t, timeout, func() error { return k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "t1"}, svc) })
+	eventually(t, timeout, func() error {
+		server = getSecret(t, ns, "t1-tls")
+		cert = secretCert(t, server)
+		_, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: svc.Spec.ClusterIP})
+		return err
+	})
 	if got := cert.NotAfter.Sub(cert.NotBefore); got != v1alpha1.DefaultCertificateDuration {
 		t.Errorf("server certificate lifetime %v, want 90 days", got)
 	}
@@ -326,8 +336,8 @@ func TestTheServerCertificateFollowsScalingAndExtraSANs(t *testing.T) {
 			t.Errorf("reissued certificate lacks %s: %v", name, second.DNSNames)
 		}
 	}
-	if len(second.IPAddresses) != 1 || second.IPAddresses[0].String() != "203.0.113.9" {
-		t.Errorf("IP SANs %v", second.IPAddresses)
+	if n := len(second.IPAddresses); n != 2 || second.IPAddresses[n-1].String() != "203.0.113.9" {
+		t.Errorf("IP SANs %v, want the Service's cluster IP and 203.0.113.9", second.IPAddresses)
 	}
 	routes := secretCert(t, getSecret(t, manualNamespace, "sans-routes-tls"))
 	if !slices.Contains(routes.DNSNames, "sans-3.sans-routes.tls-manual.svc") {

@@ -42,16 +42,26 @@ import (
 // spec is noticed too.
 const annotationSpecHash = "natsforge.io/spec-hash"
 
-// applyWorkload creates or updates the Services, the StatefulSet and the PDB.
-func (r *NatsClusterReconciler) applyWorkload(ctx context.Context, rq *request) error {
+// applyServices creates or updates the routes and client Services. They come
+// before the certificates: the server certificate names the client
+// Service's cluster IP.
+func (r *NatsClusterReconciler) applyServices(ctx context.Context, rq *request) error {
 	nc := rq.cluster
 	newService := func() *corev1.Service { return &corev1.Service{} }
 	if _, err := apply(ctx, r, nc, resources.RoutesService(nc), newService, updateService); err != nil {
 		return err
 	}
-	if _, err := apply(ctx, r, nc, resources.ClientService(nc), newService, updateService); err != nil {
+	svc, err := apply(ctx, r, nc, resources.ClientService(nc), newService, updateService)
+	if err != nil {
 		return err
 	}
+	rq.clientService = svc
+	return nil
+}
+
+// applyWorkload creates or updates the StatefulSet and the PDB.
+func (r *NatsClusterReconciler) applyWorkload(ctx context.Context, rq *request) error {
+	nc := rq.cluster
 	desiredSts := resources.StatefulSet(nc, resources.Image(nc, r.DefaultImage))
 	desiredSts.Annotations = map[string]string{annotationSpecHash: specHash(desiredSts.Spec)}
 	sts, err := apply(ctx, r, nc, desiredSts,

@@ -118,9 +118,11 @@ func RouteDNSNames(nc *v1alpha1.NatsCluster) []string {
 }
 
 // ServerSANs are the names the server certificate is valid for: the client
-// Service in each form a client may use, every pod's route name, and
-// spec.tls.extraSANs (DNS names, or IP addresses).
-func ServerSANs(nc *v1alpha1.NatsCluster) (dnsNames []string, ips []net.IP) {
+// Service in each form a client may use, every pod's route name,
+// spec.tls.extraSANs (DNS names, or IP addresses) and serviceIPs, the client
+// Service's cluster IPs once it has them (a client on the node network, which
+// cannot resolve Service names, dials those).
+func ServerSANs(nc *v1alpha1.NatsCluster, serviceIPs ...string) (dnsNames []string, ips []net.IP) {
 	svc := ClientServiceName(nc)
 	dnsNames = []string{
 		svc,
@@ -129,6 +131,11 @@ func ServerSANs(nc *v1alpha1.NatsCluster) (dnsNames []string, ips []net.IP) {
 		svc + "." + nc.Namespace + ".svc.cluster.local",
 	}
 	dnsNames = append(dnsNames, RouteDNSNames(nc)...)
+	for _, san := range serviceIPs {
+		if ip := net.ParseIP(san); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
 	for _, san := range nc.Spec.TLS.ExtraSANs {
 		if ip := net.ParseIP(san); ip != nil {
 			ips = append(ips, ip)

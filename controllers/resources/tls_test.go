@@ -32,7 +32,7 @@ func TestServerSANsNameTheServiceEveryPodAndTheExtras(t *testing.T) {
 	nc := sampleCluster()
 	nc.Spec.Replicas = ptr.To[int32](2)
 	nc.Spec.TLS.ExtraSANs = []string{"nats.example.com", "203.0.113.7"}
-	dns, ips := ServerSANs(nc)
+	dns, ips := ServerSANs(nc, "10.96.0.17")
 	want := []string{
 		"demo", "demo.apps", "demo.apps.svc", "demo.apps.svc.cluster.local",
 		"demo-0.demo-routes.apps.svc", "demo-0.demo-routes.apps.svc.cluster.local",
@@ -42,7 +42,7 @@ func TestServerSANsNameTheServiceEveryPodAndTheExtras(t *testing.T) {
 	if !slices.Equal(dns, want) {
 		t.Errorf("DNS SANs\\n got %v\\nwant %v", dns, want)
 	}
-	if len(ips) != 1 || ips[0].String() != "203.0.113.7" {
+	if len(ips) != 2 || ips[0].String() != "10.96.0.17" || ips[1].String() != "203.0.113.7" {
 		t.Errorf("IP SANs %v", ips)
 	}
 	// Every route URL's host is a route SAN: peers verify it when they dial.
