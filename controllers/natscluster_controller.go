@@ -129,7 +129,7 @@ type request struct {
 
 	clientService *corev1.Service
 	statefulSet   *appsv1.StatefulSet
-	propagation propagation
+	propagation   propagation
 
 	failure error // the first phase error, wrapped with the phase's name
 }
