@@ -658,3 +658,29 @@ func TestFirstReconcileTimingWithAndWithoutTLS(t *testing.T) {
 		median(with), slices.Min(with), slices.Max(with), median(without), slices.Min(without), slices.Max(without),
 		float64(median(with))/float64(median(without)), rounds)
 }
+
+func TestATLSIdentityTheOperatorCannotIssueLeavesOnlyThatUserOut(t *testing.T) {
+	needAPIServer(t)
+	nc := createManualCluster(t, "badid", func(nc *v1alpha1.NatsCluster) {
+		nc.Spec.Auth.Users = []v1alpha1.User{{Name: "a", TLSIdentity: "CN=a"}, {Name: "b", TLSIdentity: "DC=org,CN=b"}}
+	})
+	r, _ := manualReconciler(t, nil)
+	if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}); err != nil {
+		t.Fatal(err)
+	}
+	got := getCluster(t, nc)
+	c := condition(got, v1alpha1.ConditionUsersResolved)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonInvalidTLSIdentity || !strings.Contains(c.Message, "user b") {
+		t.Errorf("UsersResolved %+v", c)
+	}
+	o, _, err := brokerConfig(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Authorization.Users) != 1 || o.Authorization.Users[0].Name != "CN=a" {
+		t.Errorf("config users %+v, want only CN=a", o.Authorization.Users)
+	}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: manualNamespace, Name: "badid-user-b"}, &corev1.Secret{}); err == nil {
+		t.Error("a certificate was issued for an identity the operator cannot issue")
+	}
+}
