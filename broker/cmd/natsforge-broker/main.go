@@ -44,6 +44,11 @@ type flags struct {
 	// Cluster flags, as nats-server's (cluster.go).
 	cluster, routes, clusterName string
 	noAdvertise                  bool
+
+	// TLS flags, as nats-server's (tls.go).
+	tls, tlsVerify             bool
+	tlsCert, tlsKey, tlsCACert string
+	httpsPort                  int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -68,6 +73,13 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.routes, "routes", "", "comma-separated route URLs to dial (nats://user:pass@host:6222)")
 	fs.StringVar(&f.clusterName, "cluster_name", "", "cluster name")
 	fs.BoolVar(&f.noAdvertise, "no_advertise", false, "do not advertise this server's client URL to clients")
+	fs.BoolVar(&f.tls, "tls", false, "enable TLS (--tls=false turns off the config file's tls block)")
+	fs.BoolVar(&f.tlsVerify, "tlsverify", false, "enable TLS with client certificate verification")
+	fs.StringVar(&f.tlsCert, "tlscert", "", "server certificate file")
+	fs.StringVar(&f.tlsKey, "tlskey", "", "private key of the server certificate")
+	fs.StringVar(&f.tlsCACert, "tlscacert", "", "CA certificates client certificates must chain to")
+	fs.IntVar(&f.httpsPort, "ms", 0, "HTTPS monitoring port")
+	fs.IntVar(&f.httpsPort, "https_port", 0, "HTTPS monitoring port")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: natsforge-broker [options]\n       natsforge-broker passwd [-p] [--cost N]\n\nOptions:\n")
 		fs.PrintDefaults()
@@ -78,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	alias := map[string]string{"port": "p", "addr": "a", "config": "c", "http_port": "m", "version": "v"}
+	alias := map[string]string{"port": "p", "addr": "a", "config": "c", "http_port": "m", "version": "v", "https_port": "ms"}
 	fs.Visit(func(fl *flag.Flag) {
 		name := fl.Name
 		if a, ok := alias[name]; ok {
@@ -112,6 +124,9 @@ func (f *flags) options(logger *slog.Logger) (*conf.Options, error) {
 // applies them again over every reloaded file.
 func (f *flags) apply(opts *conf.Options) error {
 	if err := f.applyCluster(opts); err != nil {
+		return err
+	}
+	if err := f.applyTLS(opts); err != nil {
 		return err
 	}
 	if f.set["p"] {
