@@ -1,6 +1,10 @@
 package monitor
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // collector turns a /varz snapshot into Prometheus metrics at scrape time, so the
 // server keeps one set of counters and /varz and /metrics never disagree.
@@ -10,6 +14,7 @@ type collector struct {
 	info, connections, totalConnections, subscriptions, routes    *prometheus.Desc
 	inMsgs, outMsgs, inBytes, outBytes, slowConsumers, staleConns *prometheus.Desc
 	authFailures, reloads, reloadErrors, configLoadTime, lameDuck *prometheus.Desc
+	certExpiry                                                    *prometheus.Desc
 }
 
 const namespace = "natsforge"
@@ -36,6 +41,7 @@ func newCollector(src Source) *collector {
 		reloadErrors:     d("config_reload_errors_total", "Configuration reloads refused."),
 		configLoadTime:   d("config_load_timestamp_seconds", "Unix time the running configuration was loaded."),
 		lameDuck:         d("lame_duck_mode", "1 while the server is in lame duck mode."),
+		certExpiry:       d("tls_certificate_expiry_seconds", "Seconds until the certificate served on a listener (client: clients and HTTPS monitoring; cluster: routes) expires; negative once expired.", "listener"),
 	}
 }
 
@@ -43,7 +49,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.info, c.connections, c.totalConnections, c.subscriptions, c.routes,
 		c.inMsgs, c.outMsgs, c.inBytes, c.outBytes, c.slowConsumers, c.staleConns,
-		c.authFailures, c.reloads, c.reloadErrors, c.configLoadTime, c.lameDuck,
+		c.authFailures, c.reloads, c.reloadErrors, c.configLoadTime, c.lameDuck, c.certExpiry,
 	} {
 		ch <- d
 	}
@@ -79,4 +85,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ld = 1
 	}
 	gauge(c.lameDuck, ld)
+	for listener, notAfter := range map[string]time.Time{"client": v.TLSCertNotAfter, "cluster": v.Cluster.TLSCertNotAfter} {
+		if !notAfter.IsZero() {
+			gauge(c.certExpiry, time.Until(notAfter).Seconds(), listener)
+		}
+	}
 }

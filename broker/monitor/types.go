@@ -20,6 +20,9 @@ type Varz struct {
 	Host              string            `json:"host"`
 	Port              int               `json:"port"`
 	AuthRequired      bool              `json:"auth_required,omitempty"`
+	TLSRequired       bool              `json:"tls_required,omitempty"`
+	TLSVerify         bool              `json:"tls_verify,omitempty"`
+	TLSTimeout        float64           `json:"tls_timeout,omitempty"`
 	ClientConnectURLs []string          `json:"connect_urls,omitempty"`
 	MaxConn           int               `json:"max_connections"`
 	MaxSubs           int               `json:"max_subscriptions,omitempty"`
@@ -73,6 +76,9 @@ type Varz struct {
 	// client listener serves now (after any reload); the operator compares
 	// it with the certificate it put in the mounted Secret.
 	TLSCertSHA256 string `json:"tls_cert_sha256,omitempty"`
+	// TLSCertNotAfter is when that certificate expires; it moves when a
+	// rotated certificate is loaded.
+	TLSCertNotAfter time.Time `json:"tls_cert_not_after,omitzero"`
 }
 
 // ClusterOptsVarz is the cluster part of /varz.
@@ -82,7 +88,12 @@ type ClusterOptsVarz struct {
 	Port        int     `json:"cluster_port,omitempty"`
 	AuthTimeout float64 `json:"auth_timeout,omitempty"`
 	// URLs are the configured routes with their credentials removed.
-	URLs []string `json:"urls,omitempty"`
+	URLs        []string `json:"urls,omitempty"`
+	TLSRequired bool     `json:"tls_required,omitempty"`
+	TLSVerify   bool     `json:"tls_verify,omitempty"`
+	TLSTimeout  float64  `json:"tls_timeout,omitempty"`
+	// TLSCertNotAfter is when the route certificate expires (ours).
+	TLSCertNotAfter time.Time `json:"tls_cert_not_after,omitzero"`
 }
 
 // Connz is the /connz document.

@@ -61,6 +61,10 @@ func (s *Server) Varz() *monitor.Varz {
 		if a := m.addr(); a != nil {
 			v.Cluster.Port = a.Port
 		}
+		if rm := s.routeTLS(); rm != nil {
+			v.Cluster.TLSRequired, v.Cluster.TLSVerify = true, true
+			v.Cluster.TLSTimeout, v.Cluster.TLSCertNotAfter = rm.timeout().Seconds(), rm.leaf.NotAfter
+		}
 		v.Remotes = len(cfg.routes)
 		v.Subscriptions += m.numRemoteSubs()
 		v.InClientMsgs -= m.inMsgs.Load()
@@ -85,6 +89,8 @@ func (s *Server) Varz() *monitor.Varz {
 	if m := s.clientTLS(); m != nil && m.leaf != nil {
 		sum := sha256.Sum256(m.leaf.Raw)
 		v.TLSCertSHA256 = hex.EncodeToString(sum[:])
+		v.TLSRequired, v.TLSVerify = true, m.opts.Verify || m.opts.VerifyAndMap
+		v.TLSTimeout, v.TLSCertNotAfter = m.timeout().Seconds(), m.leaf.NotAfter
 	}
 	return v
 }
