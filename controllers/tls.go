@@ -23,6 +23,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,11 @@ import (
 // expiryWarning is how long before a certificate the operator does not
 // manage (mode Secrets) expires that it warns with an Event.
 const expiryWarning = 14 * 24 * time.Hour
+
+// expiryWarned remembers, by "<ns>/<cluster>/<fingerprint>", the certificates
+// an expiry Warning was emitted for: once per certificate and operator
+// process, not on every reconcile.
+var expiryWarned sync.Map
 
 // tlsState is what the certificates phase found and decided.
 type tlsState struct {
@@ -343,6 +349,11 @@ func (r *NatsClusterReconciler) readCertificateSecret(ctx context.Context, rq *r
 func (r *NatsClusterReconciler) warnOfExpiry(rq *request, secret string, c *x509.Certificate) {
 	left := c.NotAfter.Sub(rq.now)
 	if left > expiryWarning {
+		return
+	}
+	// Once per certificate (and operator process), not on every reconcile.
+	key := rq.cluster.Namespace + "/" + rq.cluster.Name + "/" + pki.Fingerprint(c)
+	if _, warned := expiryWarned.LoadOrStore(key, true); warned {
 		return
 	}
 	r.event(rq.cluster, corev1.EventTypeWarning, "CertificateExpiring", "CheckCertificate",
