@@ -21,6 +21,7 @@ func connect(url string, extra ...nats.Option) (*nats.Conn, error) {
 		nats.Timeout(30 * time.Second),
 		nats.Name("natsforge-bench"),
 	}, extra...)
+	opts = append(opts, tlsOption(url)...)
 	return nats.Connect(url, opts...)
 }
 

@@ -113,7 +113,7 @@ func main() {
 		md      = flag.String("md", "", "write the Markdown report here")
 		png     = flag.String("png", "", "write the chart here")
 		quick   = flag.Bool("quick", false, "short runs and small sizes, to check the harness")
-		only    = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, req, cluster, storm, mem, reload, operator)")
+		only    = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, req, cluster, storm, mem, reload, tls, operator)")
 		runs    = flag.Int("runs", 7, "runs of each throughput and latency row")
 		dur     = flag.Duration("d", time.Second, "length of one throughput run")
 		command = flag.String("command", "", "the command to name in the report (default: this one)")

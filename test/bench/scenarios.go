@@ -114,6 +114,7 @@ func (h *harness) scenarios() []scenario {
 				{fmt.Sprintf("reload of %d users: new user served", c.reloadN), "ms", false, 1},
 				{fmt.Sprintf("reload of %d users: removed user cut off", c.reloadN), "ms", false, 1},
 			}, start: h.reload},
+		h.tlsScenario(),
 	}
 }
 
