@@ -57,6 +57,11 @@ type Source interface {
 	// Subsz reports the subject index's statistics and, when asked for, every
 	// subscription.
 	Subsz(opts SubszOptions) *Subsz
+	// Healthz is nil when the server serves clients (and routes, when
+	// clustered); otherwise it says which listener is not up, in
+	// nats-server's words. Before Start and in lame duck mode it is not nil,
+	// so a readiness probe takes the pod out of its Service.
+	Healthz() error
 }
 
 // ConnzOptions say which connections /connz wants and which optional parts
@@ -209,9 +214,28 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, "</body></html>")
 }
 
+// HealthStatus is the /healthz document, as nats-server's.
+type HealthStatus struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// handleHealthz answers as nats-server's does when its listeners are not all
+// up (before start, in lame duck mode): 500 and {"status":"error","error":...}.
+// Kubernetes probes fail on any status from 400, so readiness goes false
+// while a pod hands its clients over. The body is compact JSON, not
+// indented, as nats-server writes it.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	s.count(HealthzPath)
-	writeJSON(w, r, map[string]string{"status": "ok"})
+	hs, code := HealthStatus{Status: "ok"}, http.StatusOK
+	if err := s.src.Healthz(); err != nil {
+		hs, code = HealthStatus{Status: "error", Error: err.Error()}, http.StatusInternalServerError
+	}
+	b, _ := json.Marshal(hs)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
 }
 
 func (s *Server) handleVarz(w http.ResponseWriter, r *http.Request) {

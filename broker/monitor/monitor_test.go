@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +11,12 @@ import (
 	"time"
 )
 
-type fakeSource struct{ conns int }
+type fakeSource struct {
+	conns  int
+	health error
+}
+
+func (f *fakeSource) Healthz() error { return f.health }
 
 func (f *fakeSource) Varz() *Varz {
 	return &Varz{ID: "NID", Name: "n1", Version: "2.10.0", Connections: f.conns, InMsgs: 7,
@@ -53,10 +59,15 @@ func get(t *testing.T, h http.Handler, path string) (int, map[string]any, string
 	return rec.Code, m, string(body)
 }
 
-func TestHealthzSaysOK(t *testing.T) {
-	_, m, _ := get(t, New(&fakeSource{}).Handler(), "/healthz")
-	if m["status"] != "ok" {
-		t.Fatalf("got %v", m)
+func TestHealthzSaysOKOnlyWhileTheServerServes(t *testing.T) {
+	code, _, body := get(t, New(&fakeSource{}).Handler(), "/healthz")
+	if code != http.StatusOK || body != `{"status":"ok"}` {
+		t.Fatalf("serving: %d %s", code, body)
+	}
+	down := &fakeSource{health: errors.New("failed to be ready for connections after 1ms: server")}
+	code, _, body = get(t, New(down).Handler(), "/healthz")
+	if want := `{"status":"error","error":"failed to be ready for connections after 1ms: server"}`; code != http.StatusInternalServerError || body != want {
+		t.Fatalf("not serving: %d %s, want 500 %s", code, body, want)
 	}
 }
 

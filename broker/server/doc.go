@@ -24,6 +24,8 @@
 //	            (each watched like the config file); a bad file keeps the old one
 //	reload.go, reload_watch.go  SIGHUP and config file reload applied in place
 //	lameduck.go lame duck mode: stop accepting, move clients away, exit
+//	health.go   /healthz: not healthy before the listeners are up or in lame
+//	            duck mode, in nats-server's words
 //
 // # Goroutines
 //

@@ -131,6 +131,13 @@ func brokerContainer(nc *v1alpha1.NatsCluster, image string) corev1.Container {
 			{Name: MonitorPortName, ContainerPort: MonitorPort, Protocol: corev1.ProtocolTCP},
 		},
 		Resources:      nc.Spec.Resources,
+		// The broker's /healthz fails until its client and route listeners
+		// are up and again in lame duck mode (as nats-server's), so readiness
+		// drops a pod from the Service while it hands its clients over. The
+		// startup probe holds liveness off for up to a minute of start-up;
+		// the kubelet stops liveness probes once a pod is being deleted, so
+		// lame duck never gets the container killed.
+		StartupProbe:   probe(1, 60),
 		LivenessProbe:  probe(10, 3),
 		ReadinessProbe: probe(5, 2),
 		VolumeMounts: append([]corev1.VolumeMount{{

@@ -44,10 +44,15 @@ func TestBrokerPodIsHardened(t *testing.T) {
 	if !slices.Equal(ports, []int32{4222, 6222, 8222}) {
 		t.Errorf("ports %v, want 4222 6222 8222", ports)
 	}
-	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+	for name, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.StrVal != MonitorPortName {
 			t.Errorf("%s probe %+v, want GET /healthz on the monitor port", name, p)
 		}
+	}
+	// A slow start (a pod waiting for its routes' names to resolve) gets a
+	// minute before liveness may kill it.
+	if sp := c.StartupProbe; sp != nil && sp.PeriodSeconds*sp.FailureThreshold < 60 {
+		t.Errorf("startup probe allows %ds to start, want at least 60", sp.PeriodSeconds*sp.FailureThreshold)
 	}
 	sc := c.SecurityContext
 	if !ptr.Deref(sc.RunAsNonRoot, false) || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) ||

@@ -121,7 +121,7 @@ func TestWithTLSProbesUseHTTPSAndThePodTemplateCarriesNoCertificate(t *testing.T
 	nc := sampleCluster()
 	sts := StatefulSet(nc, "img")
 	c := sts.Spec.Template.Spec.Containers[0]
-	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+	for _, p := range []*corev1.Probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
 		if p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
 			t.Errorf("probe scheme %s, want HTTPS", p.HTTPGet.Scheme)
 		}
@@ -142,7 +142,7 @@ func TestWithTLSProbesUseHTTPSAndThePodTemplateCarriesNoCertificate(t *testing.T
 	}
 	nc.Spec.TLS.Mode = v1alpha1.TLSModeDisabled
 	c = StatefulSet(nc, "img").Spec.Template.Spec.Containers[0]
-	if c.LivenessProbe.HTTPGet.Scheme != corev1.URISchemeHTTP || len(c.VolumeMounts) != 1 {
+	if c.LivenessProbe.HTTPGet.Scheme != corev1.URISchemeHTTP || c.StartupProbe.HTTPGet.Scheme != corev1.URISchemeHTTP || len(c.VolumeMounts) != 1 {
 		t.Errorf("Disabled: probe %s, mounts %v", c.LivenessProbe.HTTPGet.Scheme, c.VolumeMounts)
 	}
 }

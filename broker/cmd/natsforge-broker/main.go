@@ -205,17 +205,18 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natsforge-broker: %v\n", err)
 		return 1
 	}
+	// Monitoring first, as nats-server: until the listeners are up /healthz
+	// answers that they are not, rather than the port refusing.
+	stopMonitor, err := startMonitor(s, opts, logger)
+	if err != nil {
+		logger.Error("monitoring", "err", err.Error())
+		return 1
+	}
+	defer stopMonitor()
 	if err := s.Start(); err != nil {
 		logger.Error("start", "err", err.Error())
 		return 1
 	}
-	stopMonitor, err := startMonitor(s, opts, logger)
-	if err != nil {
-		logger.Error("monitoring", "err", err.Error())
-		s.Shutdown()
-		return 1
-	}
-	defer stopMonitor()
 	if f.config != "" {
 		if err := enableReload(s, f); err != nil {
 			logger.Error("config reload", "err", err.Error())
