@@ -130,7 +130,7 @@ func brokerContainer(nc *v1alpha1.NatsCluster, image string) corev1.Container {
 			{Name: ClusterPortName, ContainerPort: ClusterPort, Protocol: corev1.ProtocolTCP},
 			{Name: MonitorPortName, ContainerPort: MonitorPort, Protocol: corev1.ProtocolTCP},
 		},
-		Resources:      nc.Spec.Resources,
+		Resources: nc.Spec.Resources,
 		// The broker's /healthz fails until its client and route listeners
 		// are up and again in lame duck mode (as nats-server's), so readiness
 		// drops a pod from the Service while it hands its clients over. The
