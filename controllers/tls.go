@@ -332,7 +332,16 @@ func (r *NatsClusterReconciler) readCertificateSecret(ctx context.Context, rq *r
 	for _, c := range cas {
 		roots.AddCert(c)
 	}
-	if _, err := kp.Cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: kp.Cert.NotBefore.Add(time.Second),
+	// tls.crt may carry intermediates after the leaf, as cert-manager writes
+	// a chain.
+	intermediates := x509.NewCertPool()
+	if chain, err := pki.ParseCertificates(s.Data[resources.TLSCertKey]); err == nil {
+		for _, c := range chain[1:] {
+			intermediates.AddCert(c)
+		}
+	}
+	// Checked at the start of its validity: expiry is reported on its own.
+	if _, err := kp.Cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: kp.Cert.NotBefore.Add(time.Second),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return invalid("tls.crt is not signed by ca.crt")
 	}
