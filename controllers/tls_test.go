@@ -684,3 +684,39 @@ func TestATLSIdentityTheOperatorCannotIssueLeavesOnlyThatUserOut(t *testing.T) {
 		t.Error("a certificate was issued for an identity the operator cannot issue")
 	}
 }
+
+func TestWithVerifyClientsAGeneratedUserGetsAClientCertificateToo(t *testing.T) {
+	needAPIServer(t)
+	nc := createManualCluster(t, "verify", func(nc *v1alpha1.NatsCluster) { nc.Spec.TLS.VerifyClients = true })
+	r, calls := manualReconciler(t, nil)
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	s := getSecret(t, manualNamespace, "verify-user-app")
+	c := secretCert(t, s)
+	roots := x509.NewCertPool()
+	roots.AddCert(secretCert(t, getSecret(t, manualNamespace, "verify-ca")))
+	if _, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil || c.Subject.CommonName != "app" {
+		t.Errorf("client certificate CN=%s: %v", c.Subject.CommonName, err)
+	}
+	if len(s.Data["password"]) == 0 || len(s.Data["ca.crt"]) == 0 {
+		t.Error("the Secret lost its password or ca.crt")
+	}
+	o, _, err := brokerConfig(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.TLS == nil || !o.TLS.Verify {
+		t.Errorf("client tls %+v, want verify", o.TLS)
+	}
+	calls.reset()
+	for range 3 {
+		if _, err := r.Reconcile(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls.snapshot(); writes(got) != 0 {
+		t.Errorf("three resyncs made %d writes (%v), want 0", writes(got), got)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509/pkix"
 	"fmt"
 	"maps"
 
@@ -136,7 +137,7 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 		}
 		if spec.PasswordSecretRef == nil {
 			wantGenerated[u.secretName] = true
-			pw, err := r.ensureGeneratedCredentials(ctx, nc, spec.Name, rq.tls)
+			pw, err := r.ensureGeneratedCredentials(ctx, rq, spec.Name)
 			if err != nil {
 				return err
 			}
@@ -234,39 +235,72 @@ func (r *NatsClusterReconciler) readReferencedSecrets(ctx context.Context, nc *v
 // ensureGeneratedCredentials returns the password of a user without
 // passwordSecretRef, generating it (and its Secret) on first use. An
 // application may also set a password of its own in that Secret: the url key
-// follows it.
-func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, nc *v1alpha1.NatsCluster, user string, tls tlsState) ([]byte, error) {
-	caPEM := tls.caPEM
+// follows it. With TLS the Secret carries ca.crt; with verifyClients in mode
+// Operator also a client certificate.
+func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, rq *request, user string) ([]byte, error) {
+	nc := rq.cluster
+	caPEM := rq.tls.caPEM
 	name := resources.GeneratedUserSecretName(nc, user)
 	existing := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		s := resources.GeneratedUserSecret(nc, user, rand.Text(), caPEM)
-		if err := r.Client.Create(ctx, s); err != nil {
-			return nil, fmt.Errorf("create Secret %s: %w", name, err)
-		}
-		return s.Data[resources.PasswordKey], nil
+		existing = nil
 	case err != nil:
 		return nil, fmt.Errorf("get Secret %s: %w", name, err)
 	case !metav1.IsControlledBy(existing, nc):
 		return nil, fmt.Errorf("refusing to take over Secret %s: it exists and is not controlled by this NatsCluster", name)
 	}
 
-	password := string(existing.Data[resources.PasswordKey])
+	password := ""
+	if existing != nil {
+		password = string(existing.Data[resources.PasswordKey])
+		if caPEM == nil && rq.tls.enabled { // mode Secrets with its Secret missing: keep the last ca.crt
+			caPEM = existing.Data[resources.CACertKey]
+		}
+	}
 	if password == "" || len(password) > bcryptMaxPassword {
 		password = rand.Text()
 	}
-	if caPEM == nil && tls.enabled { // mode Secrets with its Secret missing: keep the last ca.crt
-		caPEM = existing.Data[resources.CACertKey]
-	}
 	desired := resources.GeneratedUserSecret(nc, user, password, caPEM)
-	if !secretUpToDate(existing, desired) {
+	if err := r.addClientCertificate(rq, user, existing, desired); err != nil {
+		return nil, err
+	}
+	if existing == nil {
+		if err := r.Client.Create(ctx, desired); err != nil {
+			return nil, fmt.Errorf("create Secret %s: %w", name, err)
+		}
+	} else if !secretUpToDate(existing, desired) {
 		if err := r.writeOwnedSecret(ctx, existing, desired); err != nil {
 			return nil, err
 		}
 	}
 	return []byte(password), nil
+}
+
+// addClientCertificate gives a generated user's Secret a client certificate
+// (CN=<user>, tls.crt and tls.key) when clients must present one
+// (verifyClients) and the operator holds the CA (mode Operator): the current
+// one while it is good, else a new one.
+func (r *NatsClusterReconciler) addClientCertificate(rq *request, user string, existing, desired *corev1.Secret) error {
+	if rq.tls.ca == nil || !rq.cluster.Spec.TLS.VerifyClients {
+		return nil
+	}
+	var current *pki.KeyPair
+	if existing != nil {
+		current, _ = pki.ParseKeyPair(existing.Data[resources.TLSCertKey], existing.Data[resources.TLSKeyKey])
+	}
+	req := pki.Request{Subject: pkix.Name{CommonName: user}, Usages: pki.ClientUsage, Lifetime: resources.CertificateDuration(rq.cluster)}
+	kp := current
+	if pki.Reissue(current, rq.tls.ca, req, rq.now) != "" {
+		var err error
+		if kp, err = pki.Issue(rq.tls.ca, req, rq.now); err != nil {
+			return fmt.Errorf("issue client certificate of user %s: %w", user, err)
+		}
+	}
+	desired.Data[resources.TLSCertKey], desired.Data[resources.TLSKeyKey] = kp.CertPEM, kp.KeyPEM
+	rq.tls.due(pki.RenewalTime(kp.Cert))
+	return nil
 }
 
 // deleteStaleGeneratedCredentials removes generated credential Secrets of

@@ -369,10 +369,11 @@ type TLSSpec struct {
 	// verifyClients makes every client present a certificate signed by the
 	// cluster's CA (the broker's verify), on top of its password. Certificate
 	// users (tlsIdentity) need no such setting: their certificate is always
-	// checked. In mode Operator the operator issues client certificates to
-	// certificate users only, so with password users this is meant for mode
-	// Secrets, where the CA of the client Secret's ca.crt signs the clients'
-	// certificates too.
+	// checked. In mode Operator the operator issues the certificates: a
+	// user with a generated password finds one (CN=<user>) in its Secret as
+	// tls.crt and tls.key; a user with passwordSecretRef needs one signed by
+	// the cluster's CA from elsewhere. In mode Secrets the CA of the client
+	// Secret's ca.crt signs the clients' certificates.
 	// +optional
 	VerifyClients bool `json:"verifyClients,omitempty"`
 
