@@ -80,7 +80,14 @@ type parseState struct {
 	msgBuf []byte // the payload, when split across reads
 	// scratch backs argBuf and small msgBufs.
 	scratch [maxControlLineScratch]byte
+	// splitBuf backs larger split payloads, kept for the next one (up to
+	// maxRetainedSplitBuf): over TLS a read holds at most one 16 KiB record,
+	// so every message of that size or more arrives split.
+	splitBuf []byte
 }
+
+// maxRetainedSplitBuf bounds the split-payload buffer a connection keeps.
+const maxRetainedSplitBuf = 64<<10 + 2
 
 // pubArgs are the arguments of the PUB/HPUB being parsed.
 type pubArgs struct {
@@ -578,7 +585,14 @@ func (c *client) parse(buf []byte) error {
 			if rem > c.pa.size+2 {
 				goto parseErr
 			}
-			c.msgBuf = make([]byte, rem, c.pa.size+2)
+			if need := c.pa.size + 2; cap(c.splitBuf) >= need {
+				c.msgBuf = c.splitBuf[:rem]
+			} else {
+				c.msgBuf = make([]byte, rem, need)
+				if need <= maxRetainedSplitBuf {
+					c.splitBuf = c.msgBuf[:0]
+				}
+			}
 			copy(c.msgBuf, buf[c.as:])
 		} else {
 			c.msgBuf = c.scratch[len(c.argBuf):len(c.argBuf)]

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -276,5 +277,30 @@ func TestABadCertificateAtStartUpIsAnErrorNamingTheFile(t *testing.T) {
 				t.Fatalf("error shows key material: %v", err)
 			}
 		})
+	}
+}
+
+func TestLargeMessagesSplitAcrossTLSRecordsArriveIntact(t *testing.T) {
+	p := newPKI(t)
+	s := runServer(t, &conf.Options{TLS: p.serverTLS()})
+	sub := connect(t, s.ClientURL(), p.trust())
+	ss, _ := sub.SubscribeSync("big")
+	sub.Flush()
+	pub := connect(t, s.ClientURL(), p.trust())
+	sizes := []int{20 << 10, 5 << 10, 40 << 10, 17 << 10, 70 << 10, 16 << 10}
+	for i, n := range sizes {
+		if err := pub.Publish("big", bytes.Repeat([]byte{byte('a' + i)}, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Flush()
+	for i, n := range sizes {
+		m, err := ss.NextMsg(3 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(m.Data, bytes.Repeat([]byte{byte('a' + i)}, n)) {
+			t.Fatalf("message %d (%d B) arrived as %d B starting %q", i, n, len(m.Data), m.Data[:min(8, len(m.Data))])
+		}
 	}
 }
