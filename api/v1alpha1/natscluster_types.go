@@ -633,9 +633,25 @@ const (
 	ReasonCertificateExpired = "CertificateExpired"
 )
 
+// MaxNameLength is the longest metadata.name a NatsCluster may have. Its
+// StatefulSet takes the same name, and Kubernetes labels each of its pods
+// controller-revision-hash=<statefulset name>-<hash of up to 10 characters>,
+// a label value of at most 63 characters: 63-1-10 = 52. Every other name the
+// operator derives (<name>-routes, <name>-route-credentials,
+// <name>-fingerprint-key, pods <name>-<ordinal>, ...) fits a longer name;
+// controllers/resources tests that this is exactly the limit. The CEL rule
+// below carries the number.
+const MaxNameLength = 52
+
 // NatsCluster is a cluster of natsforge brokers (a NATS-protocol message broker)
 // whose users authenticate with passwords kept in Kubernetes Secrets.
 //
+// Its name is a DNS label (RFC 1035, as a Service name must be) of at most
+// 52 characters (MaxNameLength), checked when it is created rather than when the
+// first child object is refused.
+//
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label (lower-case letters, digits and '-', starting with a letter, ending with a letter or digit): the cluster's Services take its name"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 52",message="metadata.name must be at most 52 characters: the StatefulSet takes the name, and Kubernetes labels its pods controller-revision-hash=<name>-<hash of up to 10 characters>, at most 63 characters"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas
