@@ -68,7 +68,9 @@ func TestMetricsGiveTheSecondsUntilEachCertificateExpiresAndFollowARotation(t *t
 		}
 		return out
 	}
-	near := func(got float64, want time.Duration) bool { return got > (want - time.Minute).Seconds() && got <= want.Seconds() }
+	near := func(got float64, want time.Duration) bool {
+		return got > (want-time.Minute).Seconds() && got <= want.Seconds()
+	}
 	if e := expiry(); !near(e["client"], 2*time.Hour) || !near(e["cluster"], 5*time.Hour) {
 		t.Fatalf("expiry gauges %v; want about 7200 (client) and 18000 (cluster)", e)
 	}
