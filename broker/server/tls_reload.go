@@ -106,9 +106,13 @@ func (s *Server) watchTLSFiles() {
 		go w.run()
 	}
 	e.mu.Unlock()
-	for _, w := range old {
-		w.close()
-	}
+	// Not waited for here: a reload (holding reloadMu) calls this, and an
+	// old watcher may be inside ReloadTLS, waiting for reloadMu.
+	go func() {
+		for _, w := range old {
+			w.close()
+		}
+	}()
 }
 
 func init() {
