@@ -85,7 +85,8 @@ func (c *client) userName() string {
 // CONNECT in as no_auth_user, when one is configured.
 func (c *client) authenticateNoAuthUser() bool {
 	ac := c.srv.authConfig()
-	if ac.noAuthUser == nil {
+	if ac.noAuthUser == nil || ac.tlsMap {
+		// With verify_and_map the certificate names the user, at CONNECT.
 		return false
 	}
 	c.mu.Lock()

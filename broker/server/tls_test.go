@@ -304,3 +304,33 @@ func TestLargeMessagesSplitAcrossTLSRecordsArriveIntact(t *testing.T) {
 		}
 	}
 }
+
+func TestWithVerifyAndMapAClientSkippingCONNECTIsNotTheNoAuthUserAsInNATSServer(t *testing.T) {
+	p := newPKI(t)
+	tlsc := p.serverTLS()
+	tlsc.VerifyAndMap = true
+	o := &conf.Options{TLS: tlsc, NoAuthUser: "anon", Authorization: &conf.Authorization{Users: []conf.User{{Name: "CN=alice"}, {Name: "anon", Password: "pw"}}}}
+	dave := p.ca.Client(t, pkix.Name{CommonName: "dave"}).TLSCertificate(t)
+	s := runServer(t, o)
+	oracle := runOracle(t, o)
+	see := func(addr string) string {
+		nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(nc)
+		infoOf(t, br)
+		tc := tls.Client(nc, &tls.Config{RootCAs: p.ca.Pool(), Certificates: []tls.Certificate{dave}, ServerName: "127.0.0.1"})
+		if _, err := tc.Write([]byte("PUB a 1\r\nx\r\nPING\r\n")); err != nil {
+			return "write: " + err.Error()
+		}
+		b, _ := io.ReadAll(tc)
+		return string(b)
+	}
+	got, want := see(s.Addr().String()), see(oracle.Addr().String())
+	if got != want || strings.Contains(got, "PONG") {
+		t.Fatalf("the broker sends %q, nats-server %q", got, want)
+	}
+}
