@@ -1187,6 +1187,11 @@ func (r *route) handshake(rr *routeReader, cfg routeConfig) bool {
 			r.isSelf, r.remoteID = true, in.ID
 			return false
 		}
+		if in.TLSRequired {
+			// Only a peer with cluster.tls says so in the clear; never send
+			// it the route credentials without TLS.
+			return fail("the remote requires TLS and cluster.tls is not configured here", "url", redactURL(r.dialer.u))
+		}
 		if in.Cluster != "" && cfg.name != "" && in.Cluster != cfg.name {
 			return fail("remote is in another cluster", "remote_cluster", in.Cluster, "cluster", cfg.name)
 		}

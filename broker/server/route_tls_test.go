@@ -86,7 +86,20 @@ func TestARouteWithoutAValidCertificateIsRefused(t *testing.T) {
 			o.Cluster.Routes = []string{fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", testRouteUser, tc.pass, seed)}
 			o.Cluster.TLS = tc.tls()
 			before := strings.Count(logs[0].String(), tc.why)
-			x := startMember(t, o, nil)
+			xlogs := &syncBuffer{}
+			x := startMember(t, o, xlogs)
+			if tc.tls() == nil {
+				// Without TLS the dialler stops at the INFO and never sends
+				// its credentials in the clear.
+				waitUntil(t, 10*time.Second, "the intruder to stop at tls_required", func() bool {
+					return strings.Contains(xlogs.String(), "the remote requires TLS")
+				})
+				if strings.Contains(xlogs.String(), "refused") {
+					t.Fatalf("the intruder sent CONNECT:\n%s", xlogs)
+				}
+				x.Shutdown()
+				return
+			}
 			waitUntil(t, 10*time.Second, "the seed to refuse the route ("+tc.why+")", func() bool {
 				return strings.Count(logs[0].String(), tc.why) > before
 			})
