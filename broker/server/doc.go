@@ -30,9 +30,12 @@
 // # Goroutines
 //
 // One accept loop. With TLS, a goroutine per new connection runs the handshake
-// (bounded by the TLS timeout) and then registers the connection; the
-// accept loop never waits on a handshake. Each certificate file has a watcher
-// goroutine (tls_reload.go), as the config file has. Per connection, a read loop that owns the parser state and
+// (bounded by the TLS timeout) and then registers the connection; the accept
+// loop never waits on a handshake. Each certificate file has a watcher
+// goroutine (tls_reload.go), as the config file has; it calls ReloadTLS, which
+// takes reloadMu, so a reload never waits for a watcher to stop (the ones it
+// replaces are closed on a goroutine of their own). Per connection, a read
+// loop that owns the parser state and
 // runs every handler (so a connection's ops are processed in order), and a
 // write loop that owns the socket's write side. Delivery appends to the
 // subscriber's outbound buffer under the subscriber's lock; the publisher's
@@ -58,8 +61,9 @@
 //
 // Server.mu is never held while taking client.mu: code that visits clients
 // copies the map under Server.mu, releases it, then locks each client
-// (forEachClient). serverExt.mu (route_info.go) guards a few fields and is
-// released before anything else is locked. The cluster (route*.go) has its
+// (forEachClient). serverExt.mu (route_info.go) guards a few fields (the
+// certificate watchers among them) and is released before anything else is
+// locked. The cluster (route*.go) has its
 // own locks, routeManager.mu then route.mu; the core calls the cluster with
 // none of the locks above held, and the cluster calls back (deliverRouted)
 // with none of its own held. Options, the auth configuration and the TLS
