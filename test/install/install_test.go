@@ -23,13 +23,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 var (
-	repoRoot  string
-	k8sClient client.Client
+	repoRoot   string
+	k8sClient  client.Client
+	restConfig *rest.Config
 )
 
 func TestMain(m *testing.M) {
@@ -54,6 +56,7 @@ func runWithAPIServer(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
 		}
 	}()
+	restConfig = cfg
 	k8sClient, err = client.New(cfg, client.Options{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "client: %v\n", err)
@@ -175,6 +178,7 @@ func TestHelmChartWithDefaultValuesIsAcceptedByTheAPIServer(t *testing.T) {
 	for kind, want := range map[string]int{
 		"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
 		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
+		"ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2,
 	} {
 		if got[kind] != want {
 			t.Errorf("default chart renders %d %s, want %d (all: %v)", got[kind], kind, want, got)
@@ -235,7 +239,8 @@ func TestKustomizeDefaultIsAcceptedByTheAPIServer(t *testing.T) {
 	kubectl := tool(t, "KUBECTL")
 	objs := decodeObjects(t, run(t, kubectl, "kustomize", "config/default"))
 	got := kinds(objs)
-	for _, kind := range []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment"} {
+	for _, kind := range []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		if got[kind] == 0 {
 			t.Errorf("kustomize build config/default has no %s (all: %v)", kind, got)
 		}

@@ -1,0 +1,259 @@
+package install
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/controllers/resources"
+)
+
+// The policies' refusals, as the chart and config/admission word them.
+const (
+	refusedForeignPod    = "may change only pods labelled app.kubernetes.io/managed-by=natsforge-operator"
+	refusedPodChange     = "may change nothing on a pod but its annotations"
+	refusedForeignSecret = "may update or delete only Secrets a NatsCluster controls"
+	refusedNewSecret     = "may create or keep only Secrets a NatsCluster controls"
+)
+
+// TestTheOperatorMayWriteOnlyWhatItManages installs the operator's RBAC and
+// admission policies for real, as the Helm chart and as config/default render
+// them, and acts as the operator's ServiceAccount (impersonated): the API
+// server's ValidatingAdmissionPolicy plugin and RBAC decide.
+func TestTheOperatorMayWriteOnlyWhatItManages(t *testing.T) {
+	for _, tc := range []struct {
+		name, namespace string
+		render          func(t *testing.T) []byte
+	}{
+		{"helm chart", "admission-helm", func(t *testing.T) []byte {
+			return run(t, tool(t, "HELM"), "template", "nf", "charts/natsforge", "--namespace", "natsforge-system")
+		}},
+		{"kustomize", "admission-kustomize", func(t *testing.T) []byte {
+			return run(t, tool(t, "KUBECTL"), "kustomize", "config/default")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			operator := installOperatorAccess(t, decodeObjects(t, tc.render(t)))
+			checkOperatorWrites(t, tc.namespace, operator)
+		})
+	}
+}
+
+// installOperatorAccess creates the ServiceAccount, its RBAC and the
+// admission policies from objs, and returns a client acting as that
+// ServiceAccount.
+func installOperatorAccess(t *testing.T, objs []*unstructured.Unstructured) client.Client {
+	t.Helper()
+	ctx := context.Background()
+	var user string
+	for _, obj := range objs {
+		switch obj.GetKind() {
+		case "ServiceAccount":
+			user = fmt.Sprintf("system:serviceaccount:%s:%s", obj.GetNamespace(), obj.GetName())
+		case "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+		default:
+			continue
+		}
+		if ns := obj.GetNamespace(); ns != "" {
+			ensureNamespace(t, ns)
+		}
+		if err := k8sClient.Patch(ctx, obj, client.Apply, client.FieldOwner("admission-test"), client.ForceOwnership); err != nil {
+			t.Fatalf("installing %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	if user == "" {
+		t.Fatal("no ServiceAccount rendered")
+	}
+	ns := strings.Split(user, ":")[2]
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
+	ctx := context.Background()
+	ensureNamespace(t, ns)
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
+	admin, err := client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// What a cluster looks like to the operator: a NatsCluster, its broker pod
+	// (as the StatefulSet builds it), its config Secret, and the user's own
+	// password Secret; beside them a pod natsforge does not manage.
+	nc := &v1alpha1.NatsCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"},
+		Spec: v1alpha1.NatsClusterSpec{Auth: v1alpha1.AuthSpec{Users: []v1alpha1.User{
+			{Name: "alice", PasswordSecretRef: &v1alpha1.SecretKeyReference{Name: "alice-pw"}}}}},
+	}
+	create(t, admin, nc)
+	template := resources.StatefulSet(nc, "natsforge/broker:test").Spec.Template
+	broker := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: resources.PodName(nc, 0), Labels: template.Labels},
+		Spec: template.Spec}
+	broker.Spec.AutomountServiceAccountToken = ptr.To(false)
+	create(t, admin, broker)
+	foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-app", Labels: map[string]string{"app": "user-app"}},
+		Spec: corev1.PodSpec{AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{Name: "app", Image: "user/app:1"}}}}
+	create(t, admin, foreign)
+	userSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice-pw"},
+		Data: map[string][]byte{"password": []byte("alice-plaintext")}}
+	create(t, admin, userSecret)
+	configSecret := resources.ConfigSecret(nc, []byte("port: 4222\n"), []byte("{}"))
+	create(t, admin, configSecret)
+
+	annotate := func(pod *corev1.Pod, key, value string) func() error {
+		return func() error {
+			return patchPod(operator, pod, func(p *corev1.Pod) { metav1.SetMetaDataAnnotation(&p.ObjectMeta, key, value) })
+		}
+	}
+	editUserSecret := func() error {
+		return updateSecret(operator, userSecret, func(s *corev1.Secret) { s.Data["password"] = []byte("taken-over") })
+	}
+
+	// The policies take effect a moment after they are created: wait for the
+	// first refusal of each, then check everything else once.
+	waitRefused(t, "annotating a pod natsforge does not manage", annotate(foreign, resources.AnnotationConfigHash, "x"), refusedForeignPod)
+	waitRefused(t, "writing a user's password Secret back unchanged", func() error {
+		return updateSecret(operator, userSecret, func(*corev1.Secret) {})
+	}, refusedForeignSecret)
+
+	// The operator's own work.
+	allowed(t, "bumping the config annotation on a broker pod", annotate(broker, resources.AnnotationConfigHash, "sha256:1"))
+	allowed(t, "bumping the TLS annotation on a broker pod", annotate(broker, resources.AnnotationTLSHash, "sha256:2"))
+	allowed(t, "updating the cluster's config Secret", func() error {
+		return updateSecret(operator, configSecret, func(s *corev1.Secret) { s.Data[resources.ConfigKey] = []byte("port: 4223\n") })
+	})
+	generated := resources.GeneratedUserSecret(nc, "bob", "bob-generated", nil)
+	allowed(t, "creating a generated user's Secret", func() error { return operator.Create(ctx, generated) })
+	allowed(t, "deleting a generated user's Secret", func() error { return operator.Delete(ctx, generated) })
+
+	// Anything else.
+	refused(t, "changing a broker pod's image", func() error {
+		return patchPod(operator, broker, func(p *corev1.Pod) { p.Spec.Containers[0].Image = "attacker/image:1" })
+	}, refusedPodChange)
+	refused(t, "changing a broker pod's label", func() error {
+		return patchPod(operator, broker, func(p *corev1.Pod) { p.Labels["app.kubernetes.io/instance"] = "other" })
+	}, refusedPodChange)
+	refused(t, "setting another annotation on a broker pod", annotate(broker, "example.com/other", "x"), refusedPodChange)
+	refused(t, "annotating a pod natsforge does not manage", annotate(foreign, resources.AnnotationTLSHash, "x"), refusedForeignPod)
+	refused(t, "editing a user's password Secret", editUserSecret, refusedForeignSecret)
+	refused(t, "deleting a user's password Secret", func() error { return operator.Delete(ctx, userSecret) }, refusedForeignSecret)
+	refused(t, "creating a Secret no NatsCluster controls", func() error {
+		return operator.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "planted"}})
+	}, refusedNewSecret)
+	refused(t, "taking a Secret away from its NatsCluster", func() error {
+		return updateSecret(operator, configSecret, func(s *corev1.Secret) { s.OwnerReferences = nil })
+	}, refusedNewSecret)
+	// RBAC: verbs the operator has no use for.
+	for what, call := range map[string]func() error{
+		"deleting a broker pod": func() error { return operator.Delete(ctx, broker) },
+		"creating a pod": func() error {
+			return operator.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x"}, Spec: foreign.Spec})
+		},
+		"deleting the StatefulSet": func() error { return operator.Delete(ctx, resources.StatefulSet(nc, "img")) },
+	} {
+		if err := call(); !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v, want Forbidden by RBAC", what, err)
+		}
+	}
+
+	// Nothing refused was written.
+	got := &corev1.Pod{}
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(broker), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.Containers[0].Image != "natsforge/broker:test" || got.Annotations[resources.AnnotationConfigHash] != "sha256:1" {
+		t.Errorf("broker pod image %s, annotations %v", got.Spec.Containers[0].Image, got.Annotations)
+	}
+	s := &corev1.Secret{}
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(userSecret), s); err != nil || string(s.Data["password"]) != "alice-plaintext" {
+		t.Errorf("the user's password Secret changed: %v %q", err, s.Data["password"])
+	}
+}
+
+func create(t *testing.T, c client.Client, obj client.Object) {
+	t.Helper()
+	if err := c.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// patchPod merge-patches the pod's current state with change, as the
+// operator patches its annotations.
+func patchPod(c client.Client, pod *corev1.Pod, change func(*corev1.Pod)) error {
+	cur := &corev1.Pod{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(pod), cur); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(cur.DeepCopy())
+	change(cur)
+	return c.Patch(context.Background(), cur, patch)
+}
+
+func updateSecret(c client.Client, s *corev1.Secret, change func(*corev1.Secret)) error {
+	cur := &corev1.Secret{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(s), cur); err != nil {
+		return err
+	}
+	change(cur)
+	return c.Update(context.Background(), cur)
+}
+
+func allowed(t *testing.T, what string, call func() error) {
+	t.Helper()
+	if err := call(); err != nil {
+		t.Errorf("%s was refused: %v", what, err)
+	}
+}
+
+func refused(t *testing.T, what string, call func() error, why string) {
+	t.Helper()
+	err := call()
+	if err == nil {
+		t.Errorf("%s was allowed", what)
+		return
+	}
+	if !strings.Contains(err.Error(), why) {
+		t.Errorf("%s: %v, want a refusal saying %q", what, err, why)
+	}
+}
+
+func waitRefused(t *testing.T, what string, call func() error, why string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := call()
+		if err != nil && strings.Contains(err.Error(), why) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: after 30s still %v, want a refusal saying %q", what, err, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
