@@ -172,6 +172,20 @@ func (s *Server) acceptTLSClient(nc net.Conn, m *tlsMaterial) {
 			return
 		}
 	}
+	// max_connections is checked before the handshake costs anything, and
+	// refused in the clear, as nats-server does.
+	if max := s.getOpts().MaxConnections; max > 0 {
+		s.mu.Lock()
+		full := len(s.clients) >= max
+		s.mu.Unlock()
+		if full {
+			s.logger.Info("maximum connections exceeded", "addr", nc.RemoteAddr().String())
+			_ = nc.SetWriteDeadline(deadline)
+			_, _ = nc.Write([]byte("-ERR '" + errTextMaxConnections + "'\r\n"))
+			lingeringClose(nc)
+			return
+		}
+	}
 	tc := tls.Server(nc, m.config)
 	_ = tc.SetDeadline(deadline)
 	if err := tc.Handshake(); err != nil {

@@ -334,3 +334,27 @@ func TestWithVerifyAndMapAClientSkippingCONNECTIsNotTheNoAuthUserAsInNATSServer(
 		t.Fatalf("the broker sends %q, nats-server %q", got, want)
 	}
 }
+
+func TestMaxConnectionsRefusesATLSClientBeforeTheHandshakeAsNATSServer(t *testing.T) {
+	p := newPKI(t)
+	o := &conf.Options{TLS: p.serverTLS(), MaxConnections: 1}
+	s := runServer(t, o)
+	oracle := runOracle(t, o)
+	see := func(url, addr string) string {
+		connect(t, url, p.trust())
+		nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(nc)
+		infoOf(t, br)
+		rest, _ := io.ReadAll(br)
+		return string(rest)
+	}
+	got, want := see(s.ClientURL(), s.Addr().String()), see(oracle.ClientURL(), oracle.Addr().String())
+	if got != want || got != "-ERR 'maximum connections exceeded'\r\n" {
+		t.Fatalf("after INFO the broker sends %q, nats-server %q", got, want)
+	}
+}
