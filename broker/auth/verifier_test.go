@@ -66,7 +66,7 @@ func TestAStormOfDistinctUsersPaysOneBcryptPerUser(t *testing.T) {
 }
 
 func TestConcurrentWrongPasswordsEachPayAFullBcryptAndNeverShareASuccess(t *testing.T) {
-	hash := mustHash(t, "right-pw", 8)
+	hash := mustHash(t, "right-pw", 5)
 	v := NewVerifier()
 	var checks [][3]string
 	for range 30 {
