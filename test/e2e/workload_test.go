@@ -528,8 +528,9 @@ func TestOperatorRestartAndDeletion(t *testing.T) {
 	// NatsCluster already queued: one reconcile done and an idle queue mean
 	// every one of them (this test's too) has been reconciled.
 	var last string
+	scraperToken := metricsScraperToken(t)
 	waitFor(t, 2*time.Minute, "the new operator to reconcile every NatsCluster", func(ctx context.Context) (bool, error) {
-		m, err := scrapeMetrics(ctx, operator.Status.PodIP)
+		m, err := scrapeMetrics(ctx, operator.Status.PodIP, scraperToken)
 		if err != nil {
 			return false, err
 		}
@@ -637,6 +638,14 @@ func helmUninstall(t *testing.T) {
 		if err := add("ClusterRoleBinding", len(crbs.Items), err, func(i int) string { return crbs.Items[i].Name }); err != nil {
 			return false, err
 		}
+		vaps, err := kube.AdmissionregistrationV1().ValidatingAdmissionPolicies().List(ctx, release)
+		if err := add("ValidatingAdmissionPolicy", len(vaps.Items), err, func(i int) string { return vaps.Items[i].Name }); err != nil {
+			return false, err
+		}
+		vapbs, err := kube.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().List(ctx, release)
+		if err := add("ValidatingAdmissionPolicyBinding", len(vapbs.Items), err, func(i int) string { return vapbs.Items[i].Name }); err != nil {
+			return false, err
+		}
 		roles, err := kube.RbacV1().Roles("").List(ctx, release)
 		if err := add("Role", len(roles.Items), err, func(i int) string { return roles.Items[i].Namespace + "/" + roles.Items[i].Name }); err != nil {
 			return false, err
@@ -695,21 +704,25 @@ func helmUninstall(t *testing.T) {
 // which config to load (resources.AnnotationConfigHash).
 const configHashAnnotation = "natsforge.io/config-hash"
 
-// scrapeMetrics reads the operator's Prometheus metrics (plain http on 8080)
-// and sums samples by metric name and the controller or workqueue they are of:
-// "workqueue_depth{natscluster}".
-func scrapeMetrics(ctx context.Context, podIP string) (map[string]float64, error) {
+// scrapeMetrics reads the operator's Prometheus metrics (HTTPS on 8443, with
+// the bearer token of a metrics reader) and sums samples by metric name and
+// the controller or workqueue they are of: "workqueue_depth{natscluster}".
+func scrapeMetrics(ctx context.Context, podIP, token string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(podIP, "8080")+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(podIP, "8443")+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := metricsHTTP.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("operator metrics: %s", resp.Status)
+	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -176,7 +176,7 @@ func TestHelmChartWithDefaultValuesIsAcceptedByTheAPIServer(t *testing.T) {
 	objs := decodeObjects(t, run(t, helm, "template", "nf", "charts/natsforge", "--namespace", "natsforge-system"))
 	got := kinds(objs)
 	for kind, want := range map[string]int{
-		"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+		"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 2,
 		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
 		"ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2,
 	} {
