@@ -102,6 +102,8 @@ func setup(ctx context.Context, mgr ctrl.Manager, brokerImage string) error {
 		Recorder:     mgr.GetEventRecorder("natsforge-operator"),
 		DefaultImage: brokerImage,
 		Digests:      controllers.HTTPDigestProber{},
+		// Each cluster's NetworkPolicy admits this namespace to /varz.
+		OperatorNamespace: controllers.OperatorNamespace(),
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return err

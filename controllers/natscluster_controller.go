@@ -25,18 +25,22 @@ limitations under the License.
 //     credentials (users.go)
 //  2. apply services: the routes and client Services, first because the
 //     server certificate names the client Service's cluster IP (workload.go)
-//  3. ensure certificates: in tls.mode Operator keep the cluster CA and issue
+//  3. apply network policy: the NetworkPolicy that admits clients to 4222,
+//     only the cluster's pods to 6222 and only the operator's (and the
+//     monitoring) namespaces to 8222, or its deletion when disabled
+//     (networkpolicy.go)
+//  4. ensure certificates: in tls.mode Operator keep the cluster CA and issue
 //     or renew (at 2/3 of their lifetime) the server and route certificates;
 //     in mode Secrets read and check the named Secrets (tls.go, pki/)
-//  4. resolve users: read each passwordSecretRef straight from the API server,
+//  5. resolve users: read each passwordSecretRef straight from the API server,
 //     generate "<cluster>-user-<name>", or issue a certificate user's client
 //     certificate into it (users.go)
-//  5. write config: bcrypt only the passwords whose keyed fingerprint changed,
+//  6. write config: bcrypt only the passwords whose keyed fingerprint changed,
 //     render with broker/conf, parse back, write "<cluster>-config" only when
 //     its bytes differ (config.go, hashing.go)
-//  6. apply workload: StatefulSet, PDB through one write path
+//  7. apply workload: StatefulSet, PDB through one write path
 //     (workload.go)
-//  7. propagate config: annotate pods with the new config and certificate
+//  8. propagate config: annotate pods with the new config and certificate
 //     hashes so the kubelet refreshes the mounted Secrets, and ask ready pods'
 //     /varz (over HTTPS, trusting the cluster CA, when TLS is on) which config
 //     and certificate they serve and how many peers they have routes to
@@ -59,6 +63,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
@@ -82,6 +87,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;patch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // propagationPoll is how soon a cluster whose pods still serve an older config,
@@ -104,6 +110,11 @@ type NatsClusterReconciler struct {
 	// Digests asks a broker pod which config it has loaded and how many peers
 	// it has routes to.
 	Digests DigestProber
+	// OperatorNamespace is the namespace the operator runs in; each cluster's
+	// NetworkPolicy admits it to the monitoring port so that it can ask the
+	// brokers' /varz. Empty when unknown (the operator runs outside the
+	// cluster): then no namespace is admitted for the operator's sake.
+	OperatorNamespace string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -145,6 +156,7 @@ func (r *NatsClusterReconciler) phases() []phase {
 	return []phase{
 		{"ensure operator secrets", r.ensureOperatorSecrets},
 		{"apply services", r.applyServices},
+		{"apply network policy", r.applyNetworkPolicy},
 		{"ensure certificates", r.ensureCertificates},
 		{"resolve users", r.resolveUsers},
 		{"write config", r.writeConfig},
@@ -228,6 +240,7 @@ func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersNamingSecret), builder.OnlyMetadata).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(clusterOfPod), builder.WithPredicates(brokerPodChanged)).

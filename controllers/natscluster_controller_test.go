@@ -33,6 +33,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -458,6 +459,7 @@ func TestResyncWritesNothingAndHashesNothing(t *testing.T) {
 			"client Service":     &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s1"}},
 			"routes Service":     &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s1-routes"}},
 			"PDB":                &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "s1"}},
+			"NetworkPolicy":      &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "s1"}},
 			"NatsCluster status": &v1alpha1.NatsCluster{ObjectMeta: metav1.ObjectMeta{Name: "s1"}},
 		} {
 			if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: obj.GetName()}, obj); err != nil {

@@ -17,6 +17,9 @@ limitations under the License.
 package controllers
 
 import (
+	"os"
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -58,4 +61,19 @@ func CacheOptions(namespaces []string) cache.Options {
 // informer holds metadata only).
 func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
+
+// OperatorNamespace is the namespace the operator runs in: $POD_NAMESPACE
+// (the chart's and config/manager's Deployments set it from the downward
+// API), else the namespace of the mounted ServiceAccount token, else "" when
+// the operator runs outside a cluster.
+func OperatorNamespace() string {
+	if ns := strings.TrimSpace(os.Getenv("POD_NAMESPACE")); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

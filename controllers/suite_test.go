@@ -56,8 +56,11 @@ import (
 var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
 	"missing", "generated", "scaling", "validation", "paused", "propagation", "takeover",
-	"tls", "tls-users", "tls-secrets", "tls-exposed",
+	"tls", "tls-users", "tls-secrets", "tls-exposed", "netpol",
 }
+
+// operatorNamespace is where the suite's reconciler says the operator runs.
+const operatorNamespace = "natsforge-system"
 
 const unwatchedNamespace = "timing"
 
@@ -167,7 +170,8 @@ func runSuite(m *testing.M) int {
 		DefaultImage: DefaultImage("test"),
 		// Broker pods under envtest are objects only; a pod given the address
 		// 127.0.0.1 is answered by this fake /varz.
-		Digests: HTTPDigestProber{Port: varzPort},
+		Digests:           HTTPDigestProber{Port: varzPort},
+		OperatorNamespace: operatorNamespace,
 	}
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "setup:", err)

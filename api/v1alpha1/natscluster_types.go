@@ -70,6 +70,16 @@ type NatsClusterSpec struct {
 	// +optional
 	Service ServiceSpec `json:"service,omitempty"`
 
+	// networkPolicy restricts who may reach the broker pods' ports: clients
+	// reach 4222, only the cluster's own pods reach the routes on 6222, and
+	// only the operator's namespace (plus monitoringNamespaceSelector) reaches
+	// the monitoring port 8222, whose /connz and /subsz list users, client
+	// addresses and subscriptions. On by default. It takes effect only where
+	// the cluster's network plugin enforces NetworkPolicies.
+	// +optional
+	// +kubebuilder:default={enabled: true}
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
 	// tls secures the client port, the routes between brokers and the
 	// monitoring port. It is on by default, with certificates the operator
 	// issues from a CA of the cluster's own; set mode to Secrets to bring
@@ -324,6 +334,34 @@ type ServiceSpec struct {
 	// cloud load balancer.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// NetworkPolicySpec configures the NetworkPolicy "<name>" the operator keeps
+// for the broker pods. It governs ingress only: the brokers may still open
+// connections anywhere.
+type NetworkPolicySpec struct {
+	// enabled makes the operator keep the NetworkPolicy; set it to false to
+	// have the operator delete it (for example where another tool manages the
+	// network). Defaults to true.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// clientNamespaceSelector, when set, lets only pods in the namespaces it
+	// selects reach the client port 4222 (an empty selector selects every
+	// namespace, but no address outside the Kubernetes cluster). When absent,
+	// anyone may reach 4222, from inside the Kubernetes cluster or, through a
+	// LoadBalancer or NodePort Service, from outside it: clients still need a
+	// password or a certificate.
+	// +optional
+	ClientNamespaceSelector *metav1.LabelSelector `json:"clientNamespaceSelector,omitempty"`
+
+	// monitoringNamespaceSelector lets pods in the namespaces it selects (for
+	// example the one Prometheus runs in) reach the monitoring port 8222, in
+	// addition to the operator's own namespace. When absent, only the
+	// operator's namespace may.
+	// +optional
+	MonitoringNamespaceSelector *metav1.LabelSelector `json:"monitoringNamespaceSelector,omitempty"`
 }
 
 // TLSMode says where a cluster's certificates come from.

@@ -96,6 +96,7 @@ func StatefulSetName(nc *v1alpha1.NatsCluster) string   { return nc.Name }
 func ClientServiceName(nc *v1alpha1.NatsCluster) string { return nc.Name }
 func RoutesServiceName(nc *v1alpha1.NatsCluster) string { return nc.Name + "-routes" }
 func PDBName(nc *v1alpha1.NatsCluster) string           { return nc.Name }
+func NetworkPolicyName(nc *v1alpha1.NatsCluster) string { return nc.Name }
 func ConfigSecretName(nc *v1alpha1.NatsCluster) string  { return nc.Name + "-config" }
 func RoutesSecretName(nc *v1alpha1.NatsCluster) string  { return nc.Name + "-route-credentials" }
 

@@ -40,7 +40,7 @@ func childNameProblems(name string) []string {
 		check(what, n, validation.IsDNS1035Label(n))
 	}
 	for what, n := range map[string]string{
-		"StatefulSet": StatefulSetName(nc), "PodDisruptionBudget": PDBName(nc),
+		"StatefulSet": StatefulSetName(nc), "PodDisruptionBudget": PDBName(nc), "NetworkPolicy": NetworkPolicyName(nc),
 		"config Secret": ConfigSecretName(nc), "route credentials Secret": RoutesSecretName(nc),
 		"fingerprint key Secret": FingerprintKeySecretName(nc), "generated user Secret": GeneratedUserSecretName(nc, longestUser),
 		"CA Secret": CASecretName(nc), "server TLS Secret": ServerTLSSecretName(nc), "routes TLS Secret": RoutesTLSSecretName(nc),

@@ -96,6 +96,7 @@ func TestNamesFollowTheDesign(t *testing.T) {
 		ClientServiceName(nc):        "demo",
 		RoutesServiceName(nc):        "demo-routes",
 		PDBName(nc):                  "demo",
+		NetworkPolicyName(nc):        "demo",
 		ConfigSecretName(nc):         "demo-config",
 		RoutesSecretName(nc):         "demo-route-credentials",
 		FingerprintKeySecretName(nc): "demo-fingerprint-key",
