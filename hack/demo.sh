@@ -7,8 +7,11 @@
 #      be a registry that cluster pulls from, and DEMO_IMAGE_PREFIX its pull name);
 #   3. helm-installs the operator (charts/natsforge);
 #   4. applies the sample Secret and a 3-replica NatsCluster (config/samples);
-#   5. waits for Ready, connects a NATS client as myname/password, publishes and
-#      receives a message, shows a wrong password refused;
+#   5. waits for Ready, connects a NATS client as myname/password over TLS (the
+#      default; --tlsca with the cluster's CA, from inside the local cluster's
+#      network namespace where the Service name in the certificate resolves),
+#      publishes and receives a message, shows a wrong password and plaintext
+#      refused;
 #   6. prints what to try next.
 #
 # The local cluster is left running for those next steps; `make cluster-down` ends it.
@@ -82,6 +85,11 @@ k -n "${NAMESPACE}" apply -f "${SAMPLE}"
 NC="$(k -n "${NAMESPACE}" get natsclusters -o jsonpath='{.items[0].metadata.name}')"
 [ -n "${NC}" ] || die "no NatsCluster in namespace ${NAMESPACE} after applying ${SAMPLE}"
 info "NatsCluster: ${NC}"
+if [ "${LOCAL}" != true ] &&
+  [ "$(k -n "${NAMESPACE}" get natscluster "${NC}" -o jsonpath='{.spec.tls.mode}')" = Operator ]; then
+  # The client below reaches the cluster through a port-forward, as localhost.
+  k -n "${NAMESPACE}" patch natscluster "${NC}" --type merge -p '{"spec":{"tls":{"extraSANs":["localhost"]}}}'
+fi
 SECRET="$(k -n "${NAMESPACE}" get natscluster "${NC}" -o jsonpath='{.spec.auth.users[?(@.name=="myname")].passwordSecretRef.name}')"
 SECRET="${SECRET:-<the user Secret>}"
 
@@ -98,7 +106,10 @@ k -n "${NAMESPACE}" get natscluster "${NC}"
 k -n "${NAMESPACE}" get pods -l "app.kubernetes.io/instance=${NC}" -o wide 2>/dev/null || true
 
 # ---------------------------------------------------------------------------
-say "Connecting a NATS client as myname/password"
+# TLS is on unless the NatsCluster says otherwise: condition Secure=True means
+# clients, routes and monitoring are served over TLS (the default, mode Operator).
+SECURE="$(k -n "${NAMESPACE}" get natscluster "${NC}" -o jsonpath='{.status.conditions[?(@.type=="Secure")].status}')"
+MODE="$(k -n "${NAMESPACE}" get natscluster "${NC}" -o jsonpath='{.spec.tls.mode}')"
 PF_PID=""
 SUB_PID=""
 cleanup() {
@@ -106,21 +117,56 @@ cleanup() {
   [ -z "${SUB_PID}" ] || kill "${SUB_PID}" 2>/dev/null || true
 }
 trap cleanup EXIT
-if [ "${LOCAL}" = true ]; then
-  # The machine routes the cluster's Service range through the node: connect to the
-  # Service's ClusterIP directly, over the pod network.
-  HOSTPORT="$(k -n "${NAMESPACE}" get service "${NC}" -o jsonpath='{.spec.clusterIP}'):4222"
+RUN=()      # prefix of every nats command (the cluster's network namespace, locally)
+TLSARGS=()  # --tlsca with TLS
+if [ "${SECURE}" = True ]; then
+  say "Connecting a NATS client over TLS (mode ${MODE:-Operator}) as myname/password"
+  # The CA that signs the server certificate: ca.crt of the Secret the brokers serve.
+  if [ "${MODE}" = Secrets ]; then
+    CA_SECRET="$(k -n "${NAMESPACE}" get natscluster "${NC}" -o jsonpath='{.spec.tls.client.secretName}')"
+  else
+    CA_SECRET="${NC}-tls"
+  fi
+  CA_FILE="${ROOT}/bin/demo/${NC}-ca.crt"
+  mkdir -p "$(dirname "${CA_FILE}")"
+  k -n "${NAMESPACE}" get secret "${CA_SECRET}" -o jsonpath='{.data.ca\.crt}' | base64 -d > "${CA_FILE}"
+  [ -s "${CA_FILE}" ] || die "Secret ${CA_SECRET} has no ca.crt"
+  info "CA: ${CA_FILE} (ca.crt of Secret ${CA_SECRET}; the generated user Secrets carry it too)"
+  TLSARGS=(--tlsca "${CA_FILE}")
+  SCHEME=tls
+  if [ "${LOCAL}" = true ]; then
+    # The certificate names the Service (<name>.<namespace>.svc); that name
+    # resolves inside the cluster's network namespace, where the client runs.
+    RUN=("${ROOT}/hack/local-cluster/exec.sh")
+    HOSTPORT="${NC}.${NAMESPACE}.svc:4222"
+  else
+    # Through a port-forward the client sees localhost: the certificate must name
+    # it (spec.tls.extraSANs: [localhost]).
+    k -n "${NAMESPACE}" port-forward "service/${NC}" 14222:4222 >/dev/null 2>&1 &
+    PF_PID=$!
+    sleep 2
+    HOSTPORT="localhost:14222"
+  fi
 else
-  k -n "${NAMESPACE}" port-forward "service/${NC}" 14222:4222 >/dev/null 2>&1 &
-  PF_PID=$!
-  sleep 2
-  HOSTPORT="127.0.0.1:14222"
+  say "Connecting a NATS client as myname/password (plaintext: Secure=${SECURE:-unknown})"
+  SCHEME=nats
+  if [ "${LOCAL}" = true ]; then
+    # The machine routes the cluster's Service range through the node: connect to the
+    # Service's ClusterIP directly, over the pod network.
+    HOSTPORT="$(k -n "${NAMESPACE}" get service "${NC}" -o jsonpath='{.spec.clusterIP}'):4222"
+  else
+    k -n "${NAMESPACE}" port-forward "service/${NC}" 14222:4222 >/dev/null 2>&1 &
+    PF_PID=$!
+    sleep 2
+    HOSTPORT="127.0.0.1:14222"
+  fi
 fi
-URL="nats://myname:password@${HOSTPORT}"
-info "server: nats://myname:***@${HOSTPORT}"
+nats_() { "${RUN[@]}" "${NATS}" "${TLSARGS[@]}" "$@"; }
+URL="${SCHEME}://myname:password@${HOSTPORT}"
+info "server: ${SCHEME}://myname:***@${HOSTPORT}"
 SUBLOG="$(mktemp)"
 # A subscriber and a publisher: through the Service they may land on different pods.
-timeout 90 "${NATS}" --server "${URL}" --timeout 5s sub demo.hello --count 1 > "${SUBLOG}" 2>&1 &
+timeout 90 "${RUN[@]}" "${NATS}" "${TLSARGS[@]}" --server "${URL}" --timeout 5s sub demo.hello --count 1 > "${SUBLOG}" 2>&1 &
 SUB_PID=$!
 sleep 1
 # Right after Ready the routes between pods may still be forming: publish once a
@@ -128,9 +174,9 @@ sleep 1
 sent=0
 while kill -0 "${SUB_PID}" 2>/dev/null && [ "${sent}" -lt 60 ]; do
   if [ "${sent}" = 0 ]; then
-    "${NATS}" --server "${URL}" --timeout 5s pub demo.hello "hello from natsforge" 2>&1 | sed 's/^/    /'
+    nats_ --server "${URL}" --timeout 5s pub demo.hello "hello from natsforge" 2>&1 | sed 's/^/    /'
   else
-    "${NATS}" --server "${URL}" --timeout 5s pub demo.hello "hello from natsforge" >/dev/null 2>&1 || true
+    nats_ --server "${URL}" --timeout 5s pub demo.hello "hello from natsforge" >/dev/null 2>&1 || true
   fi
   sent=$((sent + 1))
   sleep 1
@@ -145,27 +191,39 @@ else
 fi
 
 say "A wrong password is refused"
-if "${NATS}" --server "nats://myname:wrong@${HOSTPORT}" --timeout 5s pub demo.hello "should not arrive" 2>&1 | sed 's/^/    /'; then
+if nats_ --server "${SCHEME}://myname:wrong@${HOSTPORT}" --timeout 5s pub demo.hello "should not arrive" 2>&1 | sed 's/^/    /'; then
   die "a wrong password was accepted"
+fi
+if [ "${SCHEME}" = tls ]; then
+  say "Plaintext is refused (the brokers serve TLS only)"
+  if "${RUN[@]}" "${NATS}" --server "nats://myname:password@${HOSTPORT}" --timeout 5s pub demo.hello "should not arrive" 2>&1 | sed 's/^/    /'; then
+    die "a client without the cluster's CA connected"
+  fi
 fi
 
 # ---------------------------------------------------------------------------
 say "What to try next"
+NATS_ALIAS="${RUN[*]:+${RUN[*]} }${NATS}${TLSARGS[*]:+ ${TLSARGS[*]}}"
 cat <<EOF
     export KUBECONFIG=${KUBECONFIG}
-    alias nats='${NATS}'   kubectl='${KUBECTL}'
+    alias nats='${NATS_ALIAS}'   kubectl='${KUBECTL}'
 
     Rotate the password (clients with the old one are cut off in seconds, pods stay up):
       kubectl -n ${NAMESPACE} patch secret ${SECRET} --type merge -p '{"stringData":{"password":"n3w-password"}}'
-      nats --server nats://myname:n3w-password@${HOSTPORT} pub demo.hello again
+      nats --server ${SCHEME}://myname:n3w-password@${HOSTPORT} pub demo.hello again
 
     Scale:
       kubectl -n ${NAMESPACE} patch natscluster ${NC} --type merge -p '{"spec":{"replicas":5}}'
       kubectl -n ${NAMESPACE} get pods -w
 
-    Connect your own client:  nats://myname:password@${HOSTPORT}
-      nats --server nats://myname:password@${HOSTPORT} sub '>'
+    Connect your own client:  ${SCHEME}://myname:password@${HOSTPORT}
+      nats --server ${SCHEME}://myname:password@${HOSTPORT} sub '>'
 EOF
+if [ "${SCHEME}" = tls ]; then
+  cat <<EOF
+      (nats.go: nats.Connect("${SCHEME}://myname:password@${HOSTPORT}", nats.RootCAs("${CA_FILE}")))
+EOF
+fi
 if [ "${LOCAL}" = true ]; then
   printf '\n    The local cluster keeps running; stop it with: make cluster-down\n'
 fi

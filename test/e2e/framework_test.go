@@ -3,8 +3,14 @@
 // Package e2e holds the end-to-end suite: it runs against a real cluster, by default
 // the local one of hack/local-cluster (make cluster-up), through bin/kubeconfig.
 //
-//	make cluster-up && make cluster-images
-//	go test -tags e2e -count=1 -v ./test/e2e/
+//	make e2e                                  # cluster up, images, every test
+//	make e2e E2E_RUN='TestTLS'                # some tests
+//
+// or by hand (the TLS tests need the cluster's DNS, hence the namespace):
+//
+//	make cluster-up cluster-images
+//	go test -c -tags e2e -o bin/e2e.test ./test/e2e/
+//	hack/local-cluster/exec.sh bin/e2e.test -test.v -test.run TestTLS
 //
 // Settings (environment):
 //
@@ -14,9 +20,10 @@
 //	E2E_KEEP          keep test namespaces after a run, for debugging
 //
 // The tests reach pod and Service addresses directly: on the local cluster the
-// machine routes the pod and Service ranges through the node's veth, so they work
-// from the machine as well as from inside the cluster's network namespace
-// (hack/local-cluster/exec.sh go test ...).
+// machine routes the pod and Service ranges through the node's veth. Service
+// names (tls://<name>.<ns>.svc, as the generated user Secrets' urls give them)
+// resolve only inside the cluster's network namespace, where make e2e runs the
+// tests (hack/local-cluster/exec.sh).
 package e2e
 
 import (

@@ -82,8 +82,22 @@ func ensureOperator(t *testing.T) client.Client {
 }
 
 // newNatsCluster creates a Secret with myname's password and a NatsCluster of
-// replicas pods with the users myname (that Secret) and any extra users.
+// replicas pods with the users myname (that Secret) and any extra users, with
+// spec.tls.mode Disabled: these tests (and the workload tests) speak plaintext
+// to the pods; TLS, the default, is what tls_test.go covers (newTLSNatsCluster).
 func newNatsCluster(t *testing.T, c client.Client, ns, name string, replicas int32, extra ...natsforgev1alpha1.User) *natsforgev1alpha1.NatsCluster {
+	t.Helper()
+	return createNatsCluster(t, c, ns, name, replicas, natsforgev1alpha1.TLSSpec{Mode: natsforgev1alpha1.TLSModeDisabled}, extra...)
+}
+
+// newTLSNatsCluster is newNatsCluster with spec.tls as given (the zero value:
+// the API's default, mode Operator).
+func newTLSNatsCluster(t *testing.T, c client.Client, ns, name string, replicas int32, tlsSpec natsforgev1alpha1.TLSSpec, extra ...natsforgev1alpha1.User) *natsforgev1alpha1.NatsCluster {
+	t.Helper()
+	return createNatsCluster(t, c, ns, name, replicas, tlsSpec, extra...)
+}
+
+func createNatsCluster(t *testing.T, c client.Client, ns, name string, replicas int32, tlsSpec natsforgev1alpha1.TLSSpec, extra ...natsforgev1alpha1.User) *natsforgev1alpha1.NatsCluster {
 	t.Helper()
 	ctx := context.Background()
 	secret := &corev1.Secret{
@@ -97,6 +111,7 @@ func newNatsCluster(t *testing.T, c client.Client, ns, name string, replicas int
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: natsforgev1alpha1.NatsClusterSpec{
 			Replicas: &replicas,
+			TLS:      tlsSpec,
 			Auth: natsforgev1alpha1.AuthSpec{Users: append([]natsforgev1alpha1.User{{
 				Name:              "myname",
 				PasswordSecretRef: &natsforgev1alpha1.SecretKeyReference{Name: secret.Name, Key: "password"},
@@ -158,6 +173,20 @@ func connect(addr, user, pass string, opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect("nats://"+addr, opts...)
 }
 
+// connectService connects through a Service's ClusterIP. Ready says the pods
+// are; kube-proxy programs the Service's new endpoints a moment later (its
+// sync runs at most once a second), hence the retries.
+func connectService(t *testing.T, addr, user, pass string) *nats.Conn {
+	t.Helper()
+	var conn *nats.Conn
+	waitFor(t, 15*time.Second, "a connection through the Service at "+addr, func(context.Context) (bool, error) {
+		var err error
+		conn, err = connect(addr, user, pass)
+		return err == nil, err
+	})
+	return conn
+}
+
 func isAuthError(err error) bool {
 	return err != nil && (errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization violation"))
 }
@@ -172,11 +201,7 @@ func TestNatsClusterConnect(t *testing.T) {
 	waitReady(t, c, nc, 5*time.Minute)
 
 	svc := serviceAddr(t, c, nc)
-	nc1, err := connect(svc, "myname", "password")
-	if err != nil {
-		t.Fatalf("connect with the right password: %v", err)
-	}
-	nc1.Close()
+	connectService(t, svc, "myname", "password").Close()
 	if _, err := connect(svc, "myname", "wrong"); !isAuthError(err) {
 		t.Fatalf("connect with a wrong password: %v, want an authorization violation", err)
 	}
