@@ -92,15 +92,19 @@ k8s-binaries: ## Build etcd, kube-apiserver and kubectl from Go modules into bin
 demo: ## The main job: bring up a local Kubernetes, helm-install the operator, deploy an authenticated 3-broker cluster, connect.
 	hack/demo.sh
 
+# A tag of its own per run: the nodes cache images by tag (pull policy
+# IfNotPresent), so reusing "dev" would run the images of an earlier run.
+E2E_IMAGE_TAG ?= e2e-$(shell date +%s)
+
 .PHONY: e2e
 e2e: k8s-binaries $(HELM) ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it). E2E_RUN=regexp picks tests.
 	hack/local-cluster/up.sh
-	$(MAKE) --no-print-directory cluster-images
+	$(MAKE) --no-print-directory cluster-images IMAGE_TAG=$(E2E_IMAGE_TAG)
 	@# The tests run inside the cluster's network namespace, where Service names
 	@# resolve (nats.go dials tls://<name>.<ns>.svc as users do), compiled outside
 	@# it (the namespace reaches no module proxy).
 	go test -c -tags e2e -o $(LOCALBIN)/e2e.test ./test/e2e/
-	cd test/e2e && ../../hack/local-cluster/exec.sh $(LOCALBIN)/e2e.test -test.count=1 -test.v -test.timeout 45m $(if $(E2E_RUN),-test.run '$(E2E_RUN)')
+	cd test/e2e && E2E_IMAGE_TAG=$(E2E_IMAGE_TAG) ../../hack/local-cluster/exec.sh $(LOCALBIN)/e2e.test -test.count=1 -test.v -test.timeout 45m $(if $(E2E_RUN),-test.run '$(E2E_RUN)')
 
 ##@ Build
 

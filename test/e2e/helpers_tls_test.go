@@ -5,9 +5,13 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -121,13 +125,13 @@ func assertPlaintextRefused(t *testing.T, what, addr, connect string) {
 	if err != nil {
 		t.Fatalf("%s %s: %v", what, addr, err)
 	}
+	t.Logf("%s %s: INFO tls_required=%v, plaintext CONNECT answered %q", what, addr, info["tls_required"], answer)
 	if info["tls_required"] != true {
 		t.Errorf("%s %s: INFO has tls_required=%v, want true (INFO %v)", what, addr, info["tls_required"], info)
 	}
 	if strings.HasPrefix(answer, "PONG") || strings.HasPrefix(answer, "+OK") {
 		t.Errorf("%s %s: a plaintext CONNECT was answered %q, want a refusal", what, addr, answer)
 	}
-	t.Logf("%s %s: tls_required, plaintext CONNECT answered %q", what, addr, answer)
 }
 
 // httpsMonitorGet decodes a broker pod's monitoring endpoint over HTTPS.
@@ -278,7 +282,7 @@ func renewCertificate(t *testing.T, c client.Client, ns, name string) {
 	conds = slices.DeleteFunc(conds, func(x any) bool { m, _ := x.(map[string]any); return m["type"] == "Issuing" })
 	conds = append(conds, map[string]any{
 		"type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
-		"message": "Certificate re-issuance manually triggered by the e2e test",
+		"message":            "Certificate re-issuance manually triggered by the e2e test",
 		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
 		"observedGeneration": u.GetGeneration(),
 	})
@@ -288,4 +292,40 @@ func renewCertificate(t *testing.T, c client.Client, ns, name string) {
 	if err := c.Status().Update(context.Background(), u); err != nil {
 		t.Fatalf("renew Certificate %s: %v", name, err)
 	}
+}
+
+// clientCertificateFromCA issues, at test time, a client certificate for
+// subject cn/org signed by the CA in Secret caSecret (tls.crt, tls.key): a
+// certificate the cluster trusts for an identity of the test's choosing.
+func clientCertificateFromCA(t *testing.T, c client.Client, ns, caSecret, cn, org string) tls.Certificate {
+	t.Helper()
+	var s corev1.Secret
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: caSecret}, &s); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
+	if err != nil {
+		t.Fatalf("CA Secret %s: %v", caSecret, err)
+	}
+	caCert, err := x509.ParseCertificate(ca.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{org}},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -38,22 +38,13 @@ func connectTLS(url string, cfg *tls.Config, opts ...nats.Option) (*nats.Conn, e
 // TestTLSOperatorMode: a NatsCluster with no spec.tls gets mode Operator: it is
 // reachable only over TLS, on the client port, the routes and monitoring; the
 // generated user Secret carries ca.crt and a tls:// url that nats.go connects
-// with; a tlsIdentity user connects with the certificate the operator issued it
-// and its permissions hold; a forced renewal (the server certificate's Secret
+// with; a forced renewal (the server certificate's Secret
 // deleted) is served by every pod within seconds, without restarts, while
 // existing clients stay connected.
 func TestTLSOperatorMode(t *testing.T) {
 	c := ensureOperator(t)
 	ns := newNamespace(t)
-	alice := natsforgev1alpha1.User{
-		Name:        "alice",
-		TLSIdentity: "CN=alice,O=acme",
-		Permissions: &natsforgev1alpha1.Permissions{
-			Publish:   &natsforgev1alpha1.SubjectPermission{Allow: []natsforgev1alpha1.Subject{"alice.>"}},
-			Subscribe: &natsforgev1alpha1.SubjectPermission{Allow: []natsforgev1alpha1.Subject{"alice.>"}},
-		},
-	}
-	nc := newTLSNatsCluster(t, c, ns, "tls", 3, natsforgev1alpha1.TLSSpec{}, natsforgev1alpha1.User{Name: "gen"}, alice)
+	nc := newTLSNatsCluster(t, c, ns, "tls", 3, natsforgev1alpha1.TLSSpec{}, natsforgev1alpha1.User{Name: "gen"})
 	waitReady(t, c, nc, 5*time.Minute)
 	if nc.Spec.TLS.Mode != natsforgev1alpha1.TLSModeOperator {
 		t.Errorf("spec.tls.mode defaulted to %q, want Operator", nc.Spec.TLS.Mode)
@@ -118,75 +109,6 @@ func TestTLSOperatorMode(t *testing.T) {
 			from, to := pods[i], pods[(i+1)%len(pods)]
 			d := waitDeliveredTLS(t, cfg, clientAddr(from), clientAddr(to), "e2e.tls.mesh", 30*time.Second)
 			t.Logf("%s -> %s over TLS routes: delivered after %s", from.Name, to.Name, d.Round(time.Millisecond))
-		}
-	})
-
-	t.Run("tlsIdentity user", func(t *testing.T) {
-		var s corev1.Secret
-		waitFor(t, time.Minute, "certificate Secret of user alice", func(ctx context.Context) (bool, error) {
-			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: nc.Name + "-user-alice"}, &s)
-			return err == nil && len(s.Data["tls.crt"]) > 0, client.IgnoreNotFound(err)
-		})
-		for _, k := range []string{"tls.crt", "tls.key", "ca.crt"} {
-			if len(s.Data[k]) == 0 {
-				t.Fatalf("Secret %s has no %s (keys %v)", s.Name, k, keys(s.Data))
-			}
-		}
-		pair, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
-		if err != nil {
-			t.Fatal(err)
-		}
-		withCert := cfg.Clone()
-		withCert.Certificates = []tls.Certificate{pair}
-		url := "tls://" + net.JoinHostPort(serviceName(nc), "4222")
-
-		// Without the certificate (and without a password) alice is nobody.
-		if conn, err := connectTLS(url, cfg, nats.Name("alice-without-cert")); err == nil {
-			conn.Close()
-			t.Fatalf("a connection without a client certificate or password was accepted")
-		} else if !isAuthError(err) {
-			t.Fatalf("without a client certificate: %v, want an authorization violation", err)
-		}
-
-		asyncErrs := make(chan error, 16)
-		conn, err := connectTLS(url, withCert, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			asyncErrs <- err
-		}))
-		if err != nil {
-			t.Fatalf("alice with her certificate: %v", err)
-		}
-		defer conn.Close()
-		sub, err := conn.SubscribeSync("alice.>")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := conn.Publish("alice.hello", []byte("hi")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sub.NextMsg(5 * time.Second); err != nil {
-			t.Fatalf("alice did not receive her own message on alice.hello: %v", err)
-		}
-		// Outside her permissions: the server refuses, the connection stays.
-		_ = conn.Publish("bob.hello", []byte("no"))
-		if _, err := conn.SubscribeSync("bob.>"); err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.Flush()
-		var violations []string
-		deadline := time.After(5 * time.Second)
-		for len(violations) < 2 {
-			select {
-			case err := <-asyncErrs:
-				if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-					violations = append(violations, err.Error())
-				}
-			case <-deadline:
-				t.Fatalf("permission violations seen: %q; want one for publish to bob.hello and one for subscribe to bob.>", violations)
-			}
-		}
-		t.Logf("alice refused: %q", violations)
-		if !conn.IsConnected() {
-			t.Errorf("alice's connection closed after a permission violation")
 		}
 	})
 
@@ -263,6 +185,120 @@ func TestTLSCertManager(t *testing.T) {
 	rotateAndMeasure(t, c, nc, cfg, pods, "cert-manager renewal (Issuing=True, as cmctl renew)", func(t *testing.T) {
 		renewCertificate(t, c, ns, "nats")
 	}, "nats-tls")
+}
+
+// TestTLSCertificateUser: a tlsIdentity user connects with the client
+// certificate the operator issued into <cluster>-user-<name> (tls.crt, tls.key,
+// ca.crt), is nobody without it, and its permissions hold. (Certificate users
+// and password users do not mix in one cluster: the API refuses it.)
+func TestTLSCertificateUser(t *testing.T) {
+	c := ensureOperator(t)
+	ns := newNamespace(t)
+	replicas := int32(1)
+	nc := &natsforgev1alpha1.NatsCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "certs"},
+		Spec: natsforgev1alpha1.NatsClusterSpec{
+			Replicas: &replicas,
+			Auth: natsforgev1alpha1.AuthSpec{Users: []natsforgev1alpha1.User{{
+				Name:        "alice",
+				TLSIdentity: "CN=alice,O=acme",
+				Permissions: &natsforgev1alpha1.Permissions{
+					Publish:   &natsforgev1alpha1.SubjectPermission{Allow: []natsforgev1alpha1.Subject{"alice.>"}},
+					Subscribe: &natsforgev1alpha1.SubjectPermission{Allow: []natsforgev1alpha1.Subject{"alice.>"}},
+				},
+			}}},
+		},
+	}
+	if err := c.Create(context.Background(), nc); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, nc, 5*time.Minute)
+	waitCondition(t, c, nc, natsforgev1alpha1.ConditionSecure, metav1.ConditionTrue, natsforgev1alpha1.ReasonTLSOperator, time.Minute)
+	cfg := secretTLS(t, c, nc, nc.Name+"-tls")
+	var s corev1.Secret
+	waitFor(t, time.Minute, "certificate Secret of user alice", func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: nc.Name + "-user-alice"}, &s)
+		return err == nil && len(s.Data["tls.crt"]) > 0, client.IgnoreNotFound(err)
+	})
+	for _, k := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		if len(s.Data[k]) == 0 {
+			t.Fatalf("Secret %s has no %s (keys %v)", s.Name, k, keys(s.Data))
+		}
+	}
+	pair, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := cfg.Clone()
+	withCert.Certificates = []tls.Certificate{pair}
+	url := "tls://" + net.JoinHostPort(serviceName(nc), "4222")
+
+	// Through the Service: kube-proxy programs its endpoints a moment after
+	// Ready, hence the retries.
+	asyncErrs := make(chan error, 16)
+	var conn *nats.Conn
+	waitFor(t, 15*time.Second, "alice connected with her certificate", func(context.Context) (bool, error) {
+		var err error
+		conn, err = connectTLS(url, withCert, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			asyncErrs <- err
+		}))
+		return err == nil, err
+	})
+	defer conn.Close()
+
+	// Without the certificate (and without a password) alice is nobody: the
+	// broker asks for a client certificate in the TLS handshake and refuses
+	// the connection without one.
+	if c, err := connectTLS(url, cfg, nats.Name("alice-without-cert")); err == nil {
+		c.Close()
+		t.Fatalf("a connection without a client certificate or password was accepted")
+	} else {
+		t.Logf("without a client certificate: %v", err)
+		if errors.Is(err, nats.ErrNoServers) {
+			t.Fatalf("without a client certificate: %v, want a refusal by the server", err)
+		}
+	}
+	// A certificate of the cluster's own CA for another identity maps to no user.
+	mallory := cfg.Clone()
+	mallory.Certificates = []tls.Certificate{clientCertificateFromCA(t, c, ns, nc.Name+"-ca", "mallory", "acme")}
+	if c, err := connectTLS(url, mallory); err == nil {
+		c.Close()
+		t.Fatalf("a certificate for CN=mallory,O=acme (no such user) was accepted")
+	} else if !isAuthError(err) {
+		t.Fatalf("CN=mallory,O=acme: %v, want an authorization violation", err)
+	}
+	sub, err := conn.SubscribeSync("alice.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Publish("alice.hello", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("alice did not receive her own message on alice.hello: %v", err)
+	}
+	// Outside her permissions: the server refuses, the connection stays.
+	_ = conn.Publish("bob.hello", []byte("no"))
+	if _, err := conn.SubscribeSync("bob.>"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Flush()
+	var violations []string
+	deadline := time.After(5 * time.Second)
+	for len(violations) < 2 {
+		select {
+		case err := <-asyncErrs:
+			if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+				violations = append(violations, err.Error())
+			}
+		case <-deadline:
+			t.Fatalf("permission violations seen: %q; want one for publish to bob.hello and one for subscribe to bob.>", violations)
+		}
+	}
+	t.Logf("alice refused: %q", violations)
+	if !conn.IsConnected() {
+		t.Errorf("alice's connection closed after a permission violation")
+	}
 }
 
 // rotations is how many certificate rotations each rotation test measures.
@@ -420,19 +456,25 @@ func TestTLSDisabledExposed(t *testing.T) {
 	connectService(t, serviceAddr(t, c, nc), "myname", "password").Close()
 }
 
-// TestTLSReadyTime measures, in the same run, how long a 3-pod NatsCluster
-// takes from creation to Ready with TLS (mode Operator) and without (mode
-// Disabled), alternating, three of each. It reports; it asserts nothing about
+// TestTLSReadyTime measures, in the same run, how long a NatsCluster of 1 and
+// of 3 pods takes from creation to Ready with TLS (mode Operator) and without
+// (mode Disabled), alternating, three of each. It reports; it asserts nothing about
 // the ratio (the machine is shared).
 func TestTLSReadyTime(t *testing.T) {
 	c := ensureOperator(t)
 	ns := newNamespace(t)
+	for _, replicas := range []int32{1, 3} {
+		measureReadyTime(t, c, ns, replicas)
+	}
+}
+
+func measureReadyTime(t *testing.T, c client.Client, ns string, replicas int32) {
 	var withTLS, without []time.Duration
 	for i := range 3 {
 		for _, mode := range []natsforgev1alpha1.TLSMode{natsforgev1alpha1.TLSModeOperator, natsforgev1alpha1.TLSModeDisabled} {
-			name := fmt.Sprintf("%s-%d", strings.ToLower(string(mode)), i)
+			name := fmt.Sprintf("%s-%d-%d", strings.ToLower(string(mode)), replicas, i)
 			start := time.Now()
-			nc := newTLSNatsCluster(t, c, ns, name, 3, natsforgev1alpha1.TLSSpec{Mode: mode})
+			nc := newTLSNatsCluster(t, c, ns, name, replicas, natsforgev1alpha1.TLSSpec{Mode: mode})
 			waitReady(t, c, nc, 5*time.Minute)
 			d := time.Since(start)
 			if mode == natsforgev1alpha1.TLSModeDisabled {
@@ -449,11 +491,11 @@ func TestTLSReadyTime(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("time to Ready, 3 pods, TLS (Operator): %s", durations(withTLS))
-	t.Logf("time to Ready, 3 pods, no TLS (Disabled): %s", durations(without))
+	t.Logf("time to Ready, %d pods, TLS (Operator): %s", replicas, durations(withTLS))
+	t.Logf("time to Ready, %d pods, no TLS (Disabled): %s", replicas, durations(without))
 	slices.Sort(withTLS)
 	slices.Sort(without)
-	t.Logf("median ratio TLS/plaintext: %.2f", float64(withTLS[1])/float64(without[1]))
+	t.Logf("time to Ready, %d pods: median ratio TLS/plaintext %.2f", replicas, float64(withTLS[1])/float64(without[1]))
 }
 
 // waitMeshTLS waits until every pod reports (HTTPS /routez) one route to each
