@@ -10,8 +10,8 @@
 #   5. waits for Ready, connects a NATS client as myname/password over TLS (the
 #      default; --tlsca with the cluster's CA, from inside the local cluster's
 #      network namespace where the Service name in the certificate resolves),
-#      publishes and receives a message, shows a wrong password and plaintext
-#      refused;
+#      publishes and receives a message, shows a wrong password refused and a
+#      client without the cluster's CA unable to connect;
 #   6. prints what to try next.
 #
 # The local cluster is left running for those next steps; `make cluster-down` ends it.
@@ -195,7 +195,7 @@ if nats_ --server "${SCHEME}://myname:wrong@${HOSTPORT}" --timeout 5s pub demo.h
   die "a wrong password was accepted"
 fi
 if [ "${SCHEME}" = tls ]; then
-  say "Plaintext is refused (the brokers serve TLS only)"
+  say "Without the cluster's CA a client cannot connect (the brokers require TLS; their certificate is the cluster's)"
   if "${RUN[@]}" "${NATS}" --server "nats://myname:password@${HOSTPORT}" --timeout 5s pub demo.hello "should not arrive" 2>&1 | sed 's/^/    /'; then
     die "a client without the cluster's CA connected"
   fi
