@@ -4,7 +4,7 @@
 # cluster DNS (short names in namespace default), with KUBECONFIG set.
 #
 #   hack/local-cluster/exec.sh curl -s http://10.244.0.5:8080/
-#   hack/local-cluster/exec.sh go test -tags e2e ./test/e2e/...
+#   hack/local-cluster/exec.sh bin/e2e.test -test.v   # (go test -c -tags e2e -o bin/e2e.test ./test/e2e/)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 netns_exists || die "the local cluster is not up (make cluster-up)"

@@ -38,7 +38,7 @@ func TestClusterSmoke(t *testing.T) {
 			SecurityContext: podSC,
 			Containers: []corev1.Container{{
 				Name:            "echo",
-				Image:           image("echo"),
+				Image:           toolImage("echo"),
 				Args:            []string{"serve", "--addr", ":8080"},
 				Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 				SecurityContext: ctrSC,
@@ -95,7 +95,7 @@ func TestClusterSmoke(t *testing.T) {
 			RestartPolicy:   corev1.RestartPolicyNever,
 			SecurityContext: podSC,
 			Containers: []corev1.Container{{
-				Name: "probe", Image: image("echo"), SecurityContext: ctrSC,
+				Name: "probe", Image: toolImage("echo"), SecurityContext: ctrSC,
 				Args: []string{"get", "http://echo:8080/from-pod"},
 			}},
 		},

@@ -101,6 +101,13 @@ func TestMain(m *testing.M) {
 // image is the reference of one of our images as the cluster pulls it.
 func image(name string) string { return imagePrefix + "/" + name + ":" + imageTag }
 
+// toolImage is the reference of a test tool image that hack/local-cluster/up.sh
+// pushes (echo), under its own tag (E2E_TOOLS_TAG, default dev): make e2e
+// pushes the operator and broker under a tag of its own per run, not these.
+func toolImage(name string) string {
+	return imagePrefix + "/" + name + ":" + envOr("E2E_TOOLS_TAG", "dev")
+}
+
 // newNamespace makes a namespace for one test and deletes it afterwards (unless
 // E2E_KEEP is set or the test failed and E2E_KEEP=failed).
 func newNamespace(t *testing.T) string {

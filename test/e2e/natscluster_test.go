@@ -314,12 +314,16 @@ func TestGeneratedPasswordUser(t *testing.T) {
 		t.Errorf("generated Secret is not owned by the NatsCluster")
 	}
 	// The url names the Service; from outside the cluster's DNS, swap in its ClusterIP.
-	conn, err := nats.Connect(string(s.Data["url"]), nats.Timeout(3*time.Second), nats.NoReconnect(),
-		nats.SetCustomDialer(serviceDialer{t: t, c: c, ns: ns}))
-	if err != nil {
-		t.Fatalf("connect with the url of the generated Secret: %v", err)
-	}
-	conn.Close()
+	// Retried: kube-proxy programs the Service a moment after Ready.
+	waitFor(t, 15*time.Second, "a connection with the url of the generated Secret", func(context.Context) (bool, error) {
+		conn, err := nats.Connect(string(s.Data["url"]), nats.Timeout(3*time.Second), nats.NoReconnect(),
+			nats.SetCustomDialer(serviceDialer{t: t, c: c, ns: ns}))
+		if err != nil {
+			return false, err
+		}
+		conn.Close()
+		return true, nil
+	})
 }
 
 // serviceDialer dials "<svc>.<ns>...:port" at the Service's ClusterIP.
