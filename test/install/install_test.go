@@ -193,7 +193,7 @@ func TestHelmChartWatchingTwoNamespacesUsesARolePerNamespace(t *testing.T) {
 		"--set", "watchNamespaces={team-a,team-b}",
 		"--set", "crds.install=false",
 		"--set", "leaderElection.enabled=false",
-		"--set", "replicaCount=2",
+		"--set", "replicaCount=1",
 		"--set", "image.tag=v9.9.9",
 		"--set", "nodeSelector.disk=ssd",
 		"--set", "metrics.enabled=false",
@@ -223,7 +223,9 @@ func TestHelmChartWatchingTwoNamespacesUsesARolePerNamespace(t *testing.T) {
 
 func TestHelmChartRefusesUnknownAndMistypedValues(t *testing.T) {
 	helm := tool(t, "HELM")
-	for _, set := range []string{"replicaCount=three", "imagee.tag=x", "watchNamespaces=team-a", "logLevel=verbose"} {
+	for _, set := range []string{"replicaCount=three", "imagee.tag=x", "watchNamespaces=team-a", "logLevel=verbose",
+		// Two operators without leader election would both reconcile.
+		"replicaCount=2,leaderElection.enabled=false"} {
 		cmd := exec.Command(helm, "template", "nf", "charts/natsforge", "--set", set)
 		cmd.Dir = repoRoot
 		out, err := cmd.CombinedOutput()
