@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,8 +27,8 @@ import (
 const (
 	refusedForeignPod    = "may change only pods labelled app.kubernetes.io/managed-by=natsforge-operator"
 	refusedPodChange     = "may change nothing on a pod but its annotations"
-	refusedForeignSecret = "may update or delete only Secrets a NatsCluster controls"
-	refusedNewSecret     = "may create or keep only Secrets a NatsCluster controls"
+	refusedForeignObject = "may update or delete only objects a NatsCluster controls"
+	refusedNewObject     = "may create or keep only objects a NatsCluster controls"
 )
 
 // TestTheOperatorMayWriteOnlyWhatItManages installs the operator's RBAC and
@@ -125,6 +127,18 @@ func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
 	create(t, admin, userSecret)
 	configSecret := resources.ConfigSecret(nc, []byte("port: 4222\n"), []byte("{}"))
 	create(t, admin, configSecret)
+	// A workload and a NetworkPolicy of someone else's beside the cluster's own.
+	sts := resources.StatefulSet(nc, "natsforge/broker:test")
+	create(t, admin, sts)
+	userSTS := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-db"},
+		Spec: appsv1.StatefulSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "user-db"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "user-db"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "user/db:1"}}}}}}
+	create(t, admin, userSTS)
+	userPolicy := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-deny-all"},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
+	create(t, admin, userPolicy)
 
 	annotate := func(pod *corev1.Pod, key, value string) func() error {
 		return func() error {
@@ -140,7 +154,7 @@ func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
 	waitRefused(t, "annotating a pod natsforge does not manage", annotate(foreign, resources.AnnotationConfigHash, "x"), refusedForeignPod)
 	waitRefused(t, "writing a user's password Secret back unchanged", func() error {
 		return updateSecret(operator, userSecret, func(*corev1.Secret) {})
-	}, refusedForeignSecret)
+	}, refusedForeignObject)
 
 	// The operator's own work.
 	allowed(t, "bumping the config annotation on a broker pod", annotate(broker, resources.AnnotationConfigHash, "sha256:1"))
@@ -152,7 +166,19 @@ func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
 	allowed(t, "creating a generated user's Secret", func() error { return operator.Create(ctx, generated) })
 	allowed(t, "deleting a generated user's Secret", func() error { return operator.Delete(ctx, generated) })
 
+	allowed(t, "updating the cluster's StatefulSet", func() error {
+		return updateObject(operator, sts, func(o client.Object) {
+			o.(*appsv1.StatefulSet).Spec.Template.Spec.Containers[0].Image = "natsforge/broker:next"
+		})
+	})
+
 	// Anything else.
+	refused(t, "changing the image of someone else's StatefulSet", func() error {
+		return updateObject(operator, userSTS, func(o client.Object) {
+			o.(*appsv1.StatefulSet).Spec.Template.Spec.Containers[0].Image = "attacker/image:1"
+		})
+	}, refusedForeignObject)
+	refused(t, "deleting someone else's NetworkPolicy", func() error { return operator.Delete(ctx, userPolicy) }, refusedForeignObject)
 	refused(t, "changing a broker pod's image", func() error {
 		return patchPod(operator, broker, func(p *corev1.Pod) { p.Spec.Containers[0].Image = "attacker/image:1" })
 	}, refusedPodChange)
@@ -161,14 +187,14 @@ func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
 	}, refusedPodChange)
 	refused(t, "setting another annotation on a broker pod", annotate(broker, "example.com/other", "x"), refusedPodChange)
 	refused(t, "annotating a pod natsforge does not manage", annotate(foreign, resources.AnnotationTLSHash, "x"), refusedForeignPod)
-	refused(t, "editing a user's password Secret", editUserSecret, refusedForeignSecret)
-	refused(t, "deleting a user's password Secret", func() error { return operator.Delete(ctx, userSecret) }, refusedForeignSecret)
+	refused(t, "editing a user's password Secret", editUserSecret, refusedForeignObject)
+	refused(t, "deleting a user's password Secret", func() error { return operator.Delete(ctx, userSecret) }, refusedForeignObject)
 	refused(t, "creating a Secret no NatsCluster controls", func() error {
 		return operator.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "planted"}})
-	}, refusedNewSecret)
+	}, refusedNewObject)
 	refused(t, "taking a Secret away from its NatsCluster", func() error {
 		return updateSecret(operator, configSecret, func(s *corev1.Secret) { s.OwnerReferences = nil })
-	}, refusedNewSecret)
+	}, refusedNewObject)
 	// RBAC: verbs the operator has no use for.
 	for what, call := range map[string]func() error{
 		"deleting a broker pod": func() error { return operator.Delete(ctx, broker) },
@@ -213,6 +239,16 @@ func patchPod(c client.Client, pod *corev1.Pod, change func(*corev1.Pod)) error 
 	patch := client.MergeFrom(cur.DeepCopy())
 	change(cur)
 	return c.Patch(context.Background(), cur, patch)
+}
+
+// updateObject updates obj's current state with change.
+func updateObject(c client.Client, obj client.Object, change func(client.Object)) error {
+	cur := obj.DeepCopyObject().(client.Object)
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(obj), cur); err != nil {
+		return err
+	}
+	change(cur)
+	return c.Update(context.Background(), cur)
 }
 
 func updateSecret(c client.Client, s *corev1.Secret, change func(*corev1.Secret)) error {
