@@ -1,12 +1,8 @@
 package server
 
 import (
-	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,26 +15,6 @@ import (
 	"github.com/natsforge/natsforge/broker/internal/testcerts"
 )
 
-// servedSerial is the serial of the certificate a new connection gets, nil
-// when the handshake fails.
-func servedSerial(t *testing.T, addr string, pool *x509.CertPool) *big.Int {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-	if line, err := bufio.NewReader(nc).ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO ") {
-		t.Fatalf("INFO: %q %v", line, err)
-	}
-	tc := tls.Client(nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
-	if err := tc.Handshake(); err != nil {
-		return nil
-	}
-	return tc.ConnectionState().PeerCertificates[0].SerialNumber
-}
-
 func secretTLS(dir string) *conf.TLS {
 	return &conf.TLS{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"), CAFile: filepath.Join(dir, "ca.crt")}
 }
@@ -49,7 +25,7 @@ func TestACertificateSwappedInASecretVolumeServesNewConnectionsWhileOldOnesStay(
 	vol := testcerts.NewSecretVolume(t, t.TempDir(), first.Secret(ca))
 	s := runServer(t, &conf.Options{TLS: secretTLS(vol.Dir)})
 	addr := s.Addr().String()
-	if got := servedSerial(t, addr, ca.Pool()); got.Cmp(first.Cert.SerialNumber) != 0 {
+	if got := testcerts.ServedSerial(t, addr, ca.Pool()); got.Cmp(first.Cert.SerialNumber) != 0 {
 		t.Fatalf("serial %v, want the first certificate's %v", got, first.Cert.SerialNumber)
 	}
 	old := connect(t, s.ClientURL(), nats.Secure(&tls.Config{RootCAs: ca.Pool()}))
@@ -58,7 +34,7 @@ func TestACertificateSwappedInASecretVolumeServesNewConnectionsWhileOldOnesStay(
 
 	vol.Update(t, second.Secret(ca))
 	eventually(t, 10*time.Second, "a new connection to get the second certificate", func() bool {
-		got := servedSerial(t, addr, ca.Pool())
+		got := testcerts.ServedSerial(t, addr, ca.Pool())
 		return got != nil && got.Cmp(second.Cert.SerialNumber) == 0
 	})
 	if err := old.Publish("still.here", []byte("x")); err != nil {
@@ -76,14 +52,14 @@ func TestACertificateSwappedInASecretVolumeServesNewConnectionsWhileOldOnesStay(
 	if v := s.Varz(); v.ReloadErrors < 1 || strings.Contains(v.LastReloadError, "PRIVATE KEY") {
 		t.Fatalf("reload errors %d, error %q", v.ReloadErrors, v.LastReloadError)
 	}
-	if got := servedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
+	if got := testcerts.ServedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
 		t.Fatalf("after a broken certificate, serial %v; want the second certificate's %v", got, second.Cert.SerialNumber)
 	}
 
 	// Fixed: the third certificate serves and the error clears.
 	vol.Update(t, third.Secret(ca))
 	eventually(t, 10*time.Second, "the third certificate", func() bool {
-		got := servedSerial(t, addr, ca.Pool())
+		got := testcerts.ServedSerial(t, addr, ca.Pool())
 		return got != nil && got.Cmp(third.Cert.SerialNumber) == 0 && s.Varz().LastReloadError == ""
 	})
 }
@@ -116,7 +92,7 @@ func TestAReloadReadsTheCertificateFilesAgainOrRefusesMissingOnes(t *testing.T) 
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if got := servedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
+	if got := testcerts.ServedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
 		t.Fatalf("after a reload, serial %v; want %v", got, second.Cert.SerialNumber)
 	}
 
@@ -125,7 +101,7 @@ func TestAReloadReadsTheCertificateFilesAgainOrRefusesMissingOnes(t *testing.T) 
 	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), "cert_file "+filepath.Join(dir, "missing.crt")) {
 		t.Fatalf("reload: %v", err)
 	}
-	if got := servedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
+	if got := testcerts.ServedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
 		t.Fatalf("after a refused reload, serial %v; want %v", got, second.Cert.SerialNumber)
 	}
 }

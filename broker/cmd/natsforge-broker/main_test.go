@@ -17,13 +17,22 @@ import (
 )
 
 // buildBinary compiles natsforge-broker into a temporary directory.
-func buildBinary(t *testing.T) string {
+func buildBinary(t *testing.T) string { return goBuild(t, "natsforge-broker", ".") }
+
+// buildNATSServer compiles nats-server (the go.mod version) into a temporary
+// directory.
+func buildNATSServer(t *testing.T) string {
+	return goBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
+}
+
+// goBuild compiles pkg into a temporary directory as name.
+func goBuild(t *testing.T, name, pkg string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "natsforge-broker")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	bin := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
+		t.Fatalf("go build %s: %v", pkg, err)
 	}
 	return bin
 }

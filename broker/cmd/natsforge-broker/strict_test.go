@@ -32,19 +32,6 @@ import (
 // broker fails closed: what it cannot enforce in full never starts, and
 // never replaces a running config.
 
-// buildNATSServer compiles nats-server (the go.mod version) into a temporary
-// directory.
-func buildNATSServer(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("go build nats-server: %v", err)
-	}
-	return bin
-}
-
 // runToExit runs bin and waits for it to exit; a server that starts instead
 // is stopped after a while and reported as exit -1.
 func runToExit(t *testing.T, bin string, args ...string) (code int, stderr string) {

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -19,26 +15,6 @@ import (
 	"github.com/natsforge/natsforge/broker/internal/testcerts"
 )
 
-// servedSerial is the serial of the certificate a new connection to addr
-// gets (nil when the handshake fails).
-func servedSerial(t *testing.T, addr string, pool *x509.CertPool) *big.Int {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := bufio.NewReader(nc).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
-	tc := tls.Client(nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
-	if tc.Handshake() != nil {
-		return nil
-	}
-	return tc.ConnectionState().PeerCertificates[0].SerialNumber
-}
-
 func TestABrokerProcessFollowsASecretVolumeCertificateSwapAndKeepsServingOnABrokenOne(t *testing.T) {
 	bin := buildBinary(t)
 	ca := testcerts.NewCA(t, "process CA")
@@ -49,7 +25,7 @@ func TestABrokerProcessFollowsASecretVolumeCertificateSwapAndKeepsServingOnABrok
 	writeFile(t, config, fmt.Sprintf("http_port: %d\ntls {\n  cert_file: %q\n  key_file: %q\n  ca_file: %q\n}\n",
 		httpPort, filepath.Join(vol.Dir, "tls.crt"), filepath.Join(vol.Dir, "tls.key"), filepath.Join(vol.Dir, "ca.crt")))
 	addr, _ := startBroker(t, bin, "-c", config)
-	if got := servedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(first.Cert.SerialNumber) != 0 {
+	if got := testcerts.ServedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(first.Cert.SerialNumber) != 0 {
 		t.Fatalf("serial %v, want %v", got, first.Cert.SerialNumber)
 	}
 	old, err := nats.Connect("nats://"+addr, nats.Secure(&tls.Config{RootCAs: ca.Pool()}), nats.NoReconnect())
@@ -60,7 +36,7 @@ func TestABrokerProcessFollowsASecretVolumeCertificateSwapAndKeepsServingOnABrok
 
 	vol.Update(t, second.Secret(ca))
 	waitFor(t, 10*time.Second, "new connections to get the second certificate", func() bool {
-		got := servedSerial(t, addr, ca.Pool())
+		got := testcerts.ServedSerial(t, addr, ca.Pool())
 		return got != nil && got.Cmp(second.Cert.SerialNumber) == 0
 	})
 	if err := old.FlushTimeout(3 * time.Second); err != nil || !old.IsConnected() {
@@ -82,7 +58,7 @@ func TestABrokerProcessFollowsASecretVolumeCertificateSwapAndKeepsServingOnABrok
 		e, _ := varz()["config_reload_error"].(string)
 		return strings.Contains(e, filepath.Join(vol.Dir, "tls.crt"))
 	})
-	if got := servedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
+	if got := testcerts.ServedSerial(t, addr, ca.Pool()); got == nil || got.Cmp(second.Cert.SerialNumber) != 0 {
 		t.Fatalf("with a broken certificate on disk, serial %v; want the second certificate's %v", got, second.Cert.SerialNumber)
 	}
 }
