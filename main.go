@@ -102,6 +102,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, brokerImage string) error {
 		Recorder:     mgr.GetEventRecorder("natsforge-operator"),
 		DefaultImage: brokerImage,
 		Digests:      controllers.HTTPDigestProber{},
+		Cache:        mgr.GetCache(),
 		// Each cluster's NetworkPolicy admits this namespace to /varz.
 		OperatorNamespace: controllers.OperatorNamespace(),
 	}

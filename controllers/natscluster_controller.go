@@ -49,7 +49,9 @@ limitations under the License.
 // Ready is True only once every pod is ready and, where the pods could be
 // asked, every broker has routes to all the others (Ready=False with reason
 // MeshIncomplete meanwhile, polled every propagationPoll); ConfigPropagated
-// says whether every ready pod serves the current config.
+// says whether every ready pod serves the current config. A ready pod whose
+// /varz cannot be reached is asked again with an exponential back-off, and
+// while nothing changes those reconciles only ask the pods (backoff.go).
 //
 // Caching: Secrets are cached by metadata only and read directly; pods are
 // cached only when labelled as managed by the operator (options.go). A Secret
@@ -117,6 +119,14 @@ type NatsClusterReconciler struct {
 	OperatorNamespace string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Cache reads object metadata from the manager's informers without an
+	// API request: during a probe back-off it tells whether anything a full
+	// reconcile reads has changed (backoff.go). nil makes every reconcile a
+	// full one.
+	Cache client.Reader
+
+	// probes are the clusters in probe back-off; SetupWithManager makes it.
+	probes *probeMemos
 }
 
 // request is what one reconcile of one NatsCluster knows; the phases fill it in
@@ -175,23 +185,35 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	// the previous reconcile's status write would make that comparison wrong.
 	nc := &v1alpha1.NatsCluster{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, nc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.probes.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !nc.DeletionTimestamp.IsZero() {
+		r.probes.forget(req.NamespacedName)
 		return ctrl.Result{}, nil // owner references let the garbage collector clean up
 	}
 
 	rq := &request{cluster: nc, original: nc.DeepCopy(), now: r.now()}
-	if nc.Spec.Paused {
-		if err := r.observeStatefulSet(ctx, rq); err != nil {
-			rq.failure = fmt.Errorf("observe statefulset: %w", err)
-		}
-	} else {
-		for _, p := range r.phases() {
-			if err := p.run(ctx, rq); err != nil {
-				rq.failure = fmt.Errorf("%s: %w", p.name, err)
-				break
-			}
+	// Summed up before anything is read, so that whatever changes from here
+	// on makes the next reconcile a full one.
+	inputs := r.inputsVersion(ctx, nc)
+	memo, probeOnly := r.probes.probeOnly(req.NamespacedName, inputs, rq.now)
+	phases := r.phases()
+	switch {
+	case nc.Spec.Paused:
+		phases = []phase{{"observe statefulset", r.observeStatefulSet}}
+	case probeOnly:
+		// In probe back-off and nothing changed: ask the pods again with
+		// what the last full reconcile found, and read no Secret.
+		rq.configHash, rq.tls = memo.configHash, memo.tls
+		phases = []phase{{"observe statefulset", r.observeStatefulSet}, {"propagate config", r.propagateConfig}}
+	}
+	for _, p := range phases {
+		if err := p.run(ctx, rq); err != nil {
+			rq.failure = fmt.Errorf("%s: %w", p.name, err)
+			break
 		}
 	}
 
@@ -204,18 +226,25 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		log.Error(err, "write status")
 	}
+	failures := r.probes.record(req.NamespacedName, inputs, rq)
 	if rq.failure != nil {
 		return ctrl.Result{}, rq.failure
 	}
-	if rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete {
-		return ctrl.Result{RequeueAfter: propagationPoll}, nil
+	var requeue time.Duration
+	switch {
+	case failures > 0:
+		requeue = probeBackoff(failures)
+	case rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete:
+		requeue = propagationPoll
 	}
 	if next := rq.tls.next; !next.IsZero() {
 		// A certificate renewal or an expiry warning is due then; nothing
 		// else would wake the reconciler for it.
-		return ctrl.Result{RequeueAfter: max(next.Sub(rq.now), time.Second)}, nil
+		if due := max(next.Sub(rq.now), time.Second); requeue == 0 || due < requeue {
+			requeue = due
+		}
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
 func (r *NatsClusterReconciler) now() time.Time {
@@ -232,6 +261,9 @@ func (r *NatsClusterReconciler) now() time.Time {
 // appears or becomes ready is told about the current config and asked which
 // one it serves.
 func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.probes == nil {
+		r.probes = newProbeMemos()
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexedSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)
 	}

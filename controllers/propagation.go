@@ -172,7 +172,11 @@ type propagation struct {
 	unreachable []string // sorted
 }
 
-func (p propagation) pending() bool { return p.observed && p.current < p.asked }
+// pending tells whether some pod that answered serves an older config: it
+// is asked again soon. Pods that did not answer are asked with a back-off.
+func (p propagation) pending() bool {
+	return p.observed && p.current+len(p.unreachable) < p.asked
+}
 
 // propagateConfig makes the kubelet refresh the mounted config at once, by
 // bumping an annotation on every broker pod that has not yet been told about

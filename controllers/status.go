@@ -269,6 +269,10 @@ func configPropagatedCondition(p propagation) metav1.Condition {
 	case p.asked == 0:
 		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonNoPodAddresses
 		c.Message = "no pod addresses: no ready broker pod has an IP to ask for its config digest yet"
+	case len(p.unreachable) > 0:
+		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonProbeFailed
+		c.Message = fmt.Sprintf("the /varz of %d of %d ready pods could not be reached, so the config they serve is not known: %s; asking again with a back-off of up to %v",
+			len(p.unreachable), p.asked, strings.Join(p.unreachable, ", "), probeBackoffMax)
 	case p.current == p.asked:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonConfigCurrent
 		c.Message = fmt.Sprintf("%d/%d ready pods serve the current config", p.current, p.asked)

@@ -65,6 +65,8 @@ func TestConfigPropagatedCondition(t *testing.T) {
 		{"all current", propagation{observed: true, asked: 3, current: 3}, metav1.ConditionTrue, v1alpha1.ReasonConfigCurrent, "3/3"},
 		{"one stale", propagation{observed: true, asked: 3, current: 2, stale: []string{"c-2: serves an older config"}},
 			metav1.ConditionFalse, v1alpha1.ReasonConfigPending, "c-2"},
+		{"one unreachable", propagation{observed: true, asked: 3, current: 2, stale: []string{"c-2: unreachable: refused"},
+			unreachable: []string{"c-2"}}, metav1.ConditionUnknown, v1alpha1.ReasonProbeFailed, "1 of 3 ready pods could not be reached, so the config they serve is not known: c-2"},
 	}
 	for _, tt := range tests {
 		c := configPropagatedCondition(tt.p)

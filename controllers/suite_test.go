@@ -131,7 +131,7 @@ func runSuite(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, ns := range append(watchedNamespaces, unwatchedNamespace, manualNamespace) {
+	for _, ns := range append(watchedNamespaces, unwatchedNamespace, manualNamespace, backoffNamespace) {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			fmt.Fprintln(os.Stderr, "create namespace:", err)
 			return 1
@@ -172,6 +172,7 @@ func runSuite(m *testing.M) int {
 		// 127.0.0.1 is answered by this fake /varz.
 		Digests:           HTTPDigestProber{Port: varzPort},
 		OperatorNamespace: operatorNamespace,
+		Cache:             mgr.GetCache(),
 	}
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "setup:", err)

@@ -640,8 +640,13 @@ const (
 	// current configuration.
 	ReasonConfigCurrent = "ConfigCurrent"
 	// ReasonConfigPending (ConfigPropagated=False): some ready pods still serve an
-	// older configuration, or could not be asked.
+	// older configuration.
 	ReasonConfigPending = "ConfigPending"
+	// ReasonProbeFailed (ConfigPropagated=Unknown): the monitoring endpoint
+	// (/varz) of some ready pods could not be reached, so the configuration
+	// they serve is not known; the message names them. The operator asks
+	// again with an exponential back-off, from 2s up to 5m.
+	ReasonProbeFailed = "ProbeFailed"
 	// ReasonNoPodAddresses (ConfigPropagated=Unknown): no ready pod has an
 	// address to ask yet.
 	ReasonNoPodAddresses = "NoPodAddresses"
