@@ -193,14 +193,25 @@ func TestUnreachablePodsAreProbedWithABackoffThatReadsNoSecret(t *testing.T) {
 	})
 
 	// A full reconcile reads every user's Secret: the cost of each poll
-	// before the back-off.
-	calls.reset()
-	secretReads.Store(0)
-	first := reconcileNow()
-	fullGets, fullSecretReads := calls.snapshot()["GET"], secretReads.Load()
-	if fullSecretReads < users {
-		t.Fatalf("a full reconcile read %d Secrets, want at least the %d users'", fullSecretReads, users)
-	}
+	// before the back-off. It is repeated (each time a full one) until the
+	// informers had seen everything before it began, as they would have in
+	// the operator by the time a requeue comes.
+	var first time.Duration
+	var fullGets int
+	var fullSecretReads int64
+	eventually(t, timeout, func() error {
+		calls.reset()
+		secretReads.Store(0)
+		first = reconcileNow()
+		fullGets, fullSecretReads = calls.snapshot()["GET"], secretReads.Load()
+		if fullSecretReads < users {
+			t.Fatalf("a full reconcile read %d Secrets, want at least the %d users'", fullSecretReads, users)
+		}
+		if r.inputsVersion(ctx, getCluster(t, nc)) != r.probes.m[req.NamespacedName].inputs {
+			return errors.New("the informers were behind when the full reconcile began")
+		}
+		return nil
+	})
 	got := getCluster(t, nc)
 	c := condition(got, v1alpha1.ConditionConfigPropagated)
 	if c == nil || c.Status != metav1.ConditionUnknown || c.Reason != v1alpha1.ReasonProbeFailed ||
