@@ -234,6 +234,8 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	switch {
 	case failures > 0:
 		requeue = probeBackoff(failures)
+		log.Info("cannot reach the /varz of some ready pods; asking again later", "pods", rq.propagation.stale,
+			"failedProbesInARow", failures, "retryIn", requeue.String())
 	case rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete:
 		requeue = propagationPoll
 	}
