@@ -21,7 +21,9 @@
 #   NRI socket /var/run/nri/nri.sock it falls back to the API server's pod IPs
 #   by itself), -v 2 to log each verdict.
 # Kernel: nf_tables (an inet table "kube-network-policies" with a postrouting
-# filter chain, sets, ct state, queue), nfnetlink_queue, nf_conntrack; bridged
+# filter chain, sets, ct state), nft_compat with the xtables NFQUEUE target (our
+# build uses it instead of nft_queue, which this machine's kernel lacks; see
+# enforcer/overlay/xtqueue.go), nfnetlink_queue, nf_conntrack; bridged
 # pod-to-pod traffic reaches the chain only with br_netfilter and
 # net.bridge.bridge-nf-call-iptables=1. Packets a root process on the node sends
 # (meta skuid 0: the kubelet's probes, and so any test run as root on the host)
@@ -49,9 +51,9 @@ log() { printf '[network-policies] %s\n' "$*" >&2; }
 
 VERSION="$(sed -n "s#^[[:space:]]*\(require \)\{0,1\}${MODULE} \(v[0-9][^ ]*\).*#\2#p" "${SRC}/go.mod")"
 [ -n "${VERSION}" ] || { log "no 'require ${MODULE} vX.Y.Z' line in ${SRC}/go.mod"; exit 2; }
-# The cache key covers our main and its pinned dependencies, so editing either
-# builds anew while an unchanged tree never does.
-KEY="${VERSION}-$(cat "${SRC}/main.go" "${SRC}/go.mod" "${SRC}/go.sum" | sha256sum | cut -c1-12)"
+# The cache key covers our main, the overlay, its pinned dependencies and this
+# script, so editing any builds anew while an unchanged tree never does.
+KEY="${VERSION}-$(cat "${SRC}/main.go" "${SRC}/overlay/xtqueue.go" "${SRC}/go.mod" "${SRC}/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)"
 OUT="${ROOT}/bin/network-policies/${VERSION}"
 CACHE="${BASE}/network-policies/${KEY}"
 
@@ -61,11 +63,35 @@ cached() { [ -x "${CACHE}/${BIN}" ]; }
 if ! installed && ! cached; then
   start=$(date +%s)
   log "building ${MODULE} ${VERSION} from Go modules (minutes when cold)"
-  rm -rf "${CACHE}.tmp" && mkdir -p "${CACHE}.tmp"
+  rm -rf "${CACHE}.tmp" && mkdir -p "${CACHE}.tmp/src"
   (
     cd "${SRC}"
-    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "${CACHE}.tmp/${BIN}" .
+    # Upstream's controller queues with the nftables "queue" expression, which
+    # needs nft_queue; overlay/xtqueue.go explains why the build swaps in the
+    # xtables NFQUEUE target (through nft_compat) at both places it is made.
+    # The module is copied out of the module cache (which go build must not
+    # overlay), patched there and swapped in by a replace directive of a
+    # temporary copy of go.mod; the pinned version stays the one in go.mod.
+    mod="${CACHE}.tmp/src/kube-network-policies"
+    cp -r "$(go list -m -f '{{.Dir}}' "${MODULE}")" "${mod}" && chmod -R u+w "${mod}"
+    ctrl="${mod}/pkg/networkpolicy/controller.go"
+    awk '
+      /^\tqueue := &expr\.Queue\{Num: uint16\(c\.config\.QueueID\)\}$/ {
+        print "\tqueue := xtNFQueue(uint16(c.config.QueueID), c.config.FailOpen)"; skip = 3; next
+      }
+      skip > 0 { skip--; next }
+      { print }
+    ' "${ctrl}" > "${ctrl}.new" && mv "${ctrl}.new" "${ctrl}"
+    if [ "$(grep -c 'xtNFQueue(' "${ctrl}")" != 2 ] || grep -q 'expr\.Queue{' "${ctrl}"; then
+      log "${MODULE}@${VERSION}: pkg/networkpolicy/controller.go no longer builds its queue expression as expected; revisit overlay/xtqueue.go"
+      exit 1
+    fi
+    cp overlay/xtqueue.go "${mod}/pkg/networkpolicy/xtqueue.go"
+    cp go.mod "${CACHE}.tmp/src/build.mod" && cp go.sum "${CACHE}.tmp/src/build.sum"
+    echo "replace ${MODULE} => ${mod}" >> "${CACHE}.tmp/src/build.mod"
+    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -modfile "${CACHE}.tmp/src/build.mod" -o "${CACHE}.tmp/${BIN}" .
   )
+  rm -rf "${CACHE}.tmp/src"
   rm -rf "${CACHE}" && mv "${CACHE}.tmp" "${CACHE}"
   log "built in $(( $(date +%s) - start ))s"
 fi

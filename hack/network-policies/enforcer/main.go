@@ -6,7 +6,10 @@
 // (rest.InClusterConfig), while the local cluster runs its node components as
 // host processes with a kubeconfig, as it does cert-manager's controller. And
 // upstream v0.8.0 parses --disable-nri without passing it on. Everything else
-// is upstream's: pkg/networkpolicy's controller, which puts the node's pods
+// is upstream's, but for how packets are queued (overlay/xtqueue.go: the
+// xtables NFQUEUE target instead of nftables' queue expression, which needs a
+// kernel module this project's machines lack): pkg/networkpolicy's
+// controller, which puts the node's pods
 // that some NetworkPolicy selects into an nftables set, sends the first packet
 // of each new connection to or from them to an NFQUEUE, and accepts or drops
 // it by evaluating the NetworkPolicies in user space. AdminNetworkPolicy and
@@ -16,7 +19,8 @@
 //	    [--metrics-bind-address 127.0.0.1:9080] [--disable-nri] [--fail-open] [-v 2]
 //
 // It must run as root (CAP_NET_ADMIN) on the node, with the kernel's nf_tables
-// (inet family, sets, ct, queue), nfnetlink_queue and conntrack; bridged pod
+// (inet family, sets, ct), nft_compat with the xtables NFQUEUE target,
+// nfnetlink_queue and conntrack; bridged pod
 // traffic reaches its hook only with br_netfilter loaded and
 // net.bridge.bridge-nf-call-iptables=1.
 package main
