@@ -75,8 +75,12 @@ verify: ## Regenerate everything and fail if the committed files differ.
 	@echo "verify: generated code, CRDs, RBAC, chart CRDs and go.mod are in sync."
 
 .PHONY: test
-test: k8s-binaries $(HELM) ## Run every unit and integration test (envtest with a real kube-apiserver and etcd).
+test: k8s-binaries network-policies $(HELM) ## Run every unit and integration test (envtest with a real kube-apiserver and etcd).
 	go test -count=1 $(TEST_PKGS)
+
+.PHONY: network-policies
+network-policies: ## Build the NetworkPolicy enforcer from Go modules into bin/network-policies/ (cached; test/netpol runs it).
+	@hack/network-policies.sh >/dev/null
 
 .PHONY: test-race
 test-race: ## Run the broker packages under the race detector (CI runs it after make test).

@@ -271,7 +271,10 @@ func runInPrivateNetns(t *testing.T) {
 	}
 	binaries, _ := filepath.Glob(filepath.Join(repoRoot(), "bin", "network-policies", "*", "kube-network-policies"))
 	if len(binaries) == 0 {
-		t.Skip("no enforcer in bin/network-policies: build it with hack/network-policies.sh (about 2 minutes cold)")
+		if testing.Short() {
+			t.Skip("no enforcer in bin/network-policies")
+		}
+		t.Fatal("no enforcer in bin/network-policies: build it with hack/network-policies.sh (make test does; about 2 minutes cold)")
 	}
 	if _, err := os.Stat(filepath.Join(repoRoot(), "bin", "k8s", "1.37.2", "kube-apiserver")); err != nil {
 		t.Fatalf("no kube-apiserver (run hack/k8s-binaries.sh): %v", err)
