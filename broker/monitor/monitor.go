@@ -452,7 +452,7 @@ func (q *query) state() ConnState {
 		return ConnAll
 	}
 	if q.err == nil {
-		q.err = fmt.Errorf("Error decoding state for %s", str)
+		q.err = fmt.Errorf("Error decoding state for %s", str) //nolint:staticcheck // ST1005: nats-server's exact text, compared in the tests
 		badRequest(q.w, q.err.Error())
 	}
 	return ConnOpen

@@ -87,10 +87,10 @@ func fuzzSubject(s *specBytes) v1alpha1.Subject {
 			}
 		}
 		t := b.String()
-		switch {
-		case t == "":
+		switch t {
+		case "":
 			t = "*"
-		case t == ">":
+		case ">":
 			t = "gt"
 		}
 		tokens = append(tokens, t)
