@@ -67,8 +67,16 @@ func startBroker(t *testing.T, bin string, args ...string) (addr string, logs *s
 // startBrokerProcess is startBroker that also returns the process, to signal.
 func startBrokerProcess(t *testing.T, bin string, args ...string) (addr string, logs *syncBuffer, cmd *exec.Cmd) {
 	t.Helper()
+	return startListening(t, "broker", listenLine, bin, append([]string{"-a", "127.0.0.1", "-p", "-1"}, args...)...)
+}
+
+// startListening runs bin (our broker or nats-server), stops it when the test
+// ends (SIGINT, then SIGKILL after 5 s), and returns the client address its
+// log announces on a line matching listen.
+func startListening(t *testing.T, what string, listen *regexp.Regexp, bin string, args ...string) (addr string, logs *syncBuffer, cmd *exec.Cmd) {
+	t.Helper()
 	logs = &syncBuffer{}
-	cmd = exec.Command(bin, append([]string{"-a", "127.0.0.1", "-p", "-1"}, args...)...)
+	cmd = exec.Command(bin, args...)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -86,12 +94,12 @@ func startBrokerProcess(t *testing.T, bin string, args ...string) (addr string, 
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := listenLine.FindStringSubmatch(logs.String()); m != nil {
+		if m := listen.FindStringSubmatch(logs.String()); m != nil {
 			return m[1], logs, cmd
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("broker did not start; logs:\n%s", logs.String())
+	t.Fatalf("%s did not start; logs:\n%s", what, logs.String())
 	return "", nil, nil
 }
 

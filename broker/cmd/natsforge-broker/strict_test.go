@@ -60,27 +60,7 @@ var natsServerListenLine = regexp.MustCompile(`Listening for client connections 
 // startNATSServer runs nats-server on config and returns its client address.
 func startNATSServer(t *testing.T, bin, config string) (addr string, logs *syncBuffer, cmd *exec.Cmd) {
 	t.Helper()
-	logs = &syncBuffer{}
-	cmd = exec.Command(bin, "-c", config, "-a", "127.0.0.1", "-p", "-1")
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	waitFor(t, 10*time.Second, "nats-server to listen", func() bool {
-		return natsServerListenLine.MatchString(logs.String())
-	})
-	return natsServerListenLine.FindStringSubmatch(logs.String())[1], logs, cmd
+	return startListening(t, "nats-server", natsServerListenLine, bin, "-c", config, "-a", "127.0.0.1", "-p", "-1")
 }
 
 func writeFile(t *testing.T, path, content string) {
