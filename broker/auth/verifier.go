@@ -35,6 +35,8 @@ type Verifier struct {
 	inFlight map[flightKey]*flight
 
 	comparisons atomic.Uint64 // bcrypt comparisons paid, cached or not
+	hits        atomic.Uint64 // bcrypt checks answered by a remembered success
+	misses      atomic.Uint64 // bcrypt checks that were not (compared, or waited for a comparison)
 }
 
 type cacheEntry struct {
@@ -86,8 +88,10 @@ func (v *Verifier) Verify(user, stored, password string) bool {
 	v.mu.Lock()
 	if e, ok := v.entries[d]; ok && e.user == user && e.stored == stored {
 		v.mu.Unlock()
+		v.hits.Add(1)
 		return true
 	}
+	v.misses.Add(1)
 	if f := v.inFlight[k]; f != nil {
 		v.mu.Unlock()
 		<-f.done
@@ -154,6 +158,12 @@ func (v *Verifier) ForgetAll() {
 
 // Comparisons is the number of bcrypt comparisons Verify has paid for so far.
 func (v *Verifier) Comparisons() uint64 { return v.comparisons.Load() }
+
+// CacheHits is the number of bcrypt checks answered from the cache.
+func (v *Verifier) CacheHits() uint64 { return v.hits.Load() }
+
+// CacheMisses is the number of bcrypt checks the cache could not answer.
+func (v *Verifier) CacheMisses() uint64 { return v.misses.Load() }
 
 // Len is the number of remembered successes.
 func (v *Verifier) Len() int {

@@ -1,6 +1,8 @@
 // Package monitor serves the broker's HTTP monitoring endpoints: /healthz, /varz,
 // /connz, /routez, /subsz with nats-server's JSON field names, and /metrics in the
-// Prometheus text format.
+// Prometheus text format: prometheus-nats-exporter's gnatsd_* names and labels
+// (exporter.go), and natsforge_* only for what the exporter has no name for
+// (metrics.go: authentication, reloads by result, certificate expiry).
 //
 // The package knows nothing of the server's internals: the server implements
 // Source and hands out snapshot structs, and this package pages, filters and
@@ -64,6 +66,20 @@ type Source interface {
 	Healthz() error
 }
 
+// AuthSource is a Source that also counts authentication outcomes; /metrics
+// serves them when the server's source is one.
+type AuthSource interface {
+	AuthStats() AuthStats
+}
+
+// Options tune the monitoring server.
+type Options struct {
+	// UserLabelLimit: per-user series (natsforge_auth_user_failures_total)
+	// are served only while fewer users than this are configured; 0 never
+	// serves them.
+	UserLabelLimit int
+}
+
 // ConnzOptions say which connections /connz wants and which optional parts
 // to fill.
 type ConnzOptions struct {
@@ -104,11 +120,17 @@ type Server struct {
 	reqStats map[string]uint64
 }
 
-// New builds a monitoring server over src with its own Prometheus registry.
-func New(src Source) *Server {
+// New builds a monitoring server over src with its own Prometheus registry
+// and default Options.
+func New(src Source) *Server { return NewWithOptions(src, Options{}) }
+
+// NewWithOptions builds a monitoring server over src with its own Prometheus
+// registry.
+func NewWithOptions(src Source, o Options) *Server {
 	s := &Server{src: src, registry: prometheus.NewRegistry(), reqStats: map[string]uint64{}}
 	s.registry.MustRegister(
-		newCollector(src),
+		newCollector(src, o),
+		newExporterCollector(src),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -129,8 +129,10 @@ func TestRoutezAnswersAnEmptyListNotNull(t *testing.T) {
 func TestMetricsExposeCountersInPrometheusText(t *testing.T) {
 	_, _, body := get(t, New(&fakeSource{conns: 3}).Handler(), "/metrics")
 	for _, want := range []string{
-		"natsforge_connections 3", "natsforge_in_msgs_total 7", "natsforge_config_reload_errors_total 2",
-		"natsforge_auth_failures_total 4", "natsforge_config_reloads_total 1",
+		`gnatsd_varz_connections{server_id="NID"} 3`, `gnatsd_varz_in_msgs{server_id="NID"} 7`,
+		`gnatsd_varz_server_name{server_id="NID",value="n1"} 1`, `gnatsd_connz_num_connections{server_id="NID"} 3`,
+		`gnatsd_subsz_num_subscriptions{server_id="NID"} 2`, `gnatsd_routez_num_routes{server_id="NID"} 0`,
+		`natsforge_config_reloads_total{result="failure"} 2`, `natsforge_config_reloads_total{result="success"} 1`,
 		`natsforge_server_info{cluster="",config_digest="abc"`, "go_goroutines",
 	} {
 		if !strings.Contains(body, want) {

@@ -14,52 +14,55 @@ type Varz struct {
 	Version string `json:"version"`
 	// NatsforgeVersion is natsforge's own version (this broker adds it);
 	// version is the nats-server version clients read features from.
-	NatsforgeVersion  string            `json:"natsforge_version"`
-	Proto             int               `json:"proto"`
-	GoVersion         string            `json:"go"`
-	Host              string            `json:"host"`
-	Port              int               `json:"port"`
-	AuthRequired      bool              `json:"auth_required,omitempty"`
-	TLSRequired       bool              `json:"tls_required,omitempty"`
-	TLSVerify         bool              `json:"tls_verify,omitempty"`
-	TLSTimeout        float64           `json:"tls_timeout,omitempty"`
-	ClientConnectURLs []string          `json:"connect_urls,omitempty"`
-	MaxConn           int               `json:"max_connections"`
-	MaxSubs           int               `json:"max_subscriptions,omitempty"`
-	PingInterval      time.Duration     `json:"ping_interval"`
-	MaxPingsOut       int               `json:"ping_max"`
-	HTTPHost          string            `json:"http_host"`
-	HTTPPort          int               `json:"http_port"`
-	HTTPSPort         int               `json:"https_port"`
-	AuthTimeout       float64           `json:"auth_timeout"`
-	MaxControlLine    int32             `json:"max_control_line"`
-	MaxPayload        int               `json:"max_payload"`
-	MaxPending        int64             `json:"max_pending"`
-	Cluster           ClusterOptsVarz   `json:"cluster,omitempty"`
-	WriteDeadline     time.Duration     `json:"write_deadline"`
-	Start             time.Time         `json:"start"`
-	Now               time.Time         `json:"now"`
-	Uptime            string            `json:"uptime"`
-	Mem               int64             `json:"mem"`
-	Cores             int               `json:"cores"`
-	MaxProcs          int               `json:"gomaxprocs"`
-	Connections       int               `json:"connections"`
-	TotalConnections  uint64            `json:"total_connections"`
-	Routes            int               `json:"routes"`
-	Remotes           int               `json:"remotes"`
-	InMsgs            int64             `json:"in_msgs"`
-	InBytes           int64             `json:"in_bytes"`
-	InClientMsgs      int64             `json:"in_client_msgs"`
-	InClientBytes     int64             `json:"in_client_bytes"`
-	OutMsgs           int64             `json:"out_msgs"`
-	OutBytes          int64             `json:"out_bytes"`
-	OutClientMsgs     int64             `json:"out_client_msgs"`
-	OutClientBytes    int64             `json:"out_client_bytes"`
-	SlowConsumers     int64             `json:"slow_consumers"`
-	StaleConnections  int64             `json:"stale_connections"`
-	Subscriptions     uint32            `json:"subscriptions"`
-	HTTPReqStats      map[string]uint64 `json:"http_req_stats"`
-	ConfigLoadTime    time.Time         `json:"config_load_time"`
+	NatsforgeVersion  string          `json:"natsforge_version"`
+	Proto             int             `json:"proto"`
+	GoVersion         string          `json:"go"`
+	Host              string          `json:"host"`
+	Port              int             `json:"port"`
+	AuthRequired      bool            `json:"auth_required,omitempty"`
+	TLSRequired       bool            `json:"tls_required,omitempty"`
+	TLSVerify         bool            `json:"tls_verify,omitempty"`
+	TLSTimeout        float64         `json:"tls_timeout,omitempty"`
+	ClientConnectURLs []string        `json:"connect_urls,omitempty"`
+	MaxConn           int             `json:"max_connections"`
+	MaxSubs           int             `json:"max_subscriptions,omitempty"`
+	PingInterval      time.Duration   `json:"ping_interval"`
+	MaxPingsOut       int             `json:"ping_max"`
+	HTTPHost          string          `json:"http_host"`
+	HTTPPort          int             `json:"http_port"`
+	HTTPSPort         int             `json:"https_port"`
+	AuthTimeout       float64         `json:"auth_timeout"`
+	MaxControlLine    int32           `json:"max_control_line"`
+	MaxPayload        int             `json:"max_payload"`
+	MaxPending        int64           `json:"max_pending"`
+	Cluster           ClusterOptsVarz `json:"cluster,omitempty"`
+	WriteDeadline     time.Duration   `json:"write_deadline"`
+	Start             time.Time       `json:"start"`
+	Now               time.Time       `json:"now"`
+	Uptime            string          `json:"uptime"`
+	Mem               int64           `json:"mem"`
+	CPU               float64         `json:"cpu"`
+	Cores             int             `json:"cores"`
+	MaxProcs          int             `json:"gomaxprocs"`
+	Connections       int             `json:"connections"`
+	TotalConnections  uint64          `json:"total_connections"`
+	Routes            int             `json:"routes"`
+	Remotes           int             `json:"remotes"`
+	// Leafnodes is always 0: the broker has no leaf node connections.
+	Leafnodes        int               `json:"leafnodes"`
+	InMsgs           int64             `json:"in_msgs"`
+	InBytes          int64             `json:"in_bytes"`
+	InClientMsgs     int64             `json:"in_client_msgs"`
+	InClientBytes    int64             `json:"in_client_bytes"`
+	OutMsgs          int64             `json:"out_msgs"`
+	OutBytes         int64             `json:"out_bytes"`
+	OutClientMsgs    int64             `json:"out_client_msgs"`
+	OutClientBytes   int64             `json:"out_client_bytes"`
+	SlowConsumers    int64             `json:"slow_consumers"`
+	StaleConnections int64             `json:"stale_connections"`
+	Subscriptions    uint32            `json:"subscriptions"`
+	HTTPReqStats     map[string]uint64 `json:"http_req_stats"`
+	ConfigLoadTime   time.Time         `json:"config_load_time"`
 	// ConfigDigest is the sha256 (hex) of the loaded config file's bytes; the
 	// operator compares it with the digest of the config it rendered.
 	ConfigDigest string `json:"config_digest"`
@@ -203,4 +206,32 @@ type SubDetail struct {
 	Msgs    int64  `json:"msgs"`
 	Max     int64  `json:"max,omitempty"`
 	Cid     uint64 `json:"cid"`
+}
+
+// AuthStats are the authentication counters behind natsforge_auth_* (ours:
+// prometheus-nats-exporter has no authentication metrics).
+type AuthStats struct {
+	// Failures counts refused clients and routes by reason, from a fixed set.
+	Failures map[string]uint64
+	// UserFailures counts wrong passwords of each configured user. It is
+	// served only while Users is under the monitoring server's user label
+	// limit, so a config of many users cannot blow up the series count.
+	UserFailures map[string]uint64
+	// Users is how many users are configured.
+	Users int
+	// BcryptVerifications is how many bcrypt comparisons were paid.
+	BcryptVerifications uint64
+	// CacheHits and CacheMisses count bcrypt-hashed password checks answered
+	// by the verification cache, and those that were not.
+	CacheHits, CacheMisses uint64
+	// Latency is the time from accepting a connection (after its TLS
+	// handshake) to letting it in, when authentication is required.
+	Latency Histogram
+}
+
+// Histogram is a cumulative histogram read at scrape time.
+type Histogram struct {
+	Count   uint64
+	Sum     float64
+	Buckets map[float64]uint64 // upper bound -> cumulative count
 }

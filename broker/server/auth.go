@@ -110,18 +110,21 @@ func dummyHash(cost int) string {
 }
 
 // authenticate checks c's CONNECT credentials and, on success, binds the
-// user and permissions to c.
-func (s *Server) authenticate(c *client) bool {
+// user and permissions to c. On failure it says why (one of authReasons).
+func (s *Server) authenticate(c *client) (ok bool, reason string) {
 	ac := s.authConfig()
 	if !ac.required {
-		return true
+		return true, ""
 	}
 	c.mu.Lock()
 	user, pass, token := c.opts.Username, c.opts.Password, c.opts.Token
 	c.mu.Unlock()
 
 	if ac.token != "" {
-		return s.verifier.Verify("\x00token", ac.token, token)
+		if !s.verifier.Verify("\x00token", ac.token, token) {
+			return false, authReasonBadToken
+		}
+		return true, ""
 	}
 	if ac.tlsMap {
 		// The certificate picks the user (CONNECT's user is not consulted);
@@ -131,28 +134,33 @@ func (s *Server) authenticate(c *client) bool {
 		if c.tls != nil {
 			u = ac.certUser(c.tls.peer)
 		}
-		if u == nil || u.password != "" && !s.verifier.Verify(u.name, u.password, pass) {
-			return false
+		if u == nil {
+			return false, authReasonCertificate
+		}
+		if u.password != "" && !s.verifier.Verify(u.name, u.password, pass) {
+			s.ext().auth.failUser(u.name)
+			return false, authReasonBadPassword
 		}
 		c.setUser(u)
-		return true
+		return true, ""
 	}
 	if user == "" && pass == "" && token == "" && ac.noAuthUser != nil {
 		c.setUser(ac.noAuthUser)
-		return true
+		return true, ""
 	}
 	u := ac.users[user]
 	if u == nil {
 		if ac.dummyCost > 0 {
 			s.verifier.Verify(user, dummyHash(ac.dummyCost), pass)
 		}
-		return false
+		return false, authReasonUnknownUser
 	}
 	if !s.verifier.Verify(u.name, u.password, pass) {
-		return false
+		s.ext().auth.failUser(u.name)
+		return false, authReasonBadPassword
 	}
 	c.setUser(u)
-	return true
+	return true, ""
 }
 
 // setUser binds an authenticated user and its permissions to c.

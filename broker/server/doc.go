@@ -9,6 +9,11 @@
 //	deliver.go  matching and delivery: MSG/HMSG, queue groups, no responders
 //	sublist.go  the subject index and its match cache
 //	auth.go     client authentication against the configured users and token
+//	authstats.go  authentication outcomes for /metrics: failures by reason
+//	            (a fixed set) and per configured user, the connect to
+//	            authenticated latency histogram; atomics written once per
+//	            connection attempt, read at scrape time
+//	cpu.go      /varz cpu: process CPU time over wall time, as nats-server
 //	tls.go      TLS: certificate material (loaded, swapped whole on reload), the
 //	            client handshake (INFO then TLS, or handshake_first), certificate
 //	            identities for verify_and_map, /connz TLS fields, the HTTPS

@@ -44,6 +44,8 @@ func (s *Server) Varz() *monitor.Varz {
 		SlowConsumers:  st.SlowConsumers,
 		Subscriptions:  st.Subscriptions,
 		ConfigLoadTime: st.ConfigLoadTime,
+		// nats-server reports its default TLS timeout without TLS too.
+		TLSTimeout: DefaultTLSTimeout.Seconds(),
 	}
 	if a, ok := s.Addr().(*net.TCPAddr); ok {
 		v.Port = a.Port
@@ -76,6 +78,7 @@ func (s *Server) Varz() *monitor.Varz {
 		v.ClientConnectURLs = info.ConnectURLs
 	}
 	e := s.ext()
+	v.CPU = e.cpu.percent(st.Start)
 	v.AuthFailures = e.authFailures.Load()
 	e.mu.Lock()
 	v.ConfigFile = e.configFile

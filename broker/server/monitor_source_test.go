@@ -187,17 +187,20 @@ func TestMetricsCountConnectionsMessagesAndAuthFailures(t *testing.T) {
 	}
 	ours := httptest.NewServer(monitor.New(m.s).Handler())
 	defer ours.Close()
-	body := fetch(t, ours.URL+"/metrics")
-	for _, want := range []string{
-		"natsforge_connections 1", "natsforge_in_msgs_total 3", "natsforge_out_msgs_total 3",
-		"natsforge_in_bytes_total 15", "natsforge_auth_failures_total 1", "natsforge_subscriptions 1",
-		"natsforge_config_reloads_total 0", "natsforge_slow_consumers_total 0",
+	fams := scrapeFamilies(t, fetch(t, ours.URL+"/metrics"))
+	for name, want := range map[string]float64{
+		"gnatsd_varz_connections": 1, "gnatsd_varz_in_msgs": 3, "gnatsd_varz_out_msgs": 3,
+		"gnatsd_varz_in_bytes": 15, "gnatsd_varz_auth_failures": 1, "gnatsd_varz_subscriptions": 1,
+		"gnatsd_varz_slow_consumers": 0, "gnatsd_varz_config_reloads": 0,
 	} {
-		if !strings.Contains(body, want+"\n") {
-			t.Errorf("metrics lack %q", want)
+		if got := value(t, fams, name, nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if t.Failed() {
-		t.Log(body)
+	if got := value(t, fams, "natsforge_auth_failures_total", map[string]string{"reason": "bad_password"}); got != 1 {
+		t.Errorf("natsforge_auth_failures_total{reason=bad_password} = %v", got)
+	}
+	if got := value(t, fams, "natsforge_config_reloads_total", map[string]string{"result": "success"}); got != 0 {
+		t.Errorf("natsforge_config_reloads_total{result=success} = %v", got)
 	}
 }

@@ -124,7 +124,7 @@ func (c *client) parse(buf []byte) error {
 		case opStart:
 			if b != 'C' && b != 'c' && awaitingAuth {
 				if !c.authenticateNoAuthUser() {
-					c.authViolation()
+					c.authViolation(authReasonNoCredentials)
 					return errAuthentication
 				}
 				awaitingAuth = false

@@ -40,9 +40,13 @@ func (c *client) processConnect(arg []byte) error {
 	c.stopPingTimerLocked()
 	c.mu.Unlock()
 
-	if !c.srv.authenticate(c) {
-		c.authViolation()
+	ok, reason := c.srv.authenticate(c)
+	if !ok {
+		c.authViolation(reason)
 		return errAuthentication
+	}
+	if c.srv.authConfig().required {
+		c.srv.ext().auth.authenticated(time.Since(c.start))
 	}
 	c.mu.Lock()
 	if !c.isClosed() {
@@ -50,7 +54,7 @@ func (c *client) processConnect(arg []byte) error {
 	}
 	c.mu.Unlock()
 	if opts.AccountNew || opts.Account != "" {
-		c.authViolation()
+		c.authViolation(authReasonAccount)
 		return errAuthentication
 	}
 	if opts.Protocol < 0 || opts.Protocol > clientProtoInfo {
@@ -97,17 +101,20 @@ func (c *client) authenticateNoAuthUser() bool {
 	c.flags.set(flagConnectReceived)
 	c.mu.Unlock()
 	c.setUser(ac.noAuthUser)
+	c.srv.ext().auth.authenticated(time.Since(c.start))
 	return true
 }
 
-// authViolation tells the client 'Authorization Violation' and closes.
-func (c *client) authViolation() {
+// authViolation tells the client 'Authorization Violation' and closes;
+// reason (one of authReasons) is counted for /metrics.
+func (c *client) authViolation(reason string) {
 	c.mu.Lock()
 	user := c.opts.Username
 	c.mu.Unlock()
 	// The attempted user name is logged; never the password or token.
 	c.srv.logger.Info("authorization violation", "cid", c.cid, "addr", c.nc.RemoteAddr().String(), "user", user)
 	c.srv.ext().authFailures.Add(1) // for /varz and /metrics (route_info.go)
+	c.srv.ext().auth.fail(reason)
 	c.sendErr(errTextAuthViolation)
 	c.closeConnection(AuthenticationViolation)
 }

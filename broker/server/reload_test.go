@@ -315,7 +315,7 @@ func TestABrokenConfigReloadLeavesEveryServerServingAndShowsInMonitoring(t *test
 
 		mon := monitor.New(m.s)
 		rec := httpGet(t, mon.Handler(), "/metrics")
-		if !strings.Contains(rec, "natsforge_config_reload_errors_total 2") {
+		if !strings.Contains(rec, `natsforge_config_reloads_total{result="failure"} 2`) {
 			t.Fatalf("metrics do not count the refusals:\n%s", rec)
 		}
 		rec = httpGet(t, mon.Handler(), "/varz")

@@ -1245,6 +1245,7 @@ func (r *route) handshake(rr *routeReader, cfg routeConfig) bool {
 	}
 	if !r.m.checkAuth(c.User, c.Pass) {
 		s.ext().authFailures.Add(1)
+		s.ext().auth.fail(authReasonRoute)
 		r.writeNow([]byte("-ERR '" + errTextAuthViolation + "'\r\n"))
 		// The user name is logged; never the password.
 		return fail("authorization violation", "user", c.User)

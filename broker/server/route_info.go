@@ -12,6 +12,8 @@ import (
 // beside the core's Server (kept apart so the core's struct stays its own).
 type serverExt struct {
 	authFailures atomic.Int64
+	auth         authStats // by reason, per user, latency (authstats.go)
+	cpu          cpuSampler
 
 	mu              sync.Mutex
 	lameDuck        bool

@@ -477,8 +477,8 @@ func TestABrokenConfigLeavesEveryBrokerProcessServingAndShowsInMonitoring(t *tes
 			return strings.Contains(e, m.confPath()+":") && v["config_reload_errors"].(float64) >= 1
 		})
 		metrics, err := m.get("/metrics")
-		if err != nil || !strings.Contains(metrics, "natsforge_config_reload_errors_total") ||
-			strings.Contains(metrics, "natsforge_config_reload_errors_total 0") {
+		if err != nil || !strings.Contains(metrics, `natsforge_config_reloads_total{result="failure"}`) ||
+			strings.Contains(metrics, `natsforge_config_reloads_total{result="failure"} 0`) {
 			t.Fatalf("%s /metrics: %v\n%s", m.name, err, metrics)
 		}
 		dial(t, m.url("alice", alicePw1)).Close()

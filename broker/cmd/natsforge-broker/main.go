@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/natsforge/natsforge/broker/conf"
+	"github.com/natsforge/natsforge/broker/monitor"
 	"github.com/natsforge/natsforge/broker/server"
 )
 
@@ -49,6 +50,10 @@ type flags struct {
 	tls, tlsVerify             bool
 	tlsCert, tlsKey, tlsCACert string
 	httpsPort                  int
+
+	// userLabelLimit bounds per-user metric series (ours; nats-server has
+	// no /metrics).
+	userLabelLimit int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -80,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.tlsCACert, "tlscacert", "", "CA certificates client certificates must chain to")
 	fs.IntVar(&f.httpsPort, "ms", 0, "HTTPS monitoring port")
 	fs.IntVar(&f.httpsPort, "https_port", 0, "HTTPS monitoring port")
+	fs.IntVar(&f.userLabelLimit, "metrics_user_label_limit", 0, "serve per-user auth failure metrics while fewer users than this are configured (0: never)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: natsforge-broker [options]\n       natsforge-broker passwd [-p] [--cost N]\n\nOptions:\n")
 		fs.PrintDefaults()
@@ -207,7 +213,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	// Monitoring first, as nats-server: until the listeners are up /healthz
 	// answers that they are not, rather than the port refusing.
-	stopMonitor, err := startMonitor(s, opts, logger)
+	stopMonitor, err := startMonitor(s, opts, monitor.Options{UserLabelLimit: f.userLabelLimit}, logger)
 	if err != nil {
 		logger.Error("monitoring", "err", err.Error())
 		return 1

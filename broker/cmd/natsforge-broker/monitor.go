@@ -14,7 +14,7 @@ import (
 
 // startMonitor serves HTTP monitoring, or HTTPS with https_port, when a port
 // is configured (-1 picks a free one, which the log reports).
-func startMonitor(s *server.Server, opts *conf.Options, logger *slog.Logger) (stop func(), err error) {
+func startMonitor(s *server.Server, opts *conf.Options, mo monitor.Options, logger *slog.Logger) (stop func(), err error) {
 	host, port, secure := opts.HTTPHost, opts.HTTPPort, false
 	if opts.HTTPSPort != 0 {
 		host, port, secure = opts.HTTPSHost, opts.HTTPSPort, true
@@ -25,7 +25,7 @@ func startMonitor(s *server.Server, opts *conf.Options, logger *slog.Logger) (st
 	if port < 0 {
 		port = 0
 	}
-	m := monitor.New(s)
+	m := monitor.NewWithOptions(s, mo)
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	if secure {
 		err = m.StartTLS(addr, s.MonitoringTLSConfig())
