@@ -116,6 +116,32 @@ func (v *Verifier) Verify(user, stored, password string) bool {
 	return f.ok
 }
 
+// VerifyEither checks password against a user's two configured passwords,
+// current first, and says which matched: 1 for current, 2 for previous, 0
+// for neither (previous may be ""). During a rotation grace window both are
+// configured; a success remembered for either costs no bcrypt, so a
+// reconnect storm of clients still on the previous password pays once, not
+// once per client for the failed comparison with the current one.
+func (v *Verifier) VerifyEither(user, current, previous, password string) int {
+	if previous != "" && IsBcrypt(previous) && IsBcrypt(current) {
+		d := v.digest(user, password)
+		v.mu.Lock()
+		e, ok := v.entries[d]
+		v.mu.Unlock()
+		if ok && e.user == user && e.stored == previous {
+			v.hits.Add(1)
+			return 2
+		}
+	}
+	if v.Verify(user, current, password) {
+		return 1
+	}
+	if previous != "" && v.Verify(user, previous, password) {
+		return 2
+	}
+	return 0
+}
+
 // compare pays one bcrypt comparison.
 func (v *Verifier) compare(stored, password string) bool {
 	v.comparisons.Add(1)

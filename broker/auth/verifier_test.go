@@ -95,3 +95,31 @@ func mustHash(t *testing.T, password string, cost int) string {
 	}
 	return h
 }
+
+func TestVerifyEitherTellsWhichPasswordMatchedAndRemembersThePreviousOne(t *testing.T) {
+	current, previous := mustHash(t, "new-pw", 6), mustHash(t, "old-pw", 6)
+	v := NewVerifier()
+	if got := v.VerifyEither("alice", current, previous, "new-pw"); got != 1 {
+		t.Errorf("the current password matched %d, want 1", got)
+	}
+	if got := v.VerifyEither("alice", current, previous, "old-pw"); got != 2 {
+		t.Errorf("the previous password matched %d, want 2", got)
+	}
+	if got := v.VerifyEither("alice", current, "", "old-pw"); got != 0 {
+		t.Errorf("with no previous password the old one matched %d, want 0", got)
+	}
+	if got := v.VerifyEither("alice", current, previous, "wrong"); got != 0 {
+		t.Errorf("a wrong password matched %d, want 0", got)
+	}
+	// A client still on the previous password reconnects: remembered, it
+	// pays no bcrypt, not even the failed comparison with the current hash.
+	before := v.Comparisons()
+	for range 10 {
+		if got := v.VerifyEither("alice", current, previous, "old-pw"); got != 2 {
+			t.Fatalf("the previous password matched %d on a reconnect, want 2", got)
+		}
+	}
+	if paid := v.Comparisons() - before; paid != 0 {
+		t.Errorf("10 reconnects on the remembered previous password paid %d bcrypt comparisons, want 0", paid)
+	}
+}

@@ -13,6 +13,11 @@
 // out, and Digest names them. Parse then Render then Parse is the identity on
 // valid Options, and nats-server reads what Render writes the same way; the
 // tests check both against nats-server itself.
+//
+// previous.go is the one extension, kept out of the config file so that the
+// promise above holds: the previous-passwords file, which only
+// natsforge-broker reads, carries a second hash per user during a password
+// rotation's grace window (Options.PreviousPasswords).
 package conf
 
 import "time"
@@ -69,6 +74,12 @@ type Options struct {
 	Cluster       *Cluster       // cluster {}
 	// TLS secures the client listener and HTTPS monitoring (tls {}).
 	TLS *TLS
+
+	// PreviousPasswords are not read from the config file and not rendered
+	// into it: they come from the previous-passwords file that only
+	// natsforge-broker reads (previous.go), and Validate checks them against
+	// Authorization.Users.
+	PreviousPasswords []PreviousPassword
 }
 
 // TLS is a tls {} block: the top-level one for clients and monitoring, or

@@ -79,6 +79,7 @@ func (o *Options) Validate() error {
 			v.permissions(key+".permissions", u.Permissions)
 		}
 	}
+	v.previousPasswords(o)
 	if o.NoAuthUser != "" && !users[o.NoAuthUser] {
 		v.add("no_auth_user", "%q is not a user in authorization.users", o.NoAuthUser)
 	}

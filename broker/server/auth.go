@@ -30,6 +30,10 @@ type userAuth struct {
 	name     string
 	password string // plaintext or bcrypt hash, as configured
 	perms    *auth.Permissions
+	// previous is a previous password's bcrypt hash, accepted until
+	// previousUntil (a rotation grace window, previous_passwords.go); "" for none.
+	previous      string
+	previousUntil time.Time
 }
 
 // Name is the user's name.
@@ -54,6 +58,11 @@ func newAuthConfig(o *conf.Options) (*authConfig, error) {
 			perms = auth.Compile(u.Permissions)
 		}
 		ac.users[u.Name] = &userAuth{name: u.Name, password: u.Password, perms: perms}
+	}
+	for _, p := range o.PreviousPasswords {
+		if u := ac.users[p.User]; u != nil {
+			u.previous, u.previousUntil = p.Password, p.ValidUntil
+		}
 	}
 	for _, u := range ac.users {
 		if c := bcryptCost(u.password); c > ac.dummyCost {
@@ -137,12 +146,11 @@ func (s *Server) authenticate(c *client) (ok bool, reason string) {
 		if u == nil {
 			return false, authReasonCertificate
 		}
-		if u.password != "" && !s.verifier.Verify(u.name, u.password, pass) {
-			s.ext().auth.failUser(u.name)
-			return false, authReasonBadPassword
+		if u.password == "" {
+			c.setUser(u)
+			return true, ""
 		}
-		c.setUser(u)
-		return true, ""
+		return s.authenticateUser(c, u, pass)
 	}
 	if user == "" && pass == "" && token == "" && ac.noAuthUser != nil {
 		c.setUser(ac.noAuthUser)
@@ -155,12 +163,27 @@ func (s *Server) authenticate(c *client) (ok bool, reason string) {
 		}
 		return false, authReasonUnknownUser
 	}
-	if !s.verifier.Verify(u.name, u.password, pass) {
-		s.ext().auth.failUser(u.name)
-		return false, authReasonBadPassword
+	return s.authenticateUser(c, u, pass)
+}
+
+// authenticateUser checks pass against u's password and, while its grace
+// window lasts, u's previous one, and binds u to c.
+func (s *Server) authenticateUser(c *client, u *userAuth, pass string) (ok bool, reason string) {
+	previous := ""
+	if u.acceptsPrevious(time.Now()) {
+		previous = u.previous
 	}
-	c.setUser(u)
-	return true, ""
+	switch s.verifier.VerifyEither(u.name, u.password, previous, pass) {
+	case 1:
+		c.setUser(u)
+		return true, ""
+	case 2:
+		if c.setUserUntil(u, u.previous, u.previousUntil) {
+			return true, ""
+		}
+	}
+	s.ext().auth.failUser(u.name)
+	return false, authReasonBadPassword
 }
 
 // setUser binds an authenticated user and its permissions to c.
@@ -168,7 +191,24 @@ func (c *client) setUser(u *userAuth) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.user = u
+	c.authStored, c.authUntil = u.password, time.Time{}
 	c.setPermissionsLocked(u.perms)
+}
+
+// setUserUntil binds u to c, which authenticated with u's previous password
+// stored, good until until. It refuses when until has passed meanwhile: the
+// expiry sweep (previous_passwords.go) takes c.mu too, so a client either is
+// bound before the sweep looks at it or sees here that the sweep has run.
+func (c *client) setUserUntil(u *userAuth, stored string, until time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !time.Now().Before(until) {
+		return false
+	}
+	c.user = u
+	c.authStored, c.authUntil = stored, until
+	c.setPermissionsLocked(u.perms)
+	return true
 }
 
 // setPermissionsLocked installs permissions (reload uses it too); the caller

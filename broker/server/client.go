@@ -121,8 +121,13 @@ type client struct {
 	headers bool
 	reason  ClosedReason
 
-	user  *userAuth         // who authenticated; nil without auth
-	perms *auth.Permissions // nil: everything allowed
+	user *userAuth // who authenticated; nil without auth
+	// authStored is the configured password (or hash) that c's password
+	// matched: user.password, or user.previous while a grace window lasts,
+	// when authUntil is when that ends (zero otherwise).
+	authStored string
+	authUntil  time.Time
+	perms      *auth.Permissions // nil: everything allowed
 	// pubRestricted mirrors perms.RestrictsPublish() for the lock-free
 	// check on the publish path; reload may change perms at any time.
 	pubRestricted atomic.Bool

@@ -14,6 +14,9 @@
 //	            authenticated latency histogram; atomics written once per
 //	            connection attempt, read at scrape time
 //	cpu.go      /varz cpu: process CPU time over wall time, as nats-server
+//	previous_passwords.go  a user's previous password during a rotation grace
+//	            window: accepted until valid_until, then its connections are
+//	            closed by one timer per server
 //	tls.go      TLS: certificate material (loaded, swapped whole on reload), the
 //	            client handshake (INFO then TLS, or handshake_first), certificate
 //	            identities for verify_and_map, /connz TLS fields, the HTTPS
@@ -51,7 +54,10 @@
 // most 5 ms per subscriber and 10 ms per read pass (back-pressure through TCP,
 // as nats-server does), so a slower reader slows the publisher instead of being
 // cut off, and a stopped one costs publishers only those milliseconds. Ping and
-// auth timers run on timer goroutines and take only the client lock.
+// auth timers run on timer goroutines and take only the client lock. The
+// grace-window timer (previous_passwords.go), armed only while a previous
+// password is accepted, runs on a timer goroutine: it visits the clients as
+// reload does (forEachClient) and closes those past their window.
 //
 // # Lock order
 //
@@ -63,6 +69,7 @@
 //  3. Sublist.mu           the subject index (Insert under client.mu is fine)
 //  4. auth.Verifier.mu     the verification cache; leaf
 //  4. closedRing.mu        the closed-connection ring; leaf, taken with none held
+//  4. passwordExpiry.mu    the grace-window timer; leaf, taken with none held
 //
 // Server.mu is never held while taking client.mu: code that visits clients
 // copies the map under Server.mu, releases it, then locks each client

@@ -20,6 +20,11 @@ const (
 	errTextPubViolationFmt      = "Permissions Violation for Publish to %q"
 	errTextSubViolationFmt      = "Permissions Violation for Subscription to %q"
 	errTextQueueSubViolationFmt = "Permissions Violation for Subscription to %q using queue %q"
+
+	// errTextAuthExpired closes the connection: nats-server's text for
+	// credentials that expire on a live connection; here, a previous
+	// password whose grace window ended.
+	errTextAuthExpired = "User Authentication Expired"
 )
 
 // Errors the parser returns. The handlers of the first group have already told
@@ -59,6 +64,7 @@ const (
 	ServerShutdown
 	AuthenticationRevoked
 	LameDuckMode
+	AuthenticationExpired
 )
 
 var closedReasonText = map[ClosedReason]string{
@@ -80,6 +86,7 @@ var closedReasonText = map[ClosedReason]string{
 	ServerShutdown:              "Server Shutdown",
 	AuthenticationRevoked:       "Authentication Revoked",
 	LameDuckMode:                "Lame Duck Mode",
+	AuthenticationExpired:       "Authentication Expired",
 }
 
 func (r ClosedReason) String() string {

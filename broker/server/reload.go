@@ -222,6 +222,7 @@ func (s *Server) applyConfig(next *conf.Options) error {
 	}
 	s.opts.Store(o)
 	s.setAuthConfig(ac)
+	s.armPasswordExpiry(ac)
 	s.storeTLS(tlsClient, tlsRoutes)
 	s.ext().mu.Lock()
 	s.ext().tlsFailing = false
@@ -239,9 +240,9 @@ func (s *Server) applyConfig(next *conf.Options) error {
 func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 	// A failed check costs a bcrypt comparison; remember this reload's
 	// answers so a hundred clients of one user pay it once.
-	verdicts := map[[2]string]bool{}
+	verdicts := map[[3]string]bool{}
 	verify := func(name, stored, pass string) bool {
-		k := [2]string{name, pass}
+		k := [3]string{name, stored, pass}
 		ok, seen := verdicts[k]
 		if !seen {
 			ok = s.verifier.Verify(name, stored, pass)
@@ -250,6 +251,7 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 		return ok
 	}
 	revoked, narrowed := 0, 0
+	now := time.Now()
 	s.forEachClient(func(c *client) {
 		c.mu.Lock()
 		if c.isClosed() || !c.flags.has(flagConnectReceived) {
@@ -258,10 +260,14 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 		}
 		u := c.user
 		pass, token := c.opts.Password, c.opts.Token
+		authStored := c.authStored
 		c.mu.Unlock()
 
 		var next *userAuth
 		allowed := true
+		// stored is the configured password c holds its user by from now
+		// on, until the end of a grace window when it is a previous one.
+		stored, until := "", time.Time{}
 		switch {
 		case !ac.required:
 			next = nil
@@ -271,7 +277,10 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 			if c.tls != nil {
 				next = ac.certUser(c.tls.peer)
 			}
-			allowed = next != nil && (next.password == "" || next.password == userPassword(u) || verify(next.name, next.password, pass))
+			allowed = next != nil
+			if allowed && next.password != "" {
+				stored, until, allowed = recheckPassword(next, authStored, pass, now, verify)
+			}
 		case u == nil:
 			// Connected while no auth was required, or as no_auth_user.
 			allowed = ac.noAuthUser != nil
@@ -281,7 +290,10 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 			next = ac.noAuthUser
 		default:
 			next = ac.users[u.name]
-			allowed = next != nil && (next.password == u.password || verify(next.name, next.password, pass))
+			allowed = next != nil
+			if allowed {
+				stored, until, allowed = recheckPassword(next, authStored, pass, now, verify)
+			}
 		}
 		if !allowed {
 			revoked++
@@ -290,7 +302,7 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 			c.closeConnection(AuthenticationRevoked)
 			return
 		}
-		narrowed += c.applyUser(next)
+		narrowed += c.applyUser(next, stored, until)
 		c.mu.Lock()
 		// The outbound limits apply in place; max_payload and the other
 		// parser limits apply to connections made from now on.
@@ -302,11 +314,26 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 	}
 }
 
-func userPassword(u *userAuth) string {
-	if u == nil {
-		return ""
+// recheckPassword holds a connected client of user next to next's
+// passwords: the configured password it authenticated with (authStored)
+// still counts without bcrypt, its password pass is checked otherwise. It
+// returns the password that holds it, and until when for a previous one.
+func recheckPassword(next *userAuth, authStored, pass string, now time.Time,
+	verify func(name, stored, pass string) bool) (stored string, until time.Time, ok bool) {
+	previous := next.acceptsPrevious(now)
+	switch {
+	case next.password == authStored:
+		return next.password, time.Time{}, true
+	case previous && next.previous == authStored:
+		// The usual case at a rotation with a grace window: the password
+		// it connected with has just become the previous one.
+		return next.previous, next.previousUntil, true
+	case verify(next.name, next.password, pass):
+		return next.password, time.Time{}, true
+	case previous && verify(next.name, next.previous, pass):
+		return next.previous, next.previousUntil, true
 	}
-	return u.password
+	return "", time.Time{}, false
 }
 
 func userNameOf(u *userAuth) string {
@@ -316,12 +343,14 @@ func userNameOf(u *userAuth) string {
 	return u.name
 }
 
-// applyUser binds u (nil: no auth) and its permissions to c, dropping the
-// subscriptions they no longer allow, each with the permissions violation
-// error. It returns how many were dropped.
-func (c *client) applyUser(u *userAuth) int {
+// applyUser binds u (nil: no auth) and its permissions to c, which holds u
+// by the configured password stored (until a time, for a previous password),
+// dropping the subscriptions they no longer allow, each with the permissions
+// violation error. It returns how many were dropped.
+func (c *client) applyUser(u *userAuth, stored string, until time.Time) int {
 	c.mu.Lock()
 	c.user = u
+	c.authStored, c.authUntil = stored, until
 	if u != nil {
 		c.setPermissionsLocked(u.perms)
 	} else {

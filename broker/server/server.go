@@ -191,6 +191,9 @@ func Validate(o *conf.Options) error {
 			seen[u.Name] = true
 		}
 	}
+	if err := o.ValidatePreviousPasswords(); err != nil {
+		return err
+	}
 	// Not served yet: refuse rather than run plaintext where the file asks
 	// for TLS.
 	if o.HTTPSPort != 0 && o.TLS == nil {

@@ -1,6 +1,6 @@
 // Command natsforge-broker runs the natsforge NATS broker.
 //
-//	natsforge-broker [-c file] [-p port] [-a addr] [--user U --pass P] [-m http_port] [-D] [-V]
+//	natsforge-broker [-c file [--previous_passwords file]] [-p port] [-a addr] [--user U --pass P] [-m http_port] [-D] [-V]
 //	natsforge-broker passwd [-p] [--cost N]
 //
 // Flags override the config file, as nats-server's do.
@@ -42,6 +42,10 @@ type flags struct {
 	debug, trace, ver bool
 	set               map[string]bool
 
+	// previousPasswords is the previous-passwords file (broker/conf
+	// previous.go), read with the config file at start and on every reload.
+	previousPasswords string
+
 	// Cluster flags, as nats-server's (cluster.go).
 	cluster, routes, clusterName string
 	noAdvertise                  bool
@@ -68,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.pass, "pass", "", "password required for connections: plain or a bcrypt hash")
 	fs.StringVar(&f.config, "c", "", "configuration file")
 	fs.StringVar(&f.config, "config", "", "configuration file")
+	fs.StringVar(&f.previousPasswords, "previous_passwords", "", "previous-passwords file: password hashes still accepted during a rotation grace window (natsforge only)")
 	fs.IntVar(&f.httpPort, "m", 0, "HTTP monitoring port")
 	fs.IntVar(&f.httpPort, "http_port", 0, "HTTP monitoring port")
 	fs.BoolVar(&f.debug, "D", false, "debug logging")
@@ -129,6 +134,13 @@ func (f *flags) options(logger *slog.Logger) (*conf.Options, error) {
 // apply lays the flags over options parsed from the config file; reload
 // applies them again over every reloaded file.
 func (f *flags) apply(opts *conf.Options) error {
+	if f.previousPasswords != "" {
+		pp, err := conf.LoadPreviousPasswordsFile(f.previousPasswords)
+		if err != nil {
+			return err
+		}
+		opts.PreviousPasswords = pp
+	}
 	if err := f.applyCluster(opts); err != nil {
 		return err
 	}
