@@ -127,6 +127,9 @@ type NatsClusterReconciler struct {
 
 	// probes are the clusters in probe back-off; SetupWithManager makes it.
 	probes *probeMemos
+	// rotations times config and certificate rotations for
+	// natsforge_rotation_propagation_seconds (metrics.go).
+	rotations *rotationClock
 }
 
 // request is what one reconcile of one NatsCluster knows; the phases fill it in
@@ -187,11 +190,13 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.APIReader.Get(ctx, req.NamespacedName, nc); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.probes.forget(req.NamespacedName)
+			r.forgetMetrics(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !nc.DeletionTimestamp.IsZero() {
 		r.probes.forget(req.NamespacedName)
+		r.forgetMetrics(req.NamespacedName)
 		return ctrl.Result{}, nil // owner references let the garbage collector clean up
 	}
 
@@ -227,6 +232,7 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		log.Error(err, "write status")
 	}
 	failures := r.probes.record(req.NamespacedName, inputs, rq)
+	r.recordMetrics(req.NamespacedName, rq)
 	if rq.failure != nil {
 		return ctrl.Result{}, rq.failure
 	}
@@ -265,6 +271,9 @@ func (r *NatsClusterReconciler) now() time.Time {
 func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.probes == nil {
 		r.probes = newProbeMemos()
+	}
+	if r.rotations == nil {
+		r.rotations = newRotationClock()
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexedSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)
