@@ -51,9 +51,9 @@ log() { printf '[network-policies] %s\n' "$*" >&2; }
 
 VERSION="$(sed -n "s#^[[:space:]]*\(require \)\{0,1\}${MODULE} \(v[0-9][^ ]*\).*#\2#p" "${SRC}/go.mod")"
 [ -n "${VERSION}" ] || { log "no 'require ${MODULE} vX.Y.Z' line in ${SRC}/go.mod"; exit 2; }
-# The cache key covers our main, the overlay, its pinned dependencies and this
+# The cache key covers our main package, the overlay, its pinned dependencies and this
 # script, so editing any builds anew while an unchanged tree never does.
-KEY="${VERSION}-$(cat "${SRC}/main.go" "${SRC}/overlay/xtqueue.go" "${SRC}/go.mod" "${SRC}/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)"
+KEY="${VERSION}-$(cat "${SRC}"/*.go "${SRC}/overlay/xtqueue.go" "${SRC}/go.mod" "${SRC}/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)"
 OUT="${ROOT}/bin/network-policies/${VERSION}"
 CACHE="${BASE}/network-policies/${KEY}"
 
@@ -87,6 +87,20 @@ if ! installed && ! cached; then
       exit 1
     fi
     cp overlay/xtqueue.go "${mod}/pkg/networkpolicy/xtqueue.go"
+    # With --disable-nri upstream leaves its NRI plugin nil, yet looks a
+    # packet's address up there whenever no pod of the API has it (the node,
+    # a masqueraded Service connection, a pod the informer has not seen yet):
+    # a nil dereference that kills the enforcer at the first such packet.
+    # A nil plugin knows no pod.
+    nri="${mod}/pkg/networkpolicy/nri.go"
+    awk '
+      { print }
+      /^func \(p \*nriPlugin\) GetPodFromIP\(ip string\) string \{$/ { print "\tif p == nil {\n\t\treturn \"\"\n\t}"; n++ }
+      END { if (n != 1) exit 1 }
+    ' "${nri}" > "${nri}.new" && mv "${nri}.new" "${nri}" || {
+      log "${MODULE}@${VERSION}: pkg/networkpolicy/nri.go no longer has GetPodFromIP as expected; revisit its nil-plugin patch"
+      exit 1
+    }
     cp go.mod "${CACHE}.tmp/src/build.mod" && cp go.sum "${CACHE}.tmp/src/build.sum"
     echo "replace ${MODULE} => ${mod}" >> "${CACHE}.tmp/src/build.mod"
     CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -modfile "${CACHE}.tmp/src/build.mod" -o "${CACHE}.tmp/${BIN}" .

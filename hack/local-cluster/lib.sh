@@ -17,6 +17,13 @@ COREDNS_VERSION="${COREDNS_VERSION:-1.15.0}"
 # hack/cert-manager/controller/go.mod and built by hack/cert-manager.sh.
 LC_CERT_MANAGER="${LC_CERT_MANAGER:-true}"
 LC_CERT_MANAGER_HEALTH="127.0.0.1:10270"
+# The NetworkPolicy enforcer (sigs.k8s.io/kube-network-policies, built by
+# hack/network-policies.sh) runs on the node as root, so NetworkPolicies are
+# enforced (set LC_NETWORK_POLICIES=false to leave it out: then they are stored
+# and ignored, as on a cluster without a NetworkPolicy implementation).
+LC_NETWORK_POLICIES="${LC_NETWORK_POLICIES:-true}"
+LC_NETWORK_POLICIES_METRICS="127.0.0.1:10280"
+LC_NETWORK_POLICIES_QUEUE=100
 
 LC_NETNS="${LC_NETNS:-natsforge-lc}"
 LC_VETH_HOST="${LC_VETH_HOST:-nflc-host}"
@@ -55,7 +62,7 @@ COREDNS_BIN="${LC_ROOT}/bin/coredns/${COREDNS_VERSION}/coredns"
 LC_TOOLS="${LC_ROOT}/bin/local-cluster-tools"
 
 # The components, in start order; down stops them in reverse.
-LC_COMPONENTS=(registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns cert-manager)
+LC_COMPONENTS=(registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd network-policies kubelet kube-proxy coredns cert-manager)
 
 LC_T0=$(date +%s)
 say() { printf '[local-cluster %4ss] %s\n' "$(( $(date +%s) - LC_T0 ))" "$*" >&2; }

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Brings up a single-node Kubernetes cluster inside a network namespace of its own:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (+runc,
-# CNI bridge), kubelet, kube-proxy (iptables), CoreDNS and cert-manager's controller
-# (with its CRDs), plus a local image registry.
+# CNI bridge), kubelet, kube-proxy (iptables), CoreDNS, cert-manager's controller
+# (with its CRDs) and a NetworkPolicy enforcer, plus a local image registry.
 # Idempotent: a second run starts only what is not running. Run as root.
 #
 #   hack/local-cluster/up.sh          # then: kubectl --kubeconfig bin/kubeconfig get nodes
 #   hack/local-cluster/down.sh        # stops and removes all of it
 #
 # Kubernetes binaries come from hack/k8s-binaries.sh, CoreDNS from coredns.sh,
-# cert-manager from hack/cert-manager.sh (all built from Go modules and cached); containerd, runc and the CNI plugins from Debian.
+# cert-manager from hack/cert-manager.sh, the enforcer from hack/network-policies.sh
+# (all built from Go modules and cached); containerd, runc and the CNI plugins from Debian.
 # Images: pods pull from localhost:5001/...; push to ${LC_NODE_IP}:5001 from outside
 # (e.g. make images REGISTRY=10.200.0.2:5001).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -68,6 +69,10 @@ if [ "${LC_CERT_MANAGER}" = true ]; then
   # Cached after the first build (several minutes cold); holds the binary and crds/.
   CERT_MANAGER_DIR="$("${LC_ROOT}/hack/cert-manager.sh")" || die "building cert-manager failed (hack/cert-manager.sh)"
 fi
+if [ "${LC_NETWORK_POLICIES}" = true ]; then
+  # Cached after the first build (about 2 minutes cold).
+  NETWORK_POLICIES_BIN="$("${LC_ROOT}/hack/network-policies.sh")" || die "building the NetworkPolicy enforcer failed (hack/network-policies.sh)"
+fi
 say "building the image tool, pause and echo (static Go)"
 (
   cd "${LC_ROOT}"
@@ -99,7 +104,12 @@ in_ns ip route replace default via "${LC_HOST_IP}" dev "${LC_VETH_NODE}"
 ip route replace "${LC_POD_CIDR}" via "${LC_NODE_IP}" dev "${LC_VETH_HOST}"
 ip route replace "${LC_SERVICE_CIDR}" via "${LC_NODE_IP}" dev "${LC_VETH_HOST}"
 in_ns sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.route_localnet=1
-in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+# Bridged pod-to-pod packets pass the netfilter hooks (kube-proxy's and the
+# NetworkPolicy enforcer's) only with br_netfilter and this switch, per namespace.
+[ -e /proc/sys/net/bridge ] || modprobe br_netfilter 2>/dev/null || true
+if ! in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null && [ "${LC_NETWORK_POLICIES}" = true ]; then
+  die "net.bridge.bridge-nf-call-iptables cannot be set (no br_netfilter): NetworkPolicies would not be enforced between pods; load br_netfilter or set LC_NETWORK_POLICIES=false"
+fi
 # Egress guard, inside the namespace only (it disappears with the namespace): what
 # leaves through the veth must be for the node's own /24. A connection the node makes
 # to a ClusterIP is routed to the veth (default route) before kube-proxy's DNAT,
@@ -159,6 +169,7 @@ gen_cert kubelet "/O=system:nodes/CN=system:node:${LC_NODE_NAME}" clientAuth
 gen_cert kubelet-serving "/CN=${LC_NODE_NAME}" serverAuth "DNS:${LC_NODE_NAME},IP:${LC_NODE_IP}"
 gen_cert coredns "/CN=system:coredns" clientAuth
 gen_cert cert-manager "/CN=system:cert-manager" clientAuth
+gen_cert network-policies "/CN=system:natsforge-network-policies" clientAuth
 if [ ! -f "${LC_PKI}/sa.key" ]; then
   openssl genrsa -out "${LC_PKI}/sa.key" 2048 2>/dev/null
   openssl rsa -in "${LC_PKI}/sa.key" -pubout -out "${LC_PKI}/sa.pub" 2>/dev/null
@@ -191,7 +202,7 @@ EOF
   chmod 600 "${file}"
 }
 write_kubeconfig "${KUBECONFIG_OUT}" natsforge-admin admin
-for c in kube-controller-manager kube-scheduler kube-proxy kubelet coredns cert-manager; do
+for c in kube-controller-manager kube-scheduler kube-proxy kubelet coredns cert-manager network-policies; do
   write_kubeconfig "${LC_KUBECONFIGS}/${c}.kubeconfig" "${c}" "${c}"
 done
 
@@ -429,6 +440,47 @@ EOF
 fi
 
 # ---------------------------------------------------------------------------------
+# NetworkPolicy enforcer: the permissions of upstream's install.yaml (list and
+# watch pods, namespaces and NetworkPolicies; events), and the enforcer itself on
+# the node, started before the kubelet so that no pod runs unpoliced. It polices
+# the first packet of each new connection to or from a pod some NetworkPolicy
+# selects (nftables and an NFQUEUE in this namespace). Packets a root process of
+# the node sends (the kubelet's probes, tests run here as root) are always
+# accepted: enforcement shows only between pods.
+# ---------------------------------------------------------------------------------
+if [ "${LC_NETWORK_POLICIES}" = true ]; then
+  kubectl_admin apply --server-side --force-conflicts -f - > /dev/null <<EOF || fail kube-apiserver "rejected the NetworkPolicy enforcer's RBAC"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: natsforge-local:network-policies
+rules:
+- apiGroups: [""]
+  resources: [pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: natsforge-local:network-policies
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "natsforge-local:network-policies"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:natsforge-network-policies"}
+EOF
+  # --disable-nri: our containerd has no NRI socket; pod IPs come from the API.
+  start network-policies "${NETWORK_POLICIES_BIN}" \
+    --kubeconfig "${LC_KUBECONFIGS}/network-policies.kubeconfig" --hostname-override "${LC_NODE_NAME}" \
+    --nfqueue-id "${LC_NETWORK_POLICIES_QUEUE}" --metrics-bind-address "${LC_NETWORK_POLICIES_METRICS}" \
+    --disable-nri -v 2
+fi
+
+# ---------------------------------------------------------------------------------
 # Node: kubelet, kube-proxy, CoreDNS.
 # ---------------------------------------------------------------------------------
 mkdir -p "${LC_STATE}/kubelet" "${LC_STATE}/pod-logs"
@@ -513,6 +565,10 @@ wait_for kube-controller-manager 60 in_ns curl -fsSk https://127.0.0.1:10257/hea
 wait_for kube-scheduler 60 in_ns curl -fsSk https://127.0.0.1:10259/healthz
 if [ "${LC_CERT_MANAGER}" = true ]; then
   wait_for cert-manager 60 in_ns curl -fsS "http://${LC_CERT_MANAGER_HEALTH}/healthz"
+fi
+if [ "${LC_NETWORK_POLICIES}" = true ]; then
+  # Ready: its nftables table is written and its NFQUEUE has a listener.
+  wait_for network-policies 60 in_ns curl -fsS "http://${LC_NETWORK_POLICIES_METRICS}/readyz"
 fi
 node_ready() {
   [ "$(kubectl_admin get node "${LC_NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]

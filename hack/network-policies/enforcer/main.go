@@ -6,7 +6,8 @@
 // (rest.InClusterConfig), while the local cluster runs its node components as
 // host processes with a kubeconfig, as it does cert-manager's controller. And
 // upstream v0.8.0 parses --disable-nri without passing it on. Everything else
-// is upstream's, but for how packets are queued (overlay/xtqueue.go: the
+// is upstream's, but for a nil check that keeps --disable-nri from crashing
+// (hack/network-policies.sh patches it in) and for how packets are queued (overlay/xtqueue.go: the
 // xtables NFQUEUE target instead of nftables' queue expression, which needs a
 // kernel module this project's machines lack): pkg/networkpolicy's
 // controller, which puts the node's pods
@@ -17,6 +18,10 @@
 //
 //	kube-network-policies --kubeconfig FILE --hostname-override NODE [--nfqueue-id 100]
 //	    [--metrics-bind-address 127.0.0.1:9080] [--disable-nri] [--fail-open] [-v 2]
+//
+// Besides /metrics, the metrics address serves /readyz (readiness.go): 200 once
+// the nftables table is in place and the queue has its listener, that is once
+// packets are policed; the local cluster's up.sh waits for it.
 //
 // It must run as root (CAP_NET_ADMIN) on the node, with the kernel's nf_tables
 // (inet family, sets, ct), nft_compat with the xtables NFQUEUE target,
@@ -100,6 +105,7 @@ func run() int {
 	defer stop()
 
 	http.Handle("/metrics", promhttp.Handler())
+	http.HandleFunc("/readyz", readyz(nftTableName, queueID))
 	go func() { utilruntime.HandleError(http.ListenAndServe(metricsBindAddress, nil)) }()
 
 	factory := informers.NewSharedInformerFactory(clientset, 0)
