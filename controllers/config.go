@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/natsforge/natsforge/api/v1alpha1"
 	"github.com/natsforge/natsforge/controllers/resources"
 )
 
@@ -50,9 +51,13 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 		return fmt.Errorf("refusing to take over Secret %s: it exists and is not controlled by this NatsCluster", key.Name)
 	}
 
+	var existingParts []*corev1.Secret
 	prev := fingerprints{}
 	if found {
-		prev = parseFingerprints(existing.Data[resources.FingerprintsKey])
+		if existingParts, err = r.readConfigParts(ctx, nc); err != nil {
+			return err
+		}
+		prev = parseFingerprints(resources.JoinFingerprints(existing, existingParts))
 	}
 	cost := int(nc.Spec.Auth.BcryptCost)
 	if cost == 0 { // the API defaults it; an object written around the schema may lack it
@@ -78,23 +83,82 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 		return err
 	}
 	rq.config, rq.configHash = config, resources.ConfigDigest(config)
+	for name := range rotated {
+		rec := records[name]
+		rec.ConfigHash = rq.configHash
+		records[name] = rec
+	}
+	rq.history = nil
+	if found {
+		rq.history = parseConfigHistory(existing.Data[resources.ConfigHistoryKey])
+	}
+	rq.history = rq.history.add(rq.configHash)
 
-	desired := resources.ConfigSecret(nc, config, records.marshal())
-	if !found {
-		if err := r.Client.Create(ctx, desired); err != nil {
-			return fmt.Errorf("create Secret %s: %w", key.Name, err)
+	desired, desiredParts, err := resources.ConfigSecrets(nc, config, records.marshal(), rq.history.marshal())
+	if err != nil {
+		return err
+	}
+	// The parts first: a manifest is never written before the parts it names.
+	written := false
+	for i, part := range desiredParts {
+		var have *corev1.Secret
+		if i < len(existingParts) {
+			have = existingParts[i]
 		}
-		rq.configWritten, rq.records = true, records
+		w, err := r.writeConfigSecret(ctx, nc, have, part)
+		if err != nil {
+			return err
+		}
+		written = written || w
+	}
+	var have *corev1.Secret
+	if found {
+		have = existing
+	}
+	w, err := r.writeConfigSecret(ctx, nc, have, desired)
+	if err != nil {
+		return err
+	}
+	written = written || w
+	for _, stale := range existingParts[min(len(desiredParts), len(existingParts)):] {
+		if err := r.Client.Delete(ctx, stale); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete Secret %s: %w", stale.Name, err)
+		}
+		written = true
+	}
+	rq.configWritten, rq.records = written, records
+	if !written || !found {
 		return nil
+	}
+	for _, u := range rq.users {
+		if _, had := prev[u.name]; had && rotated[u.name] {
+			r.event(nc, corev1.EventTypeNormal, "PasswordRotated", "RotatePassword", "user %s: new password hash in the config", u.name)
+		}
+	}
+	r.event(nc, corev1.EventTypeNormal, "ConfigUpdated", "WriteConfig", "config Secret %s updated, digest %s", key.Name, rq.configHash)
+	return nil
+}
+
+// writeConfigSecret creates desired, or updates existing (nil: missing) to it
+// when it differs, retrying on conflict; it tells whether it wrote.
+func (r *NatsClusterReconciler) writeConfigSecret(ctx context.Context, nc *v1alpha1.NatsCluster, existing, desired *corev1.Secret) (bool, error) {
+	if existing == nil {
+		if err := r.Client.Create(ctx, desired); err != nil {
+			return false, fmt.Errorf("create Secret %s: %w", desired.Name, err)
+		}
+		return true, nil
 	}
 	if secretUpToDate(existing, desired) {
-		rq.records = records
-		return nil
+		return false, nil
 	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	key := client.ObjectKeyFromObject(desired)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if existing.ResourceVersion == "" {
 			if err := r.APIReader.Get(ctx, key, existing); err != nil {
 				return err
+			}
+			if !metav1.IsControlledBy(existing, nc) {
+				return fmt.Errorf("refusing to take over Secret %s: it is not controlled by this NatsCluster", key.Name)
 			}
 		}
 		mergeSecret(existing, desired)
@@ -103,14 +167,28 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("update Secret %s: %w", key.Name, err)
+		return false, fmt.Errorf("update Secret %s: %w", key.Name, err)
 	}
-	rq.configWritten, rq.records = true, records
-	for _, u := range rq.users {
-		if _, had := prev[u.name]; had && rotated[u.name] {
-			r.event(nc, corev1.EventTypeNormal, "PasswordRotated", "RotatePassword", "user %s: new password hash in the config", u.name)
+	return true, nil
+}
+
+// readConfigParts reads the config part Secrets "<name>-config-1", ... in
+// order, up to the first missing one.
+func (r *NatsClusterReconciler) readConfigParts(ctx context.Context, nc *v1alpha1.NatsCluster) ([]*corev1.Secret, error) {
+	var parts []*corev1.Secret
+	for i := 1; i <= resources.MaxConfigParts+1; i++ {
+		s := &corev1.Secret{}
+		name := resources.ConfigPartSecretName(nc, i)
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, s)
+		switch {
+		case apierrors.IsNotFound(err):
+			return parts, nil
+		case err != nil:
+			return nil, fmt.Errorf("get Secret %s: %w", name, err)
+		case !metav1.IsControlledBy(s, nc):
+			return nil, fmt.Errorf("refusing to take over Secret %s: it exists and is not controlled by this NatsCluster", name)
 		}
+		parts = append(parts, s)
 	}
-	r.event(nc, corev1.EventTypeNormal, "ConfigUpdated", "WriteConfig", "config Secret %s updated, digest %s", key.Name, rq.configHash)
-	return nil
+	return parts, nil
 }

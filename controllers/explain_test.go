@@ -52,6 +52,10 @@ func TestKubectlExplainReadsTheGodoc(t *testing.T) {
 		"nc.spec.auth.users.passwordSecretRef": "rotates the password on",
 		"nc.spec.config.lameDuckDuration":      "termination grace period",
 		"nc.status.conditions":                 "ConfigPropagated",
+		"nc.spec.auth.allowedUserNamespaces":   "allowedRoutes",
+		"nu.spec.username":                     "the oldest (by creationTimestamp, then namespace/name) wins",
+		"nu.spec.passwordSecretRef":            "<metadata.name>-user-credentials",
+		"nu.status.servingPods":                "configHash, or a later one",
 	} {
 		// The API server publishes a new CRD's OpenAPI a moment after the CRD
 		// is established.

@@ -57,6 +57,10 @@ type fingerprintRecord struct {
 	// lives here, next to the hash, rather than only in status, which a
 	// reconcile may read stale from the cache.
 	RotatedAt metav1.Time `json:"rotatedAt"`
+	// ConfigHash is the hash of the first config that carried Hash: a
+	// broker serving that config, or a later one (configHistory), serves
+	// this password. A NatsUser's status reports it.
+	ConfigHash string `json:"configHash,omitempty"`
 }
 
 // fingerprints are the records of one cluster, by user name. They are kept in

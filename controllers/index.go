@@ -19,8 +19,10 @@ package controllers
 import (
 	"context"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -85,6 +87,11 @@ func (r *NatsClusterReconciler) clustersNamingSecret(ctx context.Context, secret
 	for _, nc := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)})
 	}
+	for _, req := range r.clustersOfNatsUserSecret(ctx, secret) {
+		if !slices.Contains(reqs, req) {
+			reqs = append(reqs, req)
+		}
+	}
 	return reqs
 }
 
@@ -114,4 +121,86 @@ var brokerPodChanged = predicate.Funcs{
 			old.Annotations[resources.AnnotationTLSHash] != cur.Annotations[resources.AnnotationTLSHash] ||
 			old.DeletionTimestamp.IsZero() != cur.DeletionTimestamp.IsZero()
 	},
+}
+
+// clusterRefIndex indexes NatsUsers by the NatsCluster they name,
+// "<namespace>/<name>".
+const clusterRefIndex = "natsuser.spec.clusterRef"
+
+func clusterRefKey(namespace, name string) string { return namespace + "/" + name }
+
+func indexClusterRef(obj client.Object) []string {
+	nu, ok := obj.(*v1alpha1.NatsUser)
+	if !ok {
+		return nil
+	}
+	return []string{clusterRefKey(nu.ClusterKey())}
+}
+
+// natsUserSecretIndex indexes NatsUsers by the Secret their passwordSecretRef
+// names (in their own namespace).
+const natsUserSecretIndex = "natsuser.spec.passwordSecretRef.name"
+
+func indexNatsUserSecret(obj client.Object) []string {
+	nu, ok := obj.(*v1alpha1.NatsUser)
+	if !ok || nu.Spec.PasswordSecretRef == nil {
+		return nil
+	}
+	return []string{nu.Spec.PasswordSecretRef.Name}
+}
+
+// clusterOfNatsUser maps a NatsUser to the NatsCluster it names.
+func clusterOfNatsUser(_ context.Context, obj client.Object) []reconcile.Request {
+	nu, ok := obj.(*v1alpha1.NatsUser)
+	if !ok {
+		return nil
+	}
+	ns, name := nu.ClusterKey()
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}}}
+}
+
+// clustersOfNatsUsers maps NatsUsers to the NatsClusters they name, once each.
+func clustersOfNatsUsers(users []v1alpha1.NatsUser) []reconcile.Request {
+	var reqs []reconcile.Request
+	for i := range users {
+		ns, name := users[i].ClusterKey()
+		req := reconcile.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}}
+		if !slices.Contains(reqs, req) {
+			reqs = append(reqs, req)
+		}
+	}
+	return reqs
+}
+
+// clustersOfNamespaceUsers maps a namespace whose labels changed to the
+// clusters its NatsUsers name: the change may admit or refuse them.
+func (r *NatsClusterReconciler) clustersOfNamespaceUsers(ctx context.Context, ns client.Object) []reconcile.Request {
+	var list v1alpha1.NatsUserList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ns.GetName())); err != nil {
+		// A namespace the operator does not watch (--watch-namespaces) has
+		// no NatsUsers it sees.
+		logf.FromContext(ctx).V(1).Info("cannot list NatsUsers of a namespace", "namespace", ns.GetName(), "err", err.Error())
+		return nil
+	}
+	return clustersOfNatsUsers(list.Items)
+}
+
+// clustersOfNatsUserSecret maps a Secret to the clusters of the NatsUsers
+// that read their password from it, or whose generated Secret it is.
+func (r *NatsClusterReconciler) clustersOfNatsUserSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	var users []v1alpha1.NatsUser
+	var list v1alpha1.NatsUserList
+	if err := r.Client.List(ctx, &list, client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{natsUserSecretIndex: secret.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "list NatsUsers naming a Secret", "secret", secret.GetName())
+		return nil
+	}
+	users = append(users, list.Items...)
+	if owner := metav1.GetControllerOf(secret); owner != nil && owner.Kind == "NatsUser" && strings.HasPrefix(owner.APIVersion, v1alpha1.GroupVersion.Group+"/") {
+		nu := &v1alpha1.NatsUser{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: secret.GetNamespace(), Name: owner.Name}, nu); err == nil {
+			users = append(users, *nu)
+		}
+	}
+	return clustersOfNatsUsers(users)
 }

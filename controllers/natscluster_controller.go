@@ -34,7 +34,9 @@ limitations under the License.
 //     in mode Secrets read and check the named Secrets (tls.go, pki/)
 //  5. resolve users: read each passwordSecretRef straight from the API server,
 //     generate "<cluster>-user-<name>", or issue a certificate user's client
-//     certificate into it (users.go)
+//     certificate into it (users.go); then admit the NatsUsers naming the
+//     cluster (namespace, name conflicts) and read or generate their
+//     passwords in their own namespaces (natsusers.go)
 //  6. write config: bcrypt only the passwords whose keyed fingerprint changed,
 //     render with broker/conf, parse back, write "<cluster>-config" only when
 //     its bytes differ (config.go, hashing.go)
@@ -55,7 +57,11 @@ limitations under the License.
 //
 // Caching: Secrets are cached by metadata only and read directly; pods are
 // cached only when labelled as managed by the operator (options.go). A Secret
-// maps to the clusters naming it through a field index (index.go).
+// maps to the clusters naming it through a field index (index.go), and so
+// does a NatsUser, its Secret, and a namespace whose labels changed.
+//
+// After the cluster's status, each NatsUser's status is written, only when it
+// changed (natsuser_status.go).
 package controllers
 
 import (
@@ -84,6 +90,10 @@ import (
 // +kubebuilder:rbac:groups=natsforge.io,resources=natsclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=natsforge.io,resources=natsclusters/status,verbs=patch
 // +kubebuilder:rbac:groups=natsforge.io,resources=natsclusters/finalizers,verbs=update
+// +kubebuilder:rbac:groups=natsforge.io,resources=natsusers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=natsforge.io,resources=natsusers/status,verbs=patch
+// +kubebuilder:rbac:groups=natsforge.io,resources=natsusers/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;patch
@@ -130,6 +140,9 @@ type NatsClusterReconciler struct {
 	// rotations times config and certificate rotations for
 	// natsforge_rotation_propagation_seconds (metrics.go).
 	rotations *rotationClock
+	// natsUsersIndexed is set by SetupWithManager, which indexes the
+	// manager's NatsUsers by clusterRef.
+	natsUsersIndexed bool
 }
 
 // request is what one reconcile of one NatsCluster knows; the phases fill it in
@@ -144,12 +157,14 @@ type request struct {
 
 	tls tlsState
 
-	users []resolvedUser // spec order
+	users     []resolvedUser // spec order, then the admitted NatsUsers, oldest first
+	natsUsers []*natsUser    // every NatsUser naming the cluster, oldest first
 
 	config        []byte
 	configHash    string
 	configWritten bool
-	records       fingerprints // as written to the config Secret
+	records       fingerprints  // as written to the config Secret
+	history       configHistory // config hashes written, oldest first
 
 	clientService *corev1.Service
 	statefulSet   *appsv1.StatefulSet
@@ -188,16 +203,18 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	// the previous reconcile's status write would make that comparison wrong.
 	nc := &v1alpha1.NatsCluster{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, nc); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.probes.forget(req.NamespacedName)
-			r.forgetMetrics(req.NamespacedName)
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		r.probes.forget(req.NamespacedName)
+		r.forgetMetrics(req.NamespacedName)
+		return ctrl.Result{}, r.natsUsersOfMissingCluster(ctx, req.NamespacedName)
 	}
 	if !nc.DeletionTimestamp.IsZero() {
 		r.probes.forget(req.NamespacedName)
 		r.forgetMetrics(req.NamespacedName)
-		return ctrl.Result{}, nil // owner references let the garbage collector clean up
+		// Owner references let the garbage collector clean up.
+		return ctrl.Result{}, r.natsUsersOfMissingCluster(ctx, req.NamespacedName)
 	}
 
 	rq := &request{cluster: nc, original: nc.DeepCopy(), now: r.now()}
@@ -230,6 +247,9 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			return ctrl.Result{}, fmt.Errorf("write status: %w", err)
 		}
 		log.Error(err, "write status")
+	}
+	if err := r.writeNatsUserStatuses(ctx, rq); err != nil && rq.failure == nil {
+		rq.failure = fmt.Errorf("write NatsUser statuses: %w", err)
 	}
 	failures := r.probes.record(req.NamespacedName, inputs, rq)
 	r.recordMetrics(req.NamespacedName, rq)
@@ -278,6 +298,13 @@ func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexedSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsUser{}, clusterRefIndex, indexClusterRef); err != nil {
+		return fmt.Errorf("index %s: %w", clusterRefIndex, err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsUser{}, natsUserSecretIndex, indexNatsUserSecret); err != nil {
+		return fmt.Errorf("index %s: %w", natsUserSecretIndex, err)
+	}
+	r.natsUsersIndexed = true
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.NatsCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.StatefulSet{}).
@@ -287,5 +314,9 @@ func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersNamingSecret), builder.OnlyMetadata).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(clusterOfPod), builder.WithPredicates(brokerPodChanged)).
+		// The operator writes NatsUser statuses itself: only spec changes,
+		// creations and deletions matter.
+		Watches(&v1alpha1.NatsUser{}, handler.EnqueueRequestsFromMapFunc(clusterOfNatsUser), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfNamespaceUsers), builder.OnlyMetadata, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Complete(r)
 }

@@ -245,7 +245,14 @@ func TestCELAndSchemaRefuseInvalidSpecs(t *testing.T) {
 		{"duplicate user names", func(nc *v1alpha1.NatsCluster) {
 			nc.Spec.Auth.Users = append(nc.Spec.Auth.Users, userRef("alice", "other"))
 		}, "user names must be unique"},
-		{"no users", func(nc *v1alpha1.NatsCluster) { nc.Spec.Auth.Users = nil }, "spec.auth.users"},
+		// No inline user is fine (NatsUsers may be all there is); more than
+		// 256 are for NatsUsers.
+		{"more than 256 inline users", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Auth.Users = nil
+			for i := range 257 {
+				nc.Spec.Auth.Users = append(nc.Spec.Auth.Users, v1alpha1.User{Name: fmt.Sprintf("u%d", i)})
+			}
+		}, "spec.auth.users: Too many"},
 		{"bcrypt cost too low", func(nc *v1alpha1.NatsCluster) { nc.Spec.Auth.BcryptCost = 4 }, "bcryptCost"},
 		{"lame duck below nats-server's minimum", func(nc *v1alpha1.NatsCluster) {
 			nc.Spec.Config.LameDuckDuration = &metav1.Duration{Duration: 10 * time.Second}

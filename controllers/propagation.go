@@ -170,6 +170,8 @@ type propagation struct {
 	// routes to; unreachable names the asked pods that did not answer.
 	routes      map[string]int
 	unreachable []string // sorted
+	// digests is, for each asked pod that answered, the config it serves.
+	digests map[string]string
 }
 
 // pending tells whether some pod that answered serves an older config: it
@@ -256,7 +258,11 @@ func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod,
 	}
 	_ = g.Wait()
 	p.routes = make(map[string]int, len(pods))
+	p.digests = make(map[string]string, len(pods))
 	for i, pod := range pods {
+		if errs[i] == nil {
+			p.digests[pod.Name] = strings.TrimPrefix(states[i].ConfigDigest, "sha256:")
+		}
 		switch {
 		case errs[i] != nil:
 			p.stale = append(p.stale, pod.Name+": unreachable: "+errs[i].Error())

@@ -64,7 +64,7 @@ func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
 	if rq.users != nil {
 		st.Users = userStatuses(prev.Users, rq.users, rq.records)
 		st.ResolvedUsers = 0
-		for _, u := range rq.users {
+		for _, u := range rq.users { // NatsUsers included
 			if u.resolved() {
 				st.ResolvedUsers++
 			}
@@ -233,7 +233,12 @@ func (m mesh) message() string {
 func usersResolvedCondition(users []resolvedUser) metav1.Condition {
 	var problems []string
 	reason := ""
+	inline := 0
 	for _, u := range users {
+		if u.natsUser != nil { // reported in its own status
+			continue
+		}
+		inline++
 		if u.resolved() {
 			continue
 		}
@@ -244,10 +249,10 @@ func usersResolvedCondition(users []resolvedUser) metav1.Condition {
 	}
 	if len(problems) == 0 {
 		return metav1.Condition{Type: v1alpha1.ConditionUsersResolved, Status: metav1.ConditionTrue,
-			Reason: v1alpha1.ReasonAllUsersResolved, Message: fmt.Sprintf("all %d users resolved", len(users))}
+			Reason: v1alpha1.ReasonAllUsersResolved, Message: fmt.Sprintf("all %d users resolved", inline)}
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionUsersResolved, Status: metav1.ConditionFalse, Reason: reason,
-		Message: fmt.Sprintf("%d of %d users left out of the config: %s", len(problems), len(users), strings.Join(problems, "; "))}
+		Message: fmt.Sprintf("%d of %d users left out of the config: %s", len(problems), inline, strings.Join(problems, "; "))}
 }
 
 func conditionReason(r v1alpha1.UserReason) string {
@@ -293,6 +298,9 @@ func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fing
 	}
 	out := make([]v1alpha1.UserStatus, 0, len(users))
 	for _, u := range users {
+		if u.natsUser != nil { // reported in its own status
+			continue
+		}
 		s := v1alpha1.UserStatus{
 			Name:             u.name,
 			SecretName:       u.secretName,

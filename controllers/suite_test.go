@@ -57,6 +57,7 @@ var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
 	"missing", "generated", "scaling", "validation", "paused", "propagation", "takeover",
 	"tls", "tls-users", "tls-secrets", "tls-exposed", "netpol",
+	"natsusers", "nu-allowed", "nu-refused", "nu-conflict",
 }
 
 // operatorNamespace is where the suite's reconciler says the operator runs.

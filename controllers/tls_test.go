@@ -131,9 +131,19 @@ func TestANewClusterServesTLSFromItsOwnCA(t *testing.T) {
 	eventually(t, timeout, func() error { return k8s.Get(context.Background(), client.ObjectKeyFromObject(nc), sts) })
 	var mounted []string
 	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Projected != nil { // the config and its parts
+			for _, p := range v.Projected.Sources {
+				mounted = append(mounted, p.Secret.Name)
+			}
+			continue
+		}
 		mounted = append(mounted, v.Secret.SecretName)
 	}
-	if !slices.Equal(mounted, []string{"t1-config", "t1-tls", "t1-routes-tls"}) {
+	wantMounted := []string{"t1-config"}
+	for i := 1; i <= resources.MaxConfigParts; i++ {
+		wantMounted = append(wantMounted, fmt.Sprintf("t1-config-%d", i))
+	}
+	if !slices.Equal(mounted, append(wantMounted, "t1-tls", "t1-routes-tls")) {
 		t.Errorf("pods mount %v: the CA (and its key) must never be mounted", mounted)
 	}
 

@@ -51,6 +51,10 @@ type resolvedUser struct {
 	identity string
 	reason   v1alpha1.UserReason
 	message  string
+	// natsUser is the NatsUser this user comes from; nil for a user of the
+	// NatsCluster's spec. Such users are reported in their NatsUser's status,
+	// not the cluster's.
+	natsUser *v1alpha1.NatsUser
 }
 
 func (u resolvedUser) resolved() bool { return u.password != nil || u.identity != "" }
@@ -171,7 +175,10 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 
 	rq.users = users
 	r.recordUnresolvedUsers(rq)
-	return r.deleteStaleGeneratedCredentials(ctx, nc, wantGenerated)
+	if err := r.deleteStaleGeneratedCredentials(ctx, nc, wantGenerated); err != nil {
+		return err
+	}
+	return r.resolveNatsUsers(ctx, rq)
 }
 
 // resolveCertificateUser resolves a user with a tlsIdentity: it authenticates
@@ -333,7 +340,7 @@ func (r *NatsClusterReconciler) recordUnresolvedUsers(rq *request) {
 		before[s.Name] = s.Reason
 	}
 	for _, u := range rq.users {
-		if u.resolved() || before[u.name] == u.reason {
+		if u.natsUser != nil || u.resolved() || before[u.name] == u.reason {
 			continue
 		}
 		r.event(rq.cluster, corev1.EventTypeWarning, string(u.reason), "ResolveUser",

@@ -39,7 +39,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &NatsCluster{}, &NatsClusterList{})
+	s.AddKnownTypes(GroupVersion, &NatsCluster{}, &NatsClusterList{}, &NatsUser{}, &NatsUserList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

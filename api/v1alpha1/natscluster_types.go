@@ -24,7 +24,7 @@ import (
 )
 
 // NatsClusterSpec is the desired state of a cluster of natsforge brokers.
-// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.mode) || self.tls.mode != 'Disabled' || self.auth.users.all(u, !has(u.tlsIdentity))",message="users with a tlsIdentity need TLS: not allowed with tls.mode Disabled"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.mode) || self.tls.mode != 'Disabled' || !has(self.auth.users) || self.auth.users.all(u, !has(u.tlsIdentity))",message="users with a tlsIdentity need TLS: not allowed with tls.mode Disabled"
 type NatsClusterSpec struct {
 	// replicas is the number of broker pods. Every pod routes to every other pod
 	// (a full mesh on port 6222), and a PodDisruptionBudget keeps a majority of
@@ -105,20 +105,31 @@ type AuthSpec struct {
 	// reach the broker. Alternatively every user is a certificate user
 	// (tlsIdentity): the two kinds cannot be mixed, because the broker then
 	// maps every client to a user by its certificate, as nats-server does.
-	// User names are unique.
-	// +required
+	// User names are unique. Users may also live in NatsUser objects (see
+	// allowedUserNamespaces), which is the way to have many: this list holds
+	// at most 256.
+	// +optional
 	// +listType=atomic
-	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:XValidation:rule="self.all(u, self.exists_one(v, v.name == u.name))",message="user names must be unique"
 	// +kubebuilder:validation:XValidation:rule="self.all(u, !has(u.tlsIdentity) || self.exists_one(v, has(v.tlsIdentity) && v.tlsIdentity == u.tlsIdentity))",message="tlsIdentity values must be unique"
 	// +kubebuilder:validation:XValidation:rule="self.all(u, has(u.tlsIdentity)) || self.all(u, !has(u.tlsIdentity))",message="certificate users (tlsIdentity) and password users cannot be mixed in one cluster: once one user has a tlsIdentity, the broker maps every client to a user by its certificate (nats-server's verify_and_map)"
-	Users []User `json:"users"`
+	Users []User `json:"users,omitempty"`
 
 	// defaultPermissions apply to every user that has no permissions of its own.
 	// When absent, such users may publish and subscribe to everything.
 	// +optional
 	DefaultPermissions *Permissions `json:"defaultPermissions,omitempty"`
+
+	// allowedUserNamespaces selects the namespaces, besides the cluster's
+	// own, whose NatsUsers this cluster admits, by their labels (as Gateway
+	// API's allowedRoutes selects namespaces). When absent, only NatsUsers
+	// in the cluster's own namespace are admitted; an empty selector ({})
+	// admits every namespace. A NatsUser of a namespace not selected is
+	// refused with Ready=False, reason NamespaceNotAllowed; a namespace
+	// that loses the label has its NatsUsers revoked at once.
+	// +optional
+	AllowedUserNamespaces *metav1.LabelSelector `json:"allowedUserNamespaces,omitempty"`
 
 	// bcryptCost is the bcrypt work factor used to hash passwords. Higher is
 	// slower to brute-force and slower to check on every client connect.
@@ -477,7 +488,7 @@ type NatsClusterStatus struct {
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 
 	// resolvedUsers is the number of users whose password was found and who can
-	// connect.
+	// connect: users of spec.auth.users and admitted NatsUsers.
 	// +optional
 	ResolvedUsers int32 `json:"resolvedUsers,omitempty"`
 

@@ -13,13 +13,14 @@ import (
 	"time"
 )
 
-// ParseFile reads the config file at path. Includes are relative to path's
+// ParseFile reads the config file at path (joining its parts when it is a
+// parts manifest: parts.go). Includes are relative to path's
 // directory. Warnings list keys the broker ignores; the error, if any, is an
 // *Error naming file, line and key.
 func ParseFile(path string) (*Options, []Warning, error) {
-	data, err := readConfigFile(path)
+	data, err := ReadConfig(path)
 	if err != nil {
-		return nil, nil, &Error{File: path, Msg: "cannot read: " + err.Error()}
+		return nil, nil, err
 	}
 	return Parse(data, path)
 }
@@ -40,9 +41,9 @@ func Load(data []byte, filename string) (*Options, []Warning, error) {
 
 // LoadFile is Load of the file at path.
 func LoadFile(path string) (*Options, []Warning, error) {
-	data, err := readConfigFile(path)
+	data, err := ReadConfig(path)
 	if err != nil {
-		return nil, nil, &Error{File: path, Msg: "cannot read: " + err.Error()}
+		return nil, nil, err
 	}
 	return Load(data, path)
 }

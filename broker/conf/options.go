@@ -10,7 +10,8 @@
 // variables; decode.go: keys onto Options; tls.go: the tls {} blocks, decoded,
 // validated and rendered); Validate checks ranges and how
 // options fit together, by nats-server's rules; Render writes Options back
-// out, and Digest names them. Parse then Render then Parse is the identity on
+// out, and Digest names them. ReadConfig (parts.go) reads a config the
+// operator delivered in parts, joining them and checking their digest. Parse then Render then Parse is the identity on
 // valid Options, and nats-server reads what Render writes the same way; the
 // tests check both against nats-server itself.
 //

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"time"
 
@@ -31,7 +30,7 @@ type ConfigOverrides func(o *conf.Options) error
 // command line overrides it, enabling Reload, and records the file's digest
 // for /varz.
 func (s *Server) SetConfigFile(path string, overrides ConfigOverrides) error {
-	data, err := os.ReadFile(path)
+	data, err := conf.ReadConfig(path)
 	if err != nil {
 		return err
 	}
@@ -44,7 +43,8 @@ func (s *Server) SetConfigFile(path string, overrides ConfigOverrides) error {
 	return nil
 }
 
-// configDigest is the sha256 of the config file's bytes, in hex.
+// configDigest is the sha256 of the config file's bytes (of its parts joined,
+// for a parts manifest), in hex.
 func configDigest(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
@@ -130,7 +130,7 @@ func (s *Server) Reload() error {
 
 // loadConfig parses and checks the file. A parse error names file and line.
 func (s *Server) loadConfig(path string, overrides ConfigOverrides) ([]byte, *conf.Options, error) {
-	data, err := os.ReadFile(path)
+	data, err := conf.ReadConfig(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reload: %w", err)
 	}

@@ -3,11 +3,12 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/natsforge/natsforge/broker/conf"
 )
 
 // defaultConfigPollInterval is how often the config file's content is checked
@@ -16,7 +17,8 @@ const defaultConfigPollInterval = time.Second
 
 // configWatcher notices when the config file's content changes on disk.
 //
-// What counts is the digest of the content read through the path, not any
+// What counts is the digest of the content read through the path (of the
+// parts joined, for a parts manifest: conf.ReadConfig), not any
 // event on the path itself: a Kubernetes Secret volume is updated by swapping
 // a `..data` symlink in the mount directory, which produces no event on the
 // file's own path, and reading through the path always resolves the current
@@ -45,7 +47,7 @@ func newConfigWatcher(path string, interval time.Duration, onChange func(digest 
 	}
 	w := &configWatcher{path: path, interval: interval, onChange: onChange,
 		ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	if b, err := os.ReadFile(path); err == nil {
+	if b, err := conf.ReadConfig(path); err == nil {
 		w.last = sha256.Sum256(b)
 	}
 	return w
@@ -84,9 +86,11 @@ func (w *configWatcher) run() {
 
 // check reloads through onChange when the content differs from the last seen.
 func (w *configWatcher) check() {
-	b, err := os.ReadFile(w.path)
+	b, err := conf.ReadConfig(w.path)
 	if err != nil {
-		return // mid-swap or briefly missing: look again later
+		// Mid-swap, briefly missing, or parts of different writes (a parts
+		// manifest whose digest does not match yet): look again later.
+		return
 	}
 	if d := sha256.Sum256(b); d != w.last {
 		w.last = d

@@ -51,6 +51,11 @@ const (
 	// fingerprint of the password each hash in ConfigKey was made from. It is not
 	// mounted into the pods.
 	FingerprintsKey = "fingerprints.json"
+	// ConfigHistoryKey is the config Secret's key holding the hashes of the
+	// last configs written, oldest first, one a line: a broker pod serving
+	// any of them serves every password that config and the later ones
+	// carry. It is not mounted into the pods.
+	ConfigHistoryKey = "history"
 	// FingerprintKeyKey is the fingerprint-key Secret's key holding the HMAC key.
 	FingerprintKeyKey = "key"
 

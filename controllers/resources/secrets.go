@@ -25,13 +25,14 @@ import (
 // ConfigSecret holds the broker config file (bcrypt hashes of user passwords,
 // and the generated route password) and the fingerprints the hashes were made
 // from. Only ConfigKey is mounted into the pods.
-func ConfigSecret(nc *v1alpha1.NatsCluster, config, fingerprints []byte) *corev1.Secret {
+func ConfigSecret(nc *v1alpha1.NatsCluster, config, fingerprints, history []byte) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: objectMeta(nc, ConfigSecretName(nc), "config"),
 		Type:       corev1.SecretTypeOpaque,
 		Data: map[string][]byte{
-			ConfigKey:       config,
-			FingerprintsKey: fingerprints,
+			ConfigKey:        config,
+			FingerprintsKey:  fingerprints,
+			ConfigHistoryKey: history,
 		},
 	}
 }

@@ -156,19 +156,6 @@ func brokerContainer(nc *v1alpha1.NatsCluster, image string) corev1.Container {
 	}
 }
 
-// configVolume mounts only the config file of the config Secret, as a
-// directory (not subPath) so that the kubelet updates it in place.
-func configVolume(nc *v1alpha1.NatsCluster) corev1.Volume {
-	return corev1.Volume{
-		Name: "config",
-		VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName:  ConfigSecretName(nc),
-			Items:       []corev1.KeyToPath{{Key: ConfigKey, Path: ConfigKey}},
-			DefaultMode: ptr.To[int32](0o440),
-		}},
-	}
-}
-
 // defaultAffinity prefers to put each broker pod on a different node.
 func defaultAffinity(nc *v1alpha1.NatsCluster) *corev1.Affinity {
 	return &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{

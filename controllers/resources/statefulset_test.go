@@ -17,6 +17,7 @@ limitations under the License.
 package resources
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -67,9 +68,21 @@ func TestBrokerPodIsHardened(t *testing.T) {
 	if got := ptr.Deref(pod.TerminationGracePeriodSeconds, 0); got != 60 {
 		t.Errorf("terminationGracePeriodSeconds %d, want 60 (lame duck 45s + grace 10s + 5s)", got)
 	}
-	vol := pod.Volumes[0].Secret
-	if vol.SecretName != "demo-config" || len(vol.Items) != 1 || vol.Items[0].Key != ConfigKey {
-		t.Errorf("config volume %+v, want only nats.conf of demo-config", vol)
+	// One projected volume: nats.conf of demo-config and the optional
+	// parts, which the kubelet swaps at once.
+	vol := pod.Volumes[0].Projected
+	if vol == nil || len(vol.Sources) != MaxConfigParts+1 {
+		t.Fatalf("config volume %+v, want one projected volume of the config and its parts", pod.Volumes[0])
+	}
+	for i, src := range vol.Sources {
+		name, key, optional := "demo-config", ConfigKey, false
+		if i > 0 {
+			name, key, optional = fmt.Sprintf("demo-config-%d", i), fmt.Sprintf("nats.conf.%d", i), true
+		}
+		s := src.Secret
+		if s == nil || s.Name != name || len(s.Items) != 1 || s.Items[0].Key != key || s.Items[0].Path != key || ptr.Deref(s.Optional, false) != optional {
+			t.Errorf("config volume source %d: %+v, want only %s of %s (optional %v)", i, s, key, name, optional)
+		}
 	}
 	if c.VolumeMounts[0].SubPath != "" {
 		t.Errorf("config mounted with subPath: the kubelet would never refresh it")

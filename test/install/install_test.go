@@ -176,7 +176,7 @@ func TestHelmChartWithDefaultValuesIsAcceptedByTheAPIServer(t *testing.T) {
 	objs := decodeObjects(t, run(t, helm, "template", "nf", "charts/natsforge", "--namespace", "natsforge-system"))
 	got := kinds(objs)
 	for kind, want := range map[string]int{
-		"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 2,
+		"CustomResourceDefinition": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 2,
 		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
 		"ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2,
 	} {
@@ -199,10 +199,16 @@ func TestHelmChartWatchingTwoNamespacesUsesARolePerNamespace(t *testing.T) {
 		"--set", "metrics.enabled=false",
 	))
 	got := kinds(objs)
-	if got["ClusterRole"] != 0 || got["Role"] != 2 || got["RoleBinding"] != 2 || got["CustomResourceDefinition"] != 0 || got["Service"] != 0 {
-		t.Errorf("namespaced chart renders %v; want 2 Roles, 2 RoleBindings, no ClusterRole, CRD or metrics Service", got)
+	if got["ClusterRole"] != 1 || got["Role"] != 2 || got["RoleBinding"] != 2 || got["CustomResourceDefinition"] != 0 || got["Service"] != 0 {
+		t.Errorf("namespaced chart renders %v; want 2 Roles, 2 RoleBindings, one ClusterRole (namespaces), no CRD or metrics Service", got)
 	}
 	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" {
+			// Reading namespace labels (NatsUser admission) and nothing else.
+			if rules := fmt.Sprint(o.Object["rules"]); rules != "[map[apiGroups:[] resources:[namespaces] verbs:[get list watch]]]" {
+				t.Errorf("namespaced chart's ClusterRole %s grants %s; want namespaces get, list, watch only", o.GetName(), rules)
+			}
+		}
 		if o.GetKind() == "Role" && o.GetNamespace() != "team-a" && o.GetNamespace() != "team-b" {
 			t.Errorf("Role %s in namespace %q, want team-a or team-b", o.GetName(), o.GetNamespace())
 		}

@@ -4,6 +4,14 @@ rules:
 - apiGroups:
   - ""
   resources:
+  - namespaces
+  verbs:
+  - get
+  - list
+  - watch
+- apiGroups:
+  - ""
+  resources:
   - pods
   verbs:
   - list
@@ -51,6 +59,7 @@ rules:
   - natsforge.io
   resources:
   - natsclusters
+  - natsusers
   verbs:
   - get
   - list
@@ -59,12 +68,14 @@ rules:
   - natsforge.io
   resources:
   - natsclusters/finalizers
+  - natsusers/finalizers
   verbs:
   - update
 - apiGroups:
   - natsforge.io
   resources:
   - natsclusters/status
+  - natsusers/status
   verbs:
   - patch
 - apiGroups:
