@@ -70,6 +70,8 @@ type decoder struct {
 	// keyErrors are the unknown and unsupported keys: decoding goes on, so
 	// that all of them are reported together, as nats-server does.
 	keyErrors []*Error
+	// importRefs are the imports read, checked once every account is.
+	importRefs []importRef
 }
 
 func path(parent, key string) string {
@@ -238,6 +240,7 @@ var (
 		"debug": {"debug"}, "trace": {"trace"}, "no_auth_user": {"no_auth_user"},
 		"authorization": {"authorization"}, "cluster": {"cluster"},
 		"tls": {"tls"}, "https": {"https_host", "https_port"}, "https_port": {"https_port"},
+		"accounts": {"accounts"}, "system_account": {"system_account"}, "system": {"system_account"},
 	}
 	authorizationFields = map[string][]string{
 		"user": {"user"}, "username": {"user"}, "password": {"password"}, "pass": {"password"},
@@ -346,10 +349,19 @@ func (d *decoder) options(root *node) (*Options, error) {
 			o.HTTPSHost, o.HTTPSPort, err = d.hostPort(n, key)
 		case "https_port":
 			o.HTTPSPort, err = d.smallInt(n, key)
+		case "accounts":
+			o.Accounts, err = d.accounts(n, key)
+		case "system_account", "system":
+			o.SystemAccount, err = d.str(n, key)
 		default:
 			d.unknown(e, key, topBlock)
 		}
 		if err != nil {
+			return nil, err
+		}
+	}
+	if len(d.keyErrors) == 0 {
+		if err := d.checkAccounts(o, root); err != nil {
 			return nil, err
 		}
 	}

@@ -114,7 +114,7 @@ cluster {
   authorization { tls: {} }
   routes: []
 }
-accounts: {}
+mappings: {}
 `
 	o, _, err := Parse([]byte(src), "nats.conf")
 	if o != nil {
@@ -125,7 +125,7 @@ nats.conf:5:29: field "authorization.users[0].nkey" is not supported by natsforg
 nats.conf:7:3: field "authorization.auth_callout" is not supported by natsforge-broker
 nats.conf:10:3: field "cluster.pool_size" is not supported by natsforge-broker
 nats.conf:11:19: unknown field "tls"
-nats.conf:14:1: field "accounts" is not supported by natsforge-broker`
+nats.conf:14:1: field "mappings" is not supported by natsforge-broker`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err =\n%v\nwant\n%s", err, want)
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,12 +80,34 @@ func fromNATSOptions(n *natsserver.Options) *Options {
 			Timeout:  seconds(n.AuthTimeout),
 		}
 		for _, u := range n.Users {
+			if u.Account != nil && u.Account.Name != GlobalAccount {
+				continue // below, in its account
+			}
 			o.Authorization.Users = append(o.Authorization.Users, User{
 				Name:        u.Username,
 				Password:    u.Password,
 				Permissions: fromNATSPermissions(u.Permissions),
 			})
 		}
+	}
+	// Exports and imports live in unexported fields of nats-server's
+	// accounts: only names and users are compared (accounts_test.go checks
+	// imports by behaviour, in the broker's tests).
+	for _, a := range n.Accounts {
+		acc := Account{Name: a.Name}
+		for _, u := range n.Users {
+			if u.Account == a {
+				acc.Users = append(acc.Users, User{Name: u.Username, Password: u.Password, Permissions: fromNATSPermissions(u.Permissions)})
+			}
+		}
+		o.Accounts = append(o.Accounts, acc)
+	}
+	slices.SortFunc(o.Accounts, func(a, b Account) int { return strings.Compare(a.Name, b.Name) })
+	if n.SystemAccount != "" && n.SystemAccount != "$SYS" {
+		o.SystemAccount = n.SystemAccount
+	}
+	if o.Authorization != nil && len(o.Authorization.Users) == 0 && o.Authorization.User == "" && o.Authorization.Token == "" && o.Authorization.Timeout == 0 && o.Authorization.Password == "" {
+		o.Authorization = nil
 	}
 	c := n.Cluster
 	if c.Name != "" || c.Host != "" || c.Port != 0 || c.Username != "" || c.Password != "" || c.AuthTimeout != 0 || len(n.Routes) > 0 || c.NoAdvertise || c.TLSConfig != nil {
@@ -146,6 +170,18 @@ func asNATSServerSeesIt(o *Options) *Options {
 			c.Authorization = nil
 		}
 	}
+	c.Accounts = nil
+	for _, a := range o.Accounts {
+		ca := Account{Name: a.Name}
+		for _, u := range a.Users {
+			if u.Permissions == nil {
+				u.Permissions = a.DefaultPermissions
+			}
+			ca.Users = append(ca.Users, u)
+		}
+		c.Accounts = append(c.Accounts, ca)
+	}
+	slices.SortFunc(c.Accounts, func(a, b Account) int { return strings.Compare(a.Name, b.Name) })
 	if o.Cluster != nil {
 		cc := *o.Cluster
 		cc.TLS = asNATSServerSeesTLS(o.Cluster.TLS, true)

@@ -67,12 +67,19 @@ type Options struct {
 	Debug bool // debug
 	Trace bool // trace
 
-	// NoAuthUser names a user from Authorization.Users that clients presenting no
-	// credentials are authenticated as (no_auth_user).
+	// NoAuthUser names a user from Authorization.Users or an account's users
+	// that clients presenting no credentials are authenticated as
+	// (no_auth_user).
 	NoAuthUser string
 
 	Authorization *Authorization // authorization {}
-	Cluster       *Cluster       // cluster {}
+	// Accounts are the accounts {} block in file order (accounts.go). Users
+	// in authorization {} belong to the global account, $G.
+	Accounts []Account
+	// SystemAccount names the account that carries the server's own
+	// requests and events, $SYS.> (system_account).
+	SystemAccount string
+	Cluster       *Cluster // cluster {}
 	// TLS secures the client listener and HTTPS monitoring (tls {}).
 	TLS *TLS
 
@@ -174,4 +181,45 @@ type ClusterAuthorization struct {
 	User     string
 	Password string
 	Timeout  time.Duration
+}
+
+// GlobalAccount is the account of users outside accounts {}, as nats-server
+// names it; the name is reserved.
+const GlobalAccount = "$G"
+
+// Account is one entry of accounts {}: its own subject space, shared with
+// other accounts only through exports and imports (nats-server's syntax).
+type Account struct {
+	Name  string
+	Users []User
+	// DefaultPermissions apply to the account's users that carry none of
+	// their own (default_permissions).
+	DefaultPermissions *Permissions
+	Exports            []Export
+	Imports            []Import
+}
+
+// Export offers a stream ({stream: "a.>"}) or a service ({service: "help"})
+// to other accounts: to all of them, or to those in Accounts.
+type Export struct {
+	Stream   string
+	Service  string
+	Accounts []string // accounts: only these may import it; empty means public
+}
+
+// Import takes a stream or a service another account exports.
+type Import struct {
+	Stream  *ImportSource // stream: {account, subject}
+	Service *ImportSource // service: {account, subject}
+	// Prefix (streams) is put in front of the subjects the importer sees.
+	Prefix string
+	// To (services) is the subject the importer publishes requests to;
+	// empty means the exported subject itself.
+	To string
+}
+
+// ImportSource names what is imported: an account and a subject it exports.
+type ImportSource struct {
+	Account string
+	Subject string
 }

@@ -214,6 +214,11 @@ func (v *validator) previousPasswords(o *Options) {
 			users[u.Name] = u.Password != ""
 		}
 	}
+	for _, a := range o.Accounts {
+		for _, u := range a.Users {
+			users[u.Name] = u.Password != ""
+		}
+	}
 	for i, p := range o.PreviousPasswords {
 		key := fmt.Sprintf("%s[%d].user", previousPasswordsKey, i)
 		hasPassword, ok := users[p.User]

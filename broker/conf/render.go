@@ -56,22 +56,11 @@ func Render(o *Options) ([]byte, error) {
 		w.str("token", a.Token)
 		w.seconds("timeout", a.Timeout)
 		w.permissions("default_permissions", a.DefaultPermissions)
-		if len(a.Users) > 0 {
-			w.line("users: [")
-			w.depth++
-			for _, u := range a.Users {
-				w.line("{")
-				w.depth++
-				w.str("user", u.Name)
-				w.str("password", u.Password)
-				w.permissions("permissions", u.Permissions)
-				w.close()
-			}
-			w.depth--
-			w.line("]")
-		}
+		w.users(a.Users)
 		w.close()
 	}
+	w.accounts(o.Accounts)
+	w.str("system_account", o.SystemAccount)
 	if c := o.Cluster; c != nil {
 		w.open("cluster")
 		w.str("name", c.Name)
@@ -219,4 +208,69 @@ func quote(s string) string {
 		}
 	}
 	return string(append(b, '"'))
+}
+
+func (w *writer) users(users []User) {
+	if len(users) == 0 {
+		return
+	}
+	w.line("users: [")
+	w.depth++
+	for _, u := range users {
+		w.line("{")
+		w.depth++
+		w.str("user", u.Name)
+		w.str("password", u.Password)
+		w.permissions("permissions", u.Permissions)
+		w.close()
+	}
+	w.depth--
+	w.line("]")
+}
+
+// accounts writes accounts {}, each account under its quoted name.
+func (w *writer) accounts(accounts []Account) {
+	if len(accounts) == 0 {
+		return
+	}
+	w.open("accounts")
+	for _, a := range accounts {
+		w.open(quote(a.Name))
+		w.users(a.Users)
+		w.permissions("default_permissions", a.DefaultPermissions)
+		if len(a.Exports) > 0 {
+			w.line("exports: [")
+			w.depth++
+			for _, x := range a.Exports {
+				w.line("{")
+				w.depth++
+				w.str("stream", x.Stream)
+				w.str("service", x.Service)
+				w.strings("accounts", x.Accounts)
+				w.close()
+			}
+			w.depth--
+			w.line("]")
+		}
+		if len(a.Imports) > 0 {
+			w.line("imports: [")
+			w.depth++
+			for _, im := range a.Imports {
+				w.line("{")
+				w.depth++
+				kind, src := "stream", im.Stream
+				if im.Service != nil {
+					kind, src = "service", im.Service
+				}
+				w.line(kind + ": { account: " + quote(src.Account) + ", subject: " + quote(src.Subject) + " }")
+				w.str("prefix", im.Prefix)
+				w.str("to", im.To)
+				w.close()
+			}
+			w.depth--
+			w.line("]")
+		}
+		w.close()
+	}
+	w.close()
 }

@@ -132,6 +132,10 @@ var placements = map[*block]struct {
 	clusterBlock:              {"cluster {\n  %s: 1\n}\n", 2, 3, "cluster.%s"},
 	clusterAuthorizationBlock: {"cluster {\n  authorization {\n    %s: 1\n  }\n}\n", 3, 5, "cluster.authorization.%s"},
 	tlsBlock:                  {"tls {\n  %s: 1\n}\n", 2, 3, "tls.%s"},
+	accountBlock:              {"accounts {\n  A {\n    %s: 1\n  }\n}\n", 3, 5, "accounts.A.%s"},
+	exportBlock:               {"accounts {\n  A { exports: [\n    { stream: x, %s: 1 } ] }\n}\n", 3, 18, "accounts.A.exports[0].%s"},
+	importBlock:               {"accounts {\n  A { exports: [ { stream: x } ], imports: [\n    { stream: { account: A, subject: x }, %s: 1 } ] }\n}\n", 3, 43, "accounts.A.imports[0].%s"},
+	importSourceBlock:         {"accounts {\n  A { imports: [\n    { stream: { account: A, %s: 1 } } ] }\n}\n", 3, 29, "accounts.A.imports[0].stream.%s"},
 }
 
 func TestKeysNATSServerKnowsAndWeDoNotAreRefusedByName(t *testing.T) {

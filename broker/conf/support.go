@@ -25,7 +25,7 @@ type block struct {
 
 var (
 	topBlock = &block{path: "(top level)", fields: topFields, unknownMsg: `unknown field %q`, unsupported: []string{
-		"accounts", "allow_non_tls", "client_advertise", "connect_error_reports",
+		"allow_non_tls", "client_advertise", "connect_error_reports",
 		"default_js_domain", "default_sentinel", "disable_sublist_cache", "no_sublist_cache",
 		"feature_flags", "gateway", "http_base_path",
 		"jetstream", "leaf", "leafnodes", "logfile", "log_file",
@@ -38,7 +38,7 @@ var (
 		"proxies", "proxy_protocol", "reconnect_error_reports", "remote_syslog",
 		"resolver", "account_resolver", "accounts_resolver", "resolver_pinned_accounts",
 		"resolver_preload", "resolver_tls", "server_metadata", "server_tags",
-		"store_dir", "storedir", "syslog", "system_account", "system",
+		"store_dir", "storedir", "syslog",
 		"trace_headers", "trace_verbose", "trusted", "trusted_keys",
 		"websocket", "ws", "write_timeout",
 	}}
@@ -70,7 +70,8 @@ var (
 		"certs", "certificates",
 	}}
 
-	blocks = []*block{topBlock, authorizationBlock, userBlock, permissionsBlock, subjectPermissionBlock, clusterBlock, clusterAuthorizationBlock, tlsBlock}
+	blocks = []*block{topBlock, authorizationBlock, userBlock, permissionsBlock, subjectPermissionBlock, clusterBlock, clusterAuthorizationBlock, tlsBlock,
+		accountBlock, exportBlock, importBlock, importSourceBlock}
 )
 
 // NotSupported is the end of the error for a key nats-server knows and the

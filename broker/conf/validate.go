@@ -80,8 +80,88 @@ func (o *Options) Validate() error {
 		}
 	}
 	v.previousPasswords(o)
+	accounts := map[string]bool{}
+	for _, a := range o.Accounts {
+		at := "accounts." + a.Name
+		switch {
+		case a.Name == "" || strings.ContainsAny(a.Name, " \t\r\n.*>"):
+			v.add(at, "invalid account name %q", a.Name)
+		case a.Name == GlobalAccount:
+			v.add(at, "%q is a Reserved Account", a.Name)
+		case accounts[a.Name]:
+			v.add(at, "account %q is listed twice", a.Name)
+		}
+		accounts[a.Name] = true
+		v.permissions(at+".default_permissions", a.DefaultPermissions)
+		for i, u := range a.Users {
+			key := fmt.Sprintf("%s.users[%d]", at, i)
+			switch {
+			case u.Name == "":
+				v.add(key+".user", "a user needs a name")
+			case users[u.Name]:
+				v.add(key+".user", "Duplicate user %q detected", u.Name)
+			}
+			users[u.Name] = true
+			if u.Password == "" && u.Name != o.NoAuthUser && (o.TLS == nil || !o.TLS.VerifyAndMap) {
+				v.add(key+".password", "user %q has no password: only tls.verify_and_map (a certificate identity) or no_auth_user can authenticate it", u.Name)
+			}
+			v.permissions(key+".permissions", u.Permissions)
+		}
+	}
+	for _, a := range o.Accounts {
+		at := "accounts." + a.Name
+		for i, x := range a.Exports {
+			key := fmt.Sprintf("%s.exports[%d]", at, i)
+			if (x.Stream == "") == (x.Service == "") {
+				v.add(key, "an export is a stream or a service")
+			}
+			v.subjects(key, []string{x.Stream + x.Service}, false)
+			for _, n := range x.Accounts {
+				if !accounts[n] {
+					v.add(key+".accounts", "%q account not defined", n)
+				}
+			}
+		}
+		for i, im := range a.Imports {
+			key := fmt.Sprintf("%s.imports[%d]", at, i)
+			kind, src := "stream", im.Stream
+			if im.Service != nil {
+				kind, src = "service", im.Service
+			}
+			switch {
+			case (im.Stream == nil) == (im.Service == nil):
+				v.add(key, "an import is a stream or a service")
+			case !accounts[src.Account]:
+				v.add(key+"."+kind+".account", "%q account not defined for %s import", src.Account, kind)
+			default:
+				for _, x := range o.Accounts {
+					if x.Name == src.Account && !x.Authorizes(im.Service != nil, src.Subject, a.Name) {
+						v.add(key+"."+kind, "Error adding %s import %q: %s import not authorized", kind, src.Subject, kind)
+					}
+				}
+			}
+			if im.Stream != nil && im.To != "" {
+				v.add(key+".to", "a stream import with to is %s; use prefix", NotSupported)
+			}
+			if im.Service != nil && im.Prefix != "" {
+				v.add(key+".prefix", "a service import takes to, not prefix")
+			}
+			if im.Prefix != "" && (!validSubject(im.Prefix) || !subjectIsLiteral(im.Prefix)) {
+				v.add(key+".prefix", "invalid prefix %q: a literal subject", im.Prefix)
+			}
+			if im.To != "" {
+				v.subjects(key+".to", []string{im.To}, false)
+			}
+		}
+	}
+	if len(o.Accounts) > 0 && o.Authorization != nil && (o.Authorization.User != "" || o.Authorization.Token != "") {
+		v.add("accounts", "Can not have a single user/pass or a token and accounts")
+	}
+	if o.SystemAccount != "" && o.SystemAccount != GlobalAccount && !accounts[o.SystemAccount] {
+		v.add("system_account", "system account %q not defined", o.SystemAccount)
+	}
 	if o.NoAuthUser != "" && !users[o.NoAuthUser] {
-		v.add("no_auth_user", "%q is not a user in authorization.users", o.NoAuthUser)
+		v.add("no_auth_user", "%q is not a user in authorization.users or an account", o.NoAuthUser)
 	}
 
 	if c := o.Cluster; c != nil {

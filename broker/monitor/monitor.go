@@ -310,7 +310,7 @@ func (s *Server) handleConnz(w http.ResponseWriter, r *http.Request) {
 	c.NumConns = len(c.Conns)
 	for _, ci := range c.Conns {
 		if !auth {
-			ci.AuthorizedUser = ""
+			ci.AuthorizedUser, ci.Account = "", ""
 		}
 		if !subs {
 			ci.Subs = nil

@@ -112,30 +112,33 @@ type Connz struct {
 
 // ConnInfo is one client connection in /connz.
 type ConnInfo struct {
-	Cid            uint64      `json:"cid"`
-	Kind           string      `json:"kind,omitempty"`
-	Type           string      `json:"type,omitempty"`
-	IP             string      `json:"ip"`
-	Port           int         `json:"port"`
-	Start          time.Time   `json:"start"`
-	LastActivity   time.Time   `json:"last_activity"`
-	RTT            string      `json:"rtt,omitempty"`
-	Uptime         string      `json:"uptime"`
-	Idle           string      `json:"idle"`
-	Pending        int         `json:"pending_bytes"`
-	InMsgs         int64       `json:"in_msgs"`
-	OutMsgs        int64       `json:"out_msgs"`
-	InBytes        int64       `json:"in_bytes"`
-	OutBytes       int64       `json:"out_bytes"`
-	NumSubs        uint32      `json:"subscriptions"`
-	Name           string      `json:"name,omitempty"`
-	Lang           string      `json:"lang,omitempty"`
-	Version        string      `json:"version,omitempty"`
-	AuthorizedUser string      `json:"authorized_user,omitempty"`
-	TLSVersion     string      `json:"tls_version,omitempty"`
-	TLSCipher      string      `json:"tls_cipher_suite,omitempty"`
-	Subs           []string    `json:"subscriptions_list,omitempty"`
-	SubsDetail     []SubDetail `json:"subscriptions_list_detail,omitempty"`
+	Cid            uint64    `json:"cid"`
+	Kind           string    `json:"kind,omitempty"`
+	Type           string    `json:"type,omitempty"`
+	IP             string    `json:"ip"`
+	Port           int       `json:"port"`
+	Start          time.Time `json:"start"`
+	LastActivity   time.Time `json:"last_activity"`
+	RTT            string    `json:"rtt,omitempty"`
+	Uptime         string    `json:"uptime"`
+	Idle           string    `json:"idle"`
+	Pending        int       `json:"pending_bytes"`
+	InMsgs         int64     `json:"in_msgs"`
+	OutMsgs        int64     `json:"out_msgs"`
+	InBytes        int64     `json:"in_bytes"`
+	OutBytes       int64     `json:"out_bytes"`
+	NumSubs        uint32    `json:"subscriptions"`
+	Name           string    `json:"name,omitempty"`
+	Lang           string    `json:"lang,omitempty"`
+	Version        string    `json:"version,omitempty"`
+	AuthorizedUser string    `json:"authorized_user,omitempty"`
+	// Account is the connection's account, left out for the global one
+	// ($G), with ?auth=1 as authorized_user (nats-server's rule).
+	Account    string      `json:"account,omitempty"`
+	TLSVersion string      `json:"tls_version,omitempty"`
+	TLSCipher  string      `json:"tls_cipher_suite,omitempty"`
+	Subs       []string    `json:"subscriptions_list,omitempty"`
+	SubsDetail []SubDetail `json:"subscriptions_list_detail,omitempty"`
 	// Stop and Reason are set on a closed connection (/connz?state=closed).
 	Stop   *time.Time `json:"stop,omitempty"`
 	Reason string     `json:"reason,omitempty"`
@@ -200,6 +203,9 @@ type SublistStats struct {
 
 // SubDetail is one subscription.
 type SubDetail struct {
+	// Account is the subscription's account (/subsz; nats-server leaves it
+	// out of /connz's lists).
+	Account string `json:"account,omitempty"`
 	Subject string `json:"subject"`
 	Queue   string `json:"qgroup,omitempty"`
 	Sid     string `json:"sid"`

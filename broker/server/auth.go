@@ -34,30 +34,41 @@ type userAuth struct {
 	// previousUntil (a rotation grace window, previous_passwords.go); "" for none.
 	previous      string
 	previousUntil time.Time
+	acc           *account // the user's account; $G outside accounts {}
 }
 
 // Name is the user's name.
 func (u *userAuth) Name() string { return u.name }
 
-func newAuthConfig(o *conf.Options) (*authConfig, error) {
+func newAuthConfig(o *conf.Options, set *accountSet) (*authConfig, error) {
 	ac := &authConfig{users: make(map[string]*userAuth), timeout: conf.DefaultAuthTimeout}
 	a := o.Authorization
 	if a == nil {
-		return ac, nil
+		a = &conf.Authorization{}
 	}
 	if a.Timeout > 0 {
 		ac.timeout = a.Timeout
 	}
 	defaults := auth.Compile(a.DefaultPermissions)
 	if a.User != "" {
-		ac.users[a.User] = &userAuth{name: a.User, password: a.Password, perms: defaults}
+		ac.users[a.User] = &userAuth{name: a.User, password: a.Password, perms: defaults, acc: set.global}
 	}
-	for _, u := range a.Users {
-		perms := defaults
-		if u.Permissions != nil {
-			perms = auth.Compile(u.Permissions)
+	addUsers := func(users []conf.User, defaults *auth.Permissions, acc *account) {
+		for _, u := range users {
+			perms := defaults
+			if u.Permissions != nil {
+				perms = auth.Compile(u.Permissions)
+			}
+			ac.users[u.Name] = &userAuth{name: u.Name, password: u.Password, perms: perms, acc: acc}
 		}
-		ac.users[u.Name] = &userAuth{name: u.Name, password: u.Password, perms: perms}
+	}
+	addUsers(a.Users, defaults, set.global)
+	for _, ca := range o.Accounts {
+		accDefaults := defaults
+		if ca.DefaultPermissions != nil {
+			accDefaults = auth.Compile(ca.DefaultPermissions)
+		}
+		addUsers(ca.Users, accDefaults, set.byName[ca.Name])
 	}
 	for _, p := range o.PreviousPasswords {
 		if u := ac.users[p.User]; u != nil {
@@ -192,6 +203,7 @@ func (c *client) setUser(u *userAuth) {
 	defer c.mu.Unlock()
 	c.user = u
 	c.authStored, c.authUntil = u.password, time.Time{}
+	c.acc = u.acc
 	c.setPermissionsLocked(u.perms)
 }
 
@@ -207,6 +219,7 @@ func (c *client) setUserUntil(u *userAuth, stored string, until time.Time) bool 
 	}
 	c.user = u
 	c.authStored, c.authUntil = stored, until
+	c.acc = u.acc
 	c.setPermissionsLocked(u.perms)
 	return true
 }

@@ -45,9 +45,11 @@ func TestAnUnknownUserIsCheckedAgainstAHashOfTheConfiguredCost(t *testing.T) {
 	if bcryptCost(h) != 5 || h != dummyHash(5) {
 		t.Fatalf("dummy hash %q", h)
 	}
-	ac, err := newAuthConfig(WithDefaults(&conf.Options{Authorization: &conf.Authorization{Users: []conf.User{
+	o := WithDefaults(&conf.Options{Authorization: &conf.Authorization{Users: []conf.User{
 		{Name: "a", Password: "plain"}, {Name: "b", Password: vectorHash},
-	}}}))
+	}}})
+	set, _ := (&Server{sl: NewSublist()}).buildAccounts(o, nil)
+	ac, err := newAuthConfig(o, set)
 	if err != nil || ac.dummyCost != 4 || !ac.required {
 		t.Fatalf("%+v %v", ac, err)
 	}

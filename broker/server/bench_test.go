@@ -2,12 +2,15 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"net"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/natsforge/natsforge/broker/conf"
 )
 
 // BenchmarkPubSubOneToOne: one publisher to one subscriber through the
@@ -105,28 +108,61 @@ func benchPubSub(b *testing.B, addr string) {
 }
 
 // TestTheHotPathAllocatesNothingPerMessage runs PUB to MSG through one
-// connection's parser with a subscriber on it and counts allocations.
+// connection's parser with a subscriber on it and counts allocations: in
+// the global account, and across accounts through a stream import (with a
+// prefix), and in an account that imports a service, on another subject.
 func TestTheHotPathAllocatesNothingPerMessage(t *testing.T) {
-	s := runServer(t, nil)
-	a, p := net.Pipe()
-	defer a.Close()
-	defer p.Close()
-	c := s.newConn(a)
-	if err := c.parse([]byte(`CONNECT {"verbose":false,"pedantic":false}` + "\r\nSUB foo 1\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	in := []byte("PUB foo 16\r\n0123456789abcdef\r\n")
-	run := func() {
-		if err := c.parse(in); err != nil {
-			t.Fatal(err)
-		}
-		c.flushClients()
-		c.mu.Lock()
-		c.out.buf = c.out.buf[:0] // what the writer would do
-		c.mu.Unlock()
-	}
-	run() // warm the match cache and the buffers
-	if n := testing.AllocsPerRun(10000, run); n != 0 {
-		t.Fatalf("%v allocations per message", n)
+	accounts := &conf.Options{Accounts: []conf.Account{
+		{Name: "A", Users: []conf.User{{Name: "a", Password: "a"}},
+			Exports: []conf.Export{{Stream: "orders.>"}, {Service: "help"}}},
+		{Name: "B", Users: []conf.User{{Name: "b", Password: "b"}}, Imports: []conf.Import{
+			{Stream: &conf.ImportSource{Account: "A", Subject: "orders.>"}, Prefix: "from_a"},
+			{Service: &conf.ImportSource{Account: "A", Subject: "help"}, To: "a.help"},
+		}},
+	}}
+	for _, tc := range []struct {
+		name              string
+		opts              *conf.Options
+		pubUser, subUser  string
+		pub, sub, deliver string
+	}{
+		{"in the global account", nil, "", "", "PUB foo 16\r\n", "SUB foo 1\r\n", "MSG foo 1 16"},
+		{"through a stream import", accounts, "a", "b", "PUB orders.x 16\r\n", "SUB from_a.orders.x 1\r\n", "MSG from_a.orders.x 1 16"},
+		{"in an account that imports a service", accounts, "b", "b", "PUB foo 16\r\n", "SUB foo 1\r\n", "MSG foo 1 16"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := runServer(t, tc.opts)
+			conn := func(user, setup string) *client {
+				a, p := net.Pipe()
+				t.Cleanup(func() { a.Close(); p.Close() })
+				c := s.newConn(a)
+				connect := `CONNECT {"verbose":false,"pedantic":false,"user":"` + user + `","pass":"` + user + `"}` + "\r\n"
+				if err := c.parse([]byte(connect + setup)); err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			sub := conn(tc.subUser, tc.sub)
+			pub := conn(tc.pubUser, "")
+			in := []byte(tc.pub + "0123456789abcdef\r\n")
+			deliver := []byte(tc.deliver)
+			run := func() {
+				if err := pub.parse(in); err != nil {
+					t.Fatal(err)
+				}
+				pub.flushClients()
+				sub.mu.Lock()
+				ok := bytes.HasPrefix(sub.out.buf, deliver)
+				sub.out.buf = sub.out.buf[:0] // what the writer would do
+				sub.mu.Unlock()
+				if !ok {
+					t.Fatalf("not delivered as %s", deliver)
+				}
+			}
+			run() // warm the match cache and the buffers
+			if n := testing.AllocsPerRun(10000, run); n != 0 {
+				t.Fatalf("%v allocations per message", n)
+			}
+		})
 	}
 }

@@ -109,6 +109,8 @@ type client struct {
 	// here; localQueueFn is queueDeliveredHere, bound once.
 	localQueues  [][]byte
 	localQueueFn func(queue []byte) bool
+	// importBuf holds the subject of a stream import's copy (account.go).
+	importBuf []byte
 
 	// Statistics, read by monitoring at any time.
 	inMsgs, inBytes, outMsgs, outBytes atomic.Int64
@@ -128,6 +130,10 @@ type client struct {
 	authStored string
 	authUntil  time.Time
 	perms      *auth.Permissions // nil: everything allowed
+	// acc is the connection's account: $G until CONNECT binds a user of
+	// another. The read loop reads it without the lock, and only the read
+	// loop (authentication) writes it.
+	acc *account
 	// pubRestricted mirrors perms.RestrictsPublish() for the lock-free
 	// check on the publish path; reload may change perms at any time.
 	pubRestricted atomic.Bool
@@ -501,7 +507,7 @@ func (c *client) finishClose() {
 	closed.Uptime, closed.Idle = uptime(stop.Sub(closed.Start)), uptime(stop.Sub(closed.LastActivity))
 	closed.Pending = 0
 	for _, sub := range subs {
-		if c.srv.sl.Remove(sub) {
+		if c.acc.sl.Remove(sub) {
 			c.srv.localInterestChanged(sub, -1)
 		}
 	}

@@ -26,13 +26,17 @@ func (c *client) processInboundClientMsg(msg []byte) {
 	if c.opts.Verbose {
 		c.sendOK()
 	}
-	r := c.srv.sl.MatchBytes(c.pa.subject)
+	a := c.acc
+	r := a.sl.MatchBytes(c.pa.subject)
 	c.localQueues = c.localQueues[:0]
 	delivered := c.processMsgResults(r, payload)
 	if cl := c.srv.getCluster(); cl != nil {
-		if cl.routeMsg(c.pa.subject, c.pa.reply, c.pa.hdr, payload, c.localQueueFn) {
+		if cl.routeMsg(a.name, c.pa.subject, c.pa.reply, c.pa.hdr, payload, c.localQueueFn) {
 			delivered = true
 		}
+	}
+	if im := a.imp.Load(); im != nil && c.crossAccounts(a, im, payload) {
+		delivered = true
 	}
 	if !delivered && len(c.pa.reply) > 0 {
 		c.sendNoResponders()
@@ -50,14 +54,26 @@ func (c *client) queueDeliveredHere(queue []byte) bool {
 	return false
 }
 
-// deliverRouted delivers a message that came over a route to local
-// subscriptions: every plain subscriber, and one member of each queue group
-// named in queues. payload excludes the trailing CRLF; hdr is the header
-// length, -1 without headers. Safe for concurrent use.
-func (s *Server) deliverRouted(subject, reply []byte, queues [][]byte, hdr int, payload []byte) {
+// deliverRouted delivers a message that came over a route in account acc to
+// local subscriptions: every plain subscriber, and one member of each queue
+// group named in queues. payload excludes the trailing CRLF; hdr is the
+// header length, -1 without headers. Safe for concurrent use.
+func (s *Server) deliverRouted(acc, subject, reply []byte, queues [][]byte, hdr int, payload []byte) {
 	s.inMsgs.Add(1)
 	s.inBytes.Add(int64(len(payload)))
-	r := s.sl.MatchBytes(subject)
+	a := s.lookupAccount(string(acc))
+	if a == nil {
+		return
+	}
+	s.deliverLocal(a, subject, reply, queues, hdr, payload)
+	if isServiceReply(subject) {
+		s.routedServiceResponse(a, subject, hdr, payload)
+	}
+}
+
+// deliverLocal delivers a message in account a to its local subscriptions.
+func (s *Server) deliverLocal(a *account, subject, reply []byte, queues [][]byte, hdr int, payload []byte) {
+	r := a.sl.MatchBytes(subject)
 	for _, sub := range r.psubs {
 		deliverMsg(nil, sub, subject, reply, hdr, payload)
 	}
@@ -250,7 +266,7 @@ func deliverMsg(pub *client, sub *subscription, subject, reply []byte, hdrLen in
 	}
 	client.mu.Unlock()
 
-	if removeSub && srv.sl.Remove(sub) {
+	if removeSub && client.acc.sl.Remove(sub) {
 		srv.localInterestChanged(sub, -1)
 	}
 	if !ok {
@@ -301,7 +317,7 @@ func (c *client) sendNoResponders() {
 	if !noResponders {
 		return
 	}
-	r := c.srv.sl.MatchBytes(c.pa.reply)
+	r := c.acc.sl.MatchBytes(c.pa.reply)
 	var sid []byte
 	for _, sub := range r.psubs {
 		if sub.client == c {

@@ -17,6 +17,9 @@
 //	previous_passwords.go  a user's previous password during a rotation grace
 //	            window: accepted until valid_until, then its connections are
 //	            closed by one timer per server
+//	account.go  accounts: a Sublist per account, stream and service imports
+//	            (the crossing runs after the account's own delivery, apart
+//	            from the deliver path), service replies (_R_) mapped back
 //	tls.go      TLS: certificate material (loaded, swapped whole on reload), the
 //	            client handshake (INFO then TLS, or handshake_first), certificate
 //	            identities for verify_and_map, /connz TLS fields, the HTTPS
@@ -70,6 +73,10 @@
 //  4. auth.Verifier.mu     the verification cache; leaf
 //  4. closedRing.mu        the closed-connection ring; leaf, taken with none held
 //  4. passwordExpiry.mu    the grace-window timer; leaf, taken with none held
+//  4. account.respMu       an account's service replies in flight; leaf
+//
+// Server.respInterestMu (account.go) is taken with none of these held and
+// calls the cluster under it, which takes only its own locks.
 //
 // Server.mu is never held while taking client.mu: code that visits clients
 // copies the map under Server.mu, releases it, then locks each client
@@ -78,13 +85,17 @@
 // locked. The cluster (route*.go) has its
 // own locks, routeManager.mu then route.mu; the core calls the cluster with
 // none of the locks above held, and the cluster calls back (deliverRouted)
-// with none of its own held. Options, the auth configuration and the TLS
-// material are immutable values behind atomic pointers: reload stores new
-// ones, readers load them once per use.
+// with none of its own held. Options, the auth configuration, the account
+// set and each account's imports, and the TLS material are immutable values
+// behind atomic pointers: reload stores new ones, readers load them once per
+// use. Account objects outlive reloads that keep their name, so clients and
+// their subscriptions stay in place.
 //
 // # Hot path
 //
-// PUB to MSG allocates nothing per message: arguments are slices of the read
+// PUB to MSG allocates nothing per message, in any account and through a
+// stream import (the importer's subject is built in the publisher's
+// importBuf, read loop only): arguments are slices of the read
 // buffer, the match result comes from the Sublist cache (a read lock and a map
 // lookup with a []byte key), the control line is built in a stack array, and
 // the outbound buffers are reused (two per connection, swapped by the writer).

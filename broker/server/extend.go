@@ -3,6 +3,9 @@ package server
 // Extension points for the parts of the server that live in their own files:
 // routes (route*.go), reload (reload*.go), lame duck, and monitoring.
 //
+// Every message and every interest is in one account (account.go); the
+// cluster carries the account's name with it.
+//
 // Routes. route*.go installs the cluster by setting newCluster from an init
 // function; Start calls it when the options have a cluster block, after the
 // client listener is up. The core then
@@ -27,14 +30,14 @@ type cluster interface {
 	shutdown()
 	// localInterest: a local subscription on subject (queue nil for a plain
 	// one) was added (delta 1) or removed (delta -1).
-	localInterest(subject, queue []byte, delta int32)
+	localInterest(acc string, subject, queue []byte, delta int32)
 	// routeMsg forwards a locally published message to the routes with
 	// interest. payload excludes the trailing CRLF; hdr is the header length
 	// (-1 without headers). localQueue reports whether a queue group already
 	// received the message here. It reports whether any route took the
 	// message (a request forwarded to a route gets no 503 here). It is called
 	// on the publisher's read goroutine and must not block on the network.
-	routeMsg(subject, reply []byte, hdr int, payload []byte, localQueue func(queue []byte) bool) bool
+	routeMsg(acc string, subject, reply []byte, hdr int, payload []byte, localQueue func(queue []byte) bool) bool
 	// numRoutes is the number of connected routes.
 	numRoutes() int
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/natsforge/natsforge/broker/conf"
 	"github.com/natsforge/natsforge/broker/monitor"
 )
 
@@ -158,6 +159,9 @@ func (c *client) monitorInfo(now time.Time, withSubs bool) *monitor.ConnInfo {
 		NumSubs: uint32(ci.NumSubs), Name: ci.Name, Lang: ci.Lang, Version: ci.Version,
 		AuthorizedUser: ci.AuthorizedUser,
 	}
+	if ci.Account != conf.GlobalAccount {
+		mi.Account = ci.Account
+	}
 	if c.tls != nil {
 		mi.TLSVersion, mi.TLSCipher = c.tls.version, c.tls.cipher
 	}
@@ -232,14 +236,14 @@ func (s *Server) Routez(opts monitor.RoutezOptions) *monitor.Routez {
 // Subsz reports the subject index's statistics and, when asked, every local
 // subscription.
 func (s *Server) Subsz(opts monitor.SubszOptions) *monitor.Subsz {
-	st := s.sl.Stats()
+	st := s.SublistStats()
 	out := &monitor.Subsz{ID: s.id, Now: time.Now(), SublistStats: &monitor.SublistStats{
 		NumSubs: st.NumSubs, NumCache: st.NumCache, NumInserts: st.NumInserts, NumRemoves: st.NumRemoves,
 		NumMatches: st.NumMatches, CacheHitRate: st.CacheHitRate,
 	}}
 	if opts.Subs {
-		for _, sub := range s.sl.all(nil) {
-			d := monitor.SubDetail{Subject: string(sub.subject), Queue: string(sub.queue), Sid: string(sub.sid)}
+		for _, sub := range s.allSubscriptions() {
+			d := monitor.SubDetail{Account: sub.client.acc.name, Subject: string(sub.subject), Queue: string(sub.queue), Sid: string(sub.sid)}
 			if sub.client != nil {
 				d.Cid = sub.client.cid
 				sub.client.mu.Lock()

@@ -266,7 +266,7 @@ func (c *client) processSub(subject, queue, sid []byte) {
 	var err error
 	if existing == nil {
 		c.subs[string(sid)] = sub
-		if err = c.srv.sl.Insert(sub); err != nil {
+		if err = c.acc.sl.Insert(sub); err != nil {
 			delete(c.subs, string(sid))
 		}
 	}
@@ -336,7 +336,7 @@ func (c *client) processUnsub(arg []byte) error {
 	if verbose {
 		c.sendOK()
 	}
-	if unsub && c.srv.sl.Remove(sub) {
+	if unsub && c.acc.sl.Remove(sub) {
 		c.srv.localInterestChanged(sub, -1)
 	}
 	return nil

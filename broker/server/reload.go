@@ -193,7 +193,8 @@ func (s *Server) applyConfig(next *conf.Options) error {
 	if err := notReloadable(cur, o); err != nil {
 		return err
 	}
-	ac, err := newAuthConfig(o)
+	set, imps := s.buildAccounts(o, s.accountSet())
+	ac, err := newAuthConfig(o, set)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -221,6 +222,7 @@ func (s *Server) applyConfig(next *conf.Options) error {
 		s.verifier.Forget("\x00token")
 	}
 	s.opts.Store(o)
+	s.commitAccounts(set, imps)
 	s.setAuthConfig(ac)
 	s.armPasswordExpiry(ac)
 	s.storeTLS(tlsClient, tlsRoutes)
@@ -261,6 +263,7 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 		u := c.user
 		pass, token := c.opts.Password, c.opts.Token
 		authStored := c.authStored
+		acc := c.acc
 		c.mu.Unlock()
 
 		var next *userAuth
@@ -294,6 +297,11 @@ func (s *Server) recheckClients(old, ac *authConfig, o *conf.Options) {
 			if allowed {
 				stored, until, allowed = recheckPassword(next, authStored, pass, now, verify)
 			}
+		}
+		// A user moved to another account (or whose account went away) is
+		// cut: its subscriptions live in the old account's subject space.
+		if allowed && (next != nil && next.acc != acc || next == nil && acc != s.accountSet().global) {
+			allowed = false
 		}
 		if !allowed {
 			revoked++
@@ -367,7 +375,7 @@ func (c *client) applyUser(u *userAuth, stored string, until time.Time) int {
 	}
 	c.mu.Unlock()
 	for _, sub := range dropped {
-		if c.srv.sl.Remove(sub) {
+		if c.acc.sl.Remove(sub) {
 			c.srv.localInterestChanged(sub, -1)
 		}
 		c.subPermissionViolation(sub)

@@ -138,6 +138,7 @@ type routeManager struct {
 // interest is one local subject, or queue group, with its number of local
 // subscriptions.
 type interest struct {
+	acc            string
 	subject, queue []byte
 	n              int32
 }
@@ -307,7 +308,7 @@ func (m *routeManager) acceptLoop(ln net.Listener) {
 // in lame duck mode.
 func (m *routeManager) newRoute(nc net.Conn, d *dialer) *route {
 	r := &route{
-		m: m, nc: nc, raw: nc, dialer: d, start: time.Now(), subs: map[string]*remoteSub{}, sl: NewSublist(),
+		m: m, nc: nc, raw: nc, dialer: d, start: time.Now(), subs: map[string]*remoteSub{},
 		flushc: make(chan struct{}, 1), donec: make(chan struct{}),
 	}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -418,7 +419,7 @@ func (m *routeManager) register(r *route) bool {
 	r.mu.Unlock()
 	var buf []byte
 	for _, in := range m.local {
-		buf = appendRouteSub(buf, in.subject, in.queue, in.n)
+		buf = appendRouteSub(buf, in.acc, in.subject, in.queue, in.n)
 	}
 	buf = appendRouteJSON(buf, "INFO", m.infoLocked())
 	r.enqueue(buf)
@@ -519,8 +520,8 @@ func (m *routeManager) registered() []*route {
 // and tells every route: RS+ when a subject gains its first subscriber, RS+
 // with the new weight whenever a queue group's membership changes, RS- when
 // the last subscriber goes.
-func (m *routeManager) localInterest(subject, queue []byte, delta int32) {
-	key := subKey(subject, queue)
+func (m *routeManager) localInterest(acc string, subject, queue []byte, delta int32) {
+	key := remoteKey(acc, subject, queue)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	in := m.local[key]
@@ -528,7 +529,7 @@ func (m *routeManager) localInterest(subject, queue []byte, delta int32) {
 		if delta <= 0 {
 			return
 		}
-		in = &interest{subject: cloneBytes(subject), queue: cloneBytes(queue)}
+		in = &interest{acc: acc, subject: cloneBytes(subject), queue: cloneBytes(queue)}
 		m.local[key] = in
 	}
 	before := in.n
@@ -537,11 +538,11 @@ func (m *routeManager) localInterest(subject, queue []byte, delta int32) {
 	switch {
 	case in.n <= 0:
 		delete(m.local, key)
-		buf = appendRouteUnsub(nil, in.subject, in.queue)
+		buf = appendRouteUnsub(nil, in.acc, in.subject, in.queue)
 	case in.queue != nil:
-		buf = appendRouteSub(nil, in.subject, in.queue, in.n)
+		buf = appendRouteSub(nil, in.acc, in.subject, in.queue, in.n)
 	case before == 0:
-		buf = appendRouteSub(nil, in.subject, nil, 0)
+		buf = appendRouteSub(nil, in.acc, in.subject, nil, 0)
 	default:
 		return
 	}
@@ -559,7 +560,7 @@ func (m *routeManager) localInterest(subject, queue []byte, delta int32) {
 // to one route picked by the group's weight there. A route gets the message
 // at most once, naming the queue groups it must serve. It reports whether any
 // route took the message.
-func (m *routeManager) routeMsg(subject, reply []byte, hdr int, payload []byte, localQueue func(queue []byte) bool) bool {
+func (m *routeManager) routeMsg(acc string, subject, reply []byte, hdr int, payload []byte, localQueue func(queue []byte) bool) bool {
 	type target struct {
 		r      *route
 		plain  bool
@@ -580,7 +581,11 @@ func (m *routeManager) routeMsg(subject, reply []byte, hdr int, payload []byte, 
 		return false
 	}
 	for _, r := range *live {
-		res := r.sl.MatchBytes(subject)
+		sl := r.sublist(acc)
+		if sl == nil {
+			continue
+		}
+		res := sl.MatchBytes(subject)
 		if len(res.psubs) == 0 && len(res.qsubs) == 0 {
 			continue
 		}
@@ -594,7 +599,7 @@ func (m *routeManager) routeMsg(subject, reply []byte, hdr int, payload []byte, 
 			if localQueue != nil && localQueue(q) {
 				continue
 			}
-			w := r.weight(members)
+			w := r.weight(acc, members)
 			gi := -1
 			for i := range groups {
 				if string(groups[i].queue) == string(q) {
@@ -629,7 +634,7 @@ func (m *routeManager) routeMsg(subject, reply []byte, hdr int, payload []byte, 
 		if !t.plain && len(t.queues) == 0 {
 			continue
 		}
-		if t.r.sendMsg(subject, reply, t.queues, hdr, payload) {
+		if t.r.sendMsg(acc, subject, reply, t.queues, hdr, payload) {
 			sent = true
 		}
 	}
@@ -647,7 +652,9 @@ func (m *routeManager) numRoutes() int {
 func (m *routeManager) numRemoteSubs() uint32 {
 	var n uint32
 	for _, r := range m.registered() {
-		n += r.sl.Count()
+		for _, sl := range r.sublists() {
+			n += sl.Count()
+		}
 	}
 	return n
 }
@@ -887,6 +894,7 @@ func subKey(subject, queue []byte) string {
 
 // remoteSub is one interest a route told us about.
 type remoteSub struct {
+	acc    string
 	sub    *subscription
 	weight int32
 }
@@ -910,8 +918,10 @@ type route struct {
 	nonce                string // chosen by the dialling side, sent in CONNECT
 	isSelf               bool
 
-	// Remote interest: written by run, matched by any publisher.
-	sl *Sublist
+	// Remote interest, one Sublist per account: written by run, matched by
+	// any publisher. The map is replaced whole when an account first shows
+	// up, so routeMsg reads it without a lock.
+	sls atomic.Pointer[map[string]*Sublist]
 
 	mu           sync.Mutex
 	subs         map[string]*remoteSub
@@ -985,11 +995,11 @@ func (r *route) clientURL() string {
 
 // weight is the number of remote members behind the matched queue
 // subscriptions of one group.
-func (r *route) weight(members []*subscription) int64 {
+func (r *route) weight(acc string, members []*subscription) int64 {
 	var w int64
 	r.mu.Lock()
 	for _, s := range members {
-		if rs := r.subs[subKey(s.subject, s.queue)]; rs != nil {
+		if rs := r.subs[remoteKey(acc, s.subject, s.queue)]; rs != nil {
 			w += int64(rs.weight)
 		}
 	}
@@ -1026,7 +1036,7 @@ func (r *route) wake() {
 	}
 }
 
-func (r *route) sendMsg(subject, reply []byte, queues [][]byte, hdr int, payload []byte) bool {
+func (r *route) sendMsg(acc string, subject, reply []byte, queues [][]byte, hdr int, payload []byte) bool {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -1038,7 +1048,7 @@ func (r *route) sendMsg(subject, reply []byte, queues [][]byte, hdr int, payload
 		r.close(SlowConsumerPendingBytes)
 		return false
 	}
-	r.out = appendRouteMsgProto(r.out, subject, reply, hdr, len(payload), queues)
+	r.out = appendRouteMsgProto(r.out, acc, subject, reply, hdr, len(payload), queues)
 	r.out = append(r.out, payload...)
 	r.out = append(r.out, '\r', '\n')
 	r.mu.Unlock()
@@ -1306,23 +1316,23 @@ func (r *route) process(op *routeOp) error {
 	case routeOpInfo:
 		r.processInfo(op.arg)
 	case routeOpSub:
-		subject, queue, weight, err := parseRemoteSub(op.arg)
+		acc, subject, queue, weight, err := parseRemoteSub(op.arg)
 		if err != nil {
 			return err
 		}
-		r.processSub(subject, queue, weight)
+		r.processSub(acc, subject, queue, weight)
 	case routeOpUnsub:
-		subject, queue, err := parseRemoteUnsub(op.arg)
+		acc, subject, queue, err := parseRemoteUnsub(op.arg)
 		if err != nil {
 			return err
 		}
-		r.processUnsub(subject, queue)
+		r.processUnsub(acc, subject, queue)
 	case routeOpMsg:
 		r.inMsgs.Add(1)
 		r.inBytes.Add(int64(len(op.payload)))
 		r.m.inMsgs.Add(1)
 		r.m.inBytes.Add(int64(len(op.payload)))
-		r.m.s.deliverRouted(op.msg.subject, op.msg.reply, op.msg.queues, op.msg.hdr, op.payload)
+		r.m.s.deliverRouted(op.msg.acc, op.msg.subject, op.msg.reply, op.msg.queues, op.msg.hdr, op.payload)
 	case routeOpErr:
 		return fmt.Errorf("remote sent -ERR %q", op.arg)
 	case routeOpConnect:
@@ -1352,8 +1362,43 @@ func (r *route) processInfo(arg []byte) {
 	r.m.gossiped(r, in.Peers)
 }
 
-func (r *route) processSub(subject, queue []byte, weight int32) {
-	key := subKey(subject, queue)
+// sublist is the remote interest in account acc, nil when there is none.
+func (r *route) sublist(acc string) *Sublist {
+	if m := r.sls.Load(); m != nil {
+		return (*m)[acc]
+	}
+	return nil
+}
+
+// sublists are the remote interest of every account.
+func (r *route) sublists() map[string]*Sublist {
+	if m := r.sls.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+// sublistFor returns account acc's remote interest, adding it the first
+// time. Only run (the route's reader) calls it.
+func (r *route) sublistFor(acc string) *Sublist {
+	if sl := r.sublist(acc); sl != nil {
+		return sl
+	}
+	next := map[string]*Sublist{acc: NewSublist()}
+	for k, v := range r.sublists() {
+		next[k] = v
+	}
+	r.sls.Store(&next)
+	return next[acc]
+}
+
+// remoteKey keys remote interest: account, subject and queue.
+func remoteKey(acc string, subject, queue []byte) string {
+	return acc + " " + subKey(subject, queue)
+}
+
+func (r *route) processSub(acc, subject, queue []byte, weight int32) {
+	key := remoteKey(string(acc), subject, queue)
 	r.mu.Lock()
 	if rs := r.subs[key]; rs != nil {
 		rs.weight = weight
@@ -1362,23 +1407,26 @@ func (r *route) processSub(subject, queue []byte, weight int32) {
 	}
 	sub := &subscription{subject: cloneBytes(subject), queue: cloneBytes(queue), sid: []byte(key),
 		subjectIsWildcard: !subjectIsLiteral(string(subject))}
-	r.subs[key] = &remoteSub{sub: sub, weight: weight}
+	rs := &remoteSub{acc: string(acc), sub: sub, weight: weight}
+	r.subs[key] = rs
 	r.mu.Unlock()
-	if err := r.sl.Insert(sub); err != nil {
+	if err := r.sublistFor(rs.acc).Insert(sub); err != nil {
 		r.mu.Lock()
 		delete(r.subs, key)
 		r.mu.Unlock()
 	}
 }
 
-func (r *route) processUnsub(subject, queue []byte) {
-	key := subKey(subject, queue)
+func (r *route) processUnsub(acc, subject, queue []byte) {
+	key := remoteKey(string(acc), subject, queue)
 	r.mu.Lock()
 	rs := r.subs[key]
 	delete(r.subs, key)
 	r.mu.Unlock()
 	if rs != nil {
-		r.sl.Remove(rs.sub)
+		if sl := r.sublist(rs.acc); sl != nil {
+			sl.Remove(rs.sub)
+		}
 	}
 }
 
@@ -1389,7 +1437,9 @@ func (r *route) dropRemoteInterest() {
 	r.registered = false
 	r.mu.Unlock()
 	for _, rs := range subs {
-		r.sl.Remove(rs.sub)
+		if sl := r.sublist(rs.acc); sl != nil {
+			sl.Remove(rs.sub)
+		}
 	}
 }
 

@@ -153,7 +153,11 @@ func waitInterest(t testing.TB, s *Server, subject string, n int) {
 	waitUntil(t, 5*time.Second, "interest in "+subject+" on "+s.Name(), func() bool {
 		got := 0
 		for _, r := range s.routes().registered() {
-			res := r.sl.Match(subject)
+			sl := r.sublist(conf.GlobalAccount)
+			if sl == nil {
+				continue
+			}
+			res := sl.Match(subject)
 			got += len(res.psubs)
 			for _, q := range res.qsubs {
 				got += len(q)

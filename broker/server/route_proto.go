@@ -1,14 +1,15 @@
 package server
 
-// The route wire protocol, modelled on nats-server's (server/route.go) without
-// accounts. Routes speak only to other natsforge brokers.
+// The route wire protocol, nats-server's (server/route.go): every interest
+// and every message names its account. Routes speak only to other natsforge
+// brokers.
 //
-//	INFO {json}                       both sides, first; again later to gossip
-//	CONNECT {json}                    the dialling side, with its credentials
-//	RS+ <subject> [<queue> <weight>]  interest appears, or a queue group's weight changes
-//	RS- <subject> [<queue>]           interest is gone
-//	RMSG <subject> [+ <reply> | | ] [<queue>...] <size>
-//	HMSG <subject> [+ <reply> | | ] [<queue>...] <hdr size> <size>
+//	INFO {json}                                 both sides, first; again later to gossip
+//	CONNECT {json}                              the dialling side, with its credentials
+//	RS+ <account> <subject> [<queue> <weight>]  interest appears, or a queue group's weight changes
+//	RS- <account> <subject> [<queue>]           interest is gone
+//	RMSG <account> <subject> [+ <reply> | | ] [<queue>...] <size>
+//	HMSG <account> <subject> [+ <reply> | | ] [<queue>...] <hdr size> <size>
 //	PING, PONG, -ERR '<text>'
 //
 // In RMSG, "+ <reply>" says a reply subject and then queue names follow, "|" says
@@ -80,14 +81,14 @@ type routeConnect struct {
 
 // routeMsgArgs are the arguments of a routed message.
 type routeMsgArgs struct {
-	subject, reply []byte
-	queues         [][]byte
-	hdr            int // header bytes at the start of the message; -1 without
-	size           int // total bytes: headers and payload
+	acc, subject, reply []byte
+	queues              [][]byte
+	hdr                 int // header bytes at the start of the message; -1 without
+	size                int // total bytes: headers and payload
 }
 
 // parseRouteMsgArgs parses the arguments of RMSG (or HMSG, headers set):
-// <subject> [+ <reply> <queue>... | | <queue>... | <reply>] [<hdr size>] <size>.
+// <account> <subject> [+ <reply> <queue>... | | <queue>... | <reply>] [<hdr size>] <size>.
 // The slices alias arg.
 func parseRouteMsgArgs(pa *routeMsgArgs, arg []byte, headers bool) error {
 	var a [16][]byte
@@ -96,11 +97,11 @@ func parseRouteMsgArgs(pa *routeMsgArgs, arg []byte, headers bool) error {
 	if headers {
 		sizes = 2
 	}
-	if len(f) < 1+sizes {
+	if len(f) < 2+sizes {
 		return fmt.Errorf("%w: short routed message %q", errRouteProtocol, arg)
 	}
-	pa.subject, pa.reply, pa.queues = f[0], nil, pa.queues[:0]
-	mid := f[1 : len(f)-sizes]
+	pa.acc, pa.subject, pa.reply, pa.queues = f[0], f[1], nil, pa.queues[:0]
+	mid := f[2 : len(f)-sizes]
 	switch {
 	case len(mid) == 0:
 	case len(mid[0]) == 1 && mid[0][0] == '+':
@@ -132,40 +133,44 @@ func parseRouteMsgArgs(pa *routeMsgArgs, arg []byte, headers bool) error {
 	return nil
 }
 
-// parseRemoteSub parses RS+ <subject> [<queue> <weight>]. The slices alias arg.
-func parseRemoteSub(arg []byte) (subject, queue []byte, weight int32, err error) {
+// parseRemoteSub parses RS+ <account> <subject> [<queue> <weight>]. The
+// slices alias arg.
+func parseRemoteSub(arg []byte) (acc, subject, queue []byte, weight int32, err error) {
+	var a [5][]byte
+	f := splitArgs(a[:0], arg)
+	switch len(f) {
+	case 2:
+		return f[0], f[1], nil, 0, nil
+	case 4:
+		w := parseSize(f[3])
+		if w < 1 || w > math.MaxInt32 {
+			return nil, nil, nil, 0, fmt.Errorf("%w: bad queue weight %q", errRouteProtocol, f[3])
+		}
+		return f[0], f[1], f[2], int32(w), nil
+	}
+	return nil, nil, nil, 0, fmt.Errorf("%w: RS+ takes 2 or 4 fields: %q", errRouteProtocol, arg)
+}
+
+// parseRemoteUnsub parses RS- <account> <subject> [<queue>]. The slices
+// alias arg.
+func parseRemoteUnsub(arg []byte) (acc, subject, queue []byte, err error) {
 	var a [4][]byte
 	f := splitArgs(a[:0], arg)
 	switch len(f) {
-	case 1:
-		return f[0], nil, 0, nil
-	case 3:
-		w := parseSize(f[2])
-		if w < 1 || w > math.MaxInt32 {
-			return nil, nil, 0, fmt.Errorf("%w: bad queue weight %q", errRouteProtocol, f[2])
-		}
-		return f[0], f[1], int32(w), nil
-	}
-	return nil, nil, 0, fmt.Errorf("%w: RS+ takes 1 or 3 fields: %q", errRouteProtocol, arg)
-}
-
-// parseRemoteUnsub parses RS- <subject> [<queue>]. The slices alias arg.
-func parseRemoteUnsub(arg []byte) (subject, queue []byte, err error) {
-	var a [3][]byte
-	f := splitArgs(a[:0], arg)
-	switch len(f) {
-	case 1:
-		return f[0], nil, nil
 	case 2:
-		return f[0], f[1], nil
+		return f[0], f[1], nil, nil
+	case 3:
+		return f[0], f[1], f[2], nil
 	}
-	return nil, nil, fmt.Errorf("%w: RS- takes 1 or 2 fields: %q", errRouteProtocol, arg)
+	return nil, nil, nil, fmt.Errorf("%w: RS- takes 2 or 3 fields: %q", errRouteProtocol, arg)
 }
 
 // appendRouteSub appends RS+ for a plain subject (queue nil) or a queue group
 // with its weight (the number of local members).
-func appendRouteSub(buf, subject, queue []byte, weight int32) []byte {
+func appendRouteSub(buf []byte, acc string, subject, queue []byte, weight int32) []byte {
 	buf = append(buf, "RS+ "...)
+	buf = append(buf, acc...)
+	buf = append(buf, ' ')
 	buf = append(buf, subject...)
 	if queue != nil {
 		buf = append(buf, ' ')
@@ -177,8 +182,10 @@ func appendRouteSub(buf, subject, queue []byte, weight int32) []byte {
 }
 
 // appendRouteUnsub appends RS-.
-func appendRouteUnsub(buf, subject, queue []byte) []byte {
+func appendRouteUnsub(buf []byte, acc string, subject, queue []byte) []byte {
 	buf = append(buf, "RS- "...)
+	buf = append(buf, acc...)
+	buf = append(buf, ' ')
 	buf = append(buf, subject...)
 	if queue != nil {
 		buf = append(buf, ' ')
@@ -190,12 +197,14 @@ func appendRouteUnsub(buf, subject, queue []byte) []byte {
 // appendRouteMsgProto appends the control line of RMSG (hdr < 0) or HMSG (hdr
 // header bytes at the start of a message of size bytes); the message and its
 // CRLF follow it on the wire.
-func appendRouteMsgProto(buf, subject, reply []byte, hdr, size int, queues [][]byte) []byte {
+func appendRouteMsgProto(buf []byte, acc string, subject, reply []byte, hdr, size int, queues [][]byte) []byte {
 	if hdr >= 0 {
 		buf = append(buf, "HMSG "...)
 	} else {
 		buf = append(buf, "RMSG "...)
 	}
+	buf = append(buf, acc...)
+	buf = append(buf, ' ')
 	buf = append(buf, subject...)
 	switch {
 	case len(queues) > 0 && len(reply) > 0:
@@ -308,6 +317,7 @@ func (rr *routeReader) next() (*routeOp, error) {
 		}
 		// The control line lives in the reader's buffer, which the payload read
 		// may overwrite: copy what must survive it.
+		op.msg.acc = cloneBytes(op.msg.acc)
 		op.msg.subject = cloneBytes(op.msg.subject)
 		op.msg.reply = cloneBytes(op.msg.reply)
 		for i, q := range op.msg.queues {

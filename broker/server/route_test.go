@@ -397,12 +397,15 @@ func TestAQueueGroupWithNoLocalMemberIsSpreadOverServersByTheirWeights(t *testin
 	waitUntil(t, 5*time.Second, "weights to arrive", func() bool {
 		var w1, w3 int64
 		for _, r := range s[0].routes().registered() {
-			res := r.sl.Match("w")
-			for _, q := range res.qsubs {
+			sl := r.sublist(conf.GlobalAccount)
+			if sl == nil {
+				continue
+			}
+			for _, q := range sl.Match("w").qsubs {
 				if r.remoteID == s[1].ID() {
-					w1 = r.weight(q)
+					w1 = r.weight(conf.GlobalAccount, q)
 				} else {
-					w3 = r.weight(q)
+					w3 = r.weight(conf.GlobalAccount, q)
 				}
 			}
 		}

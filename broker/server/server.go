@@ -46,7 +46,13 @@ type Server struct {
 	logger   *slog.Logger
 	trace    bool
 	verifier *auth.Verifier
-	sl       *Sublist
+	sl       *Sublist // the global account's ($G)
+	// tag names this server in service reply subjects (account.go).
+	tag string
+
+	// accounts is swapped whole by reload (account.go).
+	accounts       atomic.Pointer[accountSet]
+	respInterestMu sync.Mutex
 
 	// opts and auth are swapped whole by reload; readers load them once per use.
 	opts atomic.Pointer[conf.Options]
@@ -89,10 +95,6 @@ func New(opts *conf.Options, logger *slog.Logger) (*Server, error) {
 	if err := Validate(o); err != nil {
 		return nil, err
 	}
-	ac, err := newAuthConfig(o)
-	if err != nil {
-		return nil, err
-	}
 	tm, rm, err := loadAllTLS(o)
 	if err != nil {
 		return nil, err
@@ -112,6 +114,13 @@ func New(opts *conf.Options, logger *slog.Logger) (*Server, error) {
 	if s.name == "" {
 		s.name = s.id
 	}
+	s.tag = randomTag(6)
+	set, imps := s.buildAccounts(o, nil)
+	ac, err := newAuthConfig(o, set)
+	if err != nil {
+		return nil, err
+	}
+	s.commitAccounts(set, imps)
 	s.opts.Store(o)
 	s.auth.Store(ac)
 	s.tlsClient.Store(tm)
@@ -206,6 +215,13 @@ func Validate(o *conf.Options) error {
 		found := false
 		if o.Authorization != nil {
 			for _, u := range o.Authorization.Users {
+				if u.Name == o.NoAuthUser {
+					found = true
+				}
+			}
+		}
+		for _, a := range o.Accounts {
+			for _, u := range a.Users {
 				if u.Name == o.NoAuthUser {
 					found = true
 				}
@@ -501,6 +517,7 @@ func (s *Server) newConn(nc net.Conn) *client {
 		done:  make(chan struct{}),
 	}
 	c.pa.hdr = -1
+	c.acc = s.accountSet().global
 	c.localQueueFn = c.queueDeliveredHere
 	c.out.mp = o.MaxPending
 	c.out.wdl = o.WriteDeadline
@@ -545,7 +562,7 @@ func (s *Server) forEachClient(f func(c *client)) {
 // (delta 1) or removed (-1).
 func (s *Server) localInterestChanged(sub *subscription, delta int) {
 	if cl := s.getCluster(); cl != nil {
-		cl.localInterest(sub.subject, sub.queue, int32(delta))
+		cl.localInterest(sub.client.acc.name, sub.subject, sub.queue, int32(delta))
 	}
 }
 
@@ -619,7 +636,9 @@ func (s *Server) clientInfo(c *client, connectInfo bool) []byte {
 		info.TLSVerify = t.Verify || t.VerifyAndMap
 	}
 	if connectInfo {
-		info.RemoteAcc = "$G"
+		c.mu.Lock()
+		info.RemoteAcc = c.acc.name
+		c.mu.Unlock()
 	}
 	for _, f := range infoExtras {
 		f(s, &info)

@@ -41,7 +41,9 @@ func (s *Server) Stats() ServerStats {
 		st.Routes = cl.numRoutes()
 	}
 	st.TotalConnections = s.totalConns.Load()
-	st.Subscriptions = s.sl.Count()
+	for _, a := range s.accountSet().byName {
+		st.Subscriptions += a.sl.Count()
+	}
 	st.InMsgs = s.inMsgs.Load()
 	st.InBytes = s.inBytes.Load()
 	st.OutMsgs = s.outMsgs.Load()
@@ -50,8 +52,34 @@ func (s *Server) Stats() ServerStats {
 	return st
 }
 
-// SublistStats returns the subject index's counters, for /subsz.
-func (s *Server) SublistStats() SublistStats { return s.sl.Stats() }
+// SublistStats returns the subject indexes' counters summed over the
+// accounts, for /subsz.
+func (s *Server) SublistStats() SublistStats {
+	var sum SublistStats
+	var hits float64
+	for _, a := range s.accountSet().byName {
+		st := a.sl.Stats()
+		sum.NumSubs += st.NumSubs
+		sum.NumCache += st.NumCache
+		sum.NumInserts += st.NumInserts
+		sum.NumRemoves += st.NumRemoves
+		sum.NumMatches += st.NumMatches
+		hits += st.CacheHitRate * float64(st.NumMatches)
+	}
+	if sum.NumMatches > 0 {
+		sum.CacheHitRate = hits / float64(sum.NumMatches)
+	}
+	return sum
+}
+
+// allSubscriptions lists the local subscriptions of every account.
+func (s *Server) allSubscriptions() []*subscription {
+	var out []*subscription
+	for _, a := range s.accountSet().byName {
+		out = a.sl.all(out)
+	}
+	return out
+}
 
 // ConnInfo is a snapshot of one client connection, for /connz.
 type ConnInfo struct {
@@ -65,6 +93,7 @@ type ConnInfo struct {
 	Lang           string
 	Version        string
 	AuthorizedUser string
+	Account        string
 	NumSubs        int
 	Subs           []string // subjects ("subject queue" for queue subs), sorted
 	InMsgs         int64
@@ -109,6 +138,7 @@ func (c *client) info(withSubs bool) ConnInfo {
 	if c.user != nil {
 		ci.AuthorizedUser = c.user.name
 	}
+	ci.Account = c.acc.name
 	ci.NumSubs = len(c.subs)
 	ci.Pending = c.pending()
 	if withSubs {

@@ -125,7 +125,7 @@ func TestTheIssueTableABadConfigWrittenUnderARunningBrokerKeepsAuthenticationEnf
 	for _, tc := range []struct{ name, bad, natsServerSays string }{
 		{"British spelling", "authorisation { users: [ { user: a, password: b } ] }\n", `:1:0: unknown field "authorisation"`},
 		{"an unknown user field", "authorization { users: [ { user: a, password: b, passwrod: c } ] }\n", `:1:49: unknown field "passwrod"`},
-		{"accounts instead", "accounts { A { users: [ { user: x, password: y } ] } }\n", ""},
+		{"subject mappings", "mappings { a: b }\nauthorization { users: [ { user: a, password: b } ] }\n", ""},
 		{"an nkey user", "authorization { users: [ { user: a, password: b }, { nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4 } ] }\n", ""},
 		{"response limits", "authorization { users: [ { user: a, password: b, permissions: { allow_responses: { max: 5 } } } ] }\n", ""},
 	} {
@@ -202,14 +202,15 @@ func getVarz(t *testing.T, addr string) map[string]any {
 	return v
 }
 
-func TestTheIssueTableAccountsAreRefusedByNameWhereNATSServerRequiresCredentials(t *testing.T) {
+func TestTheIssueTableAccountUsersNeedCredentialsAsInNATSServer(t *testing.T) {
 	bin, natsBin := buildBinary(t), buildNATSServer(t)
 	config := filepath.Join(t.TempDir(), "x.conf")
 	writeFile(t, config, "accounts { A { users: [ { user: x, password: y } ] } }\n")
 
 	addr, _, _ := startNATSServer(t, natsBin, config)
 	requiresAuth(t, "nats-server", addr, "x", "y")
-	aBrokerIsRefused(t, bin, config, config+`:1:0: field "accounts" is not supported by natsforge-broker`)
+	baddr, _ := startBroker(t, bin, "-c", config)
+	requiresAuth(t, "natsforge-broker", baddr, "x", "y")
 }
 
 func TestTheIssueTableATLSBlockIsNeverServedAsPlaintext(t *testing.T) {
