@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,27 +17,6 @@ const (
 	minReadBufSize     = 64
 	maxReadBufSize     = 64 * 1024
 	shortReadsToShrink = 2
-)
-
-// Writer buffer retention: a spare buffer larger than this is dropped after
-// use rather than kept for the next write.
-const maxRetainedOutBuf = 1 << 20
-
-// Back-pressure, as nats-server applies it: once a connection's pending bytes
-// pass three quarters of max_pending, publishers whose read pass queued to it
-// wait for its writer, at most stallMaxWait per connection and stallTotalWait
-// per read pass, before reading more. A subscriber that reads slower than a
-// publisher writes then slows the publisher down (through TCP) instead of
-// being cut off; one that stops reading still reaches max_pending and is cut
-// off, and a publisher never waits on it for more than those few milliseconds.
-const (
-	stallMaxWait   = 5 * time.Millisecond
-	stallTotalWait = 10 * time.Millisecond
-	// One socket write is at most an eighth of max_pending (within these
-	// bounds), so the pending count, and with it the stall gate, follows the
-	// subscriber's progress through a large buffer.
-	minWriteChunk = 16 << 10
-	maxWriteChunk = 1 << 20
 )
 
 // clientFlags are guarded by client.mu.
@@ -150,20 +128,6 @@ type client struct {
 	done      chan struct{} // closed when both loops have ended
 }
 
-// outbound is the buffer the writer goroutine drains. Producers append under
-// client.mu and wake the writer through signal.
-type outbound struct {
-	buf      []byte
-	spare    []byte
-	inflight int   // bytes handed to the writer and not yet written
-	mp       int64 // max pending bytes
-	wdl      time.Duration
-	signal   chan struct{}
-	// stall is open while pending is above 3/4 of mp; the writer closes it
-	// once pending is back under half (see stallMaxWait).
-	stall chan struct{}
-}
-
 // responsePermit is an allow_responses grant: the reply subject of a received
 // message that may be published to n more times until expires.
 type responsePermit struct {
@@ -171,82 +135,13 @@ type responsePermit struct {
 	expires time.Time
 }
 
-// pending is the number of bytes queued but not yet written. Lock held.
-func (c *client) pending() int64 { return int64(len(c.out.buf) + c.out.inflight) }
-
 // isClosed reports whether closeConnection has run. Lock held.
 func (c *client) isClosed() bool { return c.flags.has(flagClosed) }
-
-// queueOutbound appends data for the writer. If that takes the connection
-// past its pending limit it is cut off as a slow consumer. Lock held.
-func (c *client) queueOutbound(data ...[]byte) bool {
-	if c.isClosed() {
-		return false
-	}
-	n := 0
-	for _, d := range data {
-		n += len(d)
-	}
-	if c.pending()+int64(n) > c.out.mp {
-		c.markSlowConsumer(SlowConsumerPendingBytes)
-		return false
-	}
-	for _, d := range data {
-		c.out.buf = append(c.out.buf, d...)
-	}
-	c.gateIfBehind()
-	return true
-}
-
-// gateIfBehind opens the stall gate when pending passes 3/4 of max_pending.
-// Lock held.
-func (c *client) gateIfBehind() {
-	if c.out.stall == nil && c.pending() > c.out.mp/4*3 {
-		c.out.stall = make(chan struct{})
-	}
-}
-
-// releaseStall closes the stall gate once pending is under half of
-// max_pending, or for good when the connection is closed. Lock held.
-func (c *client) releaseStall() {
-	if c.out.stall != nil && (c.isClosed() || c.pending() <= c.out.mp/2) {
-		close(c.out.stall)
-		c.out.stall = nil
-	}
-}
-
-// queueMsg appends a MSG (HMSG with headers) and its payload for the writer,
-// building the control line straight into the outbound buffer: the hot path
-// has no scratch line to clear and copy per delivery. Like queueOutbound, it
-// cuts the connection off when that would pass its pending limit. Lock held.
-func (c *client) queueMsg(withHeaders bool, subject, sid, reply []byte, hdrLen int, payload []byte) bool {
-	if c.isClosed() {
-		return false
-	}
-	n := msgLineLen(withHeaders, subject, sid, reply, hdrLen, len(payload)) + len(payload) + 2
-	if c.pending()+int64(n) > c.out.mp {
-		c.markSlowConsumer(SlowConsumerPendingBytes)
-		return false
-	}
-	b := appendMsgLine(c.out.buf, withHeaders, subject, sid, reply, hdrLen, len(payload), true)
-	b = append(b, payload...)
-	c.out.buf = append(b, '\r', '\n')
-	c.gateIfBehind()
-	return true
-}
 
 // enqueueProto queues a protocol line and wakes the writer. Lock held.
 func (c *client) enqueueProto(proto []byte) {
 	if c.queueOutbound(proto) {
 		c.signalWriter()
-	}
-}
-
-// signalWriter wakes the writer goroutine without blocking.
-func (c *client) signalWriter() {
-	select {
-	case c.out.signal <- struct{}{}:
-	default:
 	}
 }
 
@@ -324,118 +219,6 @@ func (c *client) readLoop() {
 		c.mu.Unlock()
 		if closed {
 			return
-		}
-	}
-}
-
-// flushClients wakes the writers of every connection this read pass queued
-// messages to. Delivery itself only appends under the target's lock; waking
-// once per read pass instead of once per message keeps the hot path cheap.
-//
-// Then, if any of them is falling behind (its stall gate is open), it waits
-// for their writers, bounded by stallMaxWait and stallTotalWait, before the
-// read loop reads more from this publisher.
-func (c *client) flushClients() {
-	var budget time.Duration
-	for t := range c.pcd {
-		t.signalWriter()
-		delete(c.pcd, t)
-		if budget >= stallTotalWait {
-			continue
-		}
-		t.mu.Lock()
-		gate := t.out.stall
-		t.mu.Unlock()
-		if gate != nil {
-			budget += c.stallOn(gate, min(stallMaxWait, stallTotalWait-budget))
-		}
-	}
-}
-
-// stallOn waits until gate closes or limit passes, and says how long it waited.
-func (c *client) stallOn(gate chan struct{}, limit time.Duration) time.Duration {
-	start := time.Now()
-	if c.stallTimer == nil {
-		c.stallTimer = time.NewTimer(limit)
-	} else {
-		c.stallTimer.Reset(limit)
-	}
-	select {
-	case <-gate:
-		c.stallTimer.Stop()
-	case <-c.stallTimer.C:
-	}
-	return time.Since(start)
-}
-
-// writeLoop drains the outbound buffer into the socket.
-func (c *client) writeLoop() {
-	defer c.srv.wg.Done()
-	for {
-		c.mu.Lock()
-		for len(c.out.buf) == 0 && !c.isClosed() {
-			c.mu.Unlock()
-			<-c.out.signal
-			c.mu.Lock()
-		}
-		if c.isClosed() {
-			// Flush what is left (typically the -ERR explaining the close)
-			// unless the peer is the reason we are closing.
-			var tail []byte
-			if !c.flags.has(flagNoFlushOnClose) {
-				tail = c.out.buf
-			}
-			c.out.buf, c.out.spare = nil, nil
-			c.releaseStall()
-			c.mu.Unlock()
-			if len(tail) > 0 {
-				_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-				_, _ = c.nc.Write(tail)
-			}
-			_ = c.nc.Close()
-			return
-		}
-		buf := c.out.buf
-		c.out.buf = c.out.spare[:0]
-		c.out.spare = nil
-		c.out.inflight = len(buf)
-		wdl := c.out.wdl
-		chunkSize := int(min(max(c.out.mp/8, minWriteChunk), maxWriteChunk))
-		c.mu.Unlock()
-
-		// Write in chunks, so the pending count and the stall gate follow
-		// the subscriber's progress; the deadline applies to each chunk.
-		var err error
-		for rest := buf; len(rest) > 0 && err == nil; {
-			chunk := rest[:min(len(rest), chunkSize)]
-			_ = c.nc.SetWriteDeadline(time.Now().Add(wdl))
-			var n int
-			n, err = c.nc.Write(chunk)
-			rest = rest[n:]
-			if len(rest) > 0 {
-				c.mu.Lock()
-				c.out.inflight = len(rest)
-				c.releaseStall()
-				c.mu.Unlock()
-			}
-		}
-
-		c.mu.Lock()
-		c.out.inflight = 0
-		c.releaseStall()
-		if cap(buf) <= maxRetainedOutBuf {
-			c.out.spare = buf[:0]
-		}
-		c.mu.Unlock()
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				c.mu.Lock()
-				c.markSlowConsumer(SlowConsumerWriteDeadline)
-				c.mu.Unlock()
-				c.finishClose()
-			} else {
-				c.closeConnection(WriteError)
-			}
 		}
 	}
 }

@@ -3,7 +3,9 @@
 // # Files
 //
 //	server.go   Server: options, listener, accept loop, INFO, lifecycle
-//	client.go   one connection: read loop, outbound buffer and write loop, close
+//	client.go   one connection: read loop, protocol replies, close
+//	outbound.go what a connection is sent: pooled fixed-size blocks, the
+//	            write loop (writev), back-pressure on publishers
 //	parser.go   the zero-copy protocol state machine
 //	proto.go    handlers for CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG
 //	deliver.go  matching and delivery: MSG/HMSG, queue groups, no responders
@@ -98,7 +100,10 @@
 // importBuf, read loop only): arguments are slices of the read
 // buffer, the match result comes from the Sublist cache (a read lock and a map
 // lookup with a []byte key), the control line is built in a stack array, and
-// the outbound buffers are reused (two per connection, swapped by the writer).
-// Over TLS the same holds up to the socket: the writer hands its buffer to
-// tls.Conn, which encrypts it (plain TCP pays nothing for TLS being possible).
+// the message is copied once, into the free tail of the subscriber's last
+// outbound block; blocks come from pools shared by all connections and go
+// back once written, and a block never grows, so a subscriber that falls
+// behind costs no copying of what is already queued. Over TLS the same holds
+// up to the socket: the writer hands each block to tls.Conn, which encrypts
+// it (plain TCP pays nothing for TLS being possible).
 package server

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"net"
 	"strings"
 	"testing"
@@ -98,3 +99,7 @@ func (r *rawConn) expectClosed() {
 		r.t.Fatalf("connection still open")
 	}
 }
+
+// queuedBytes is what the connection has queued for its writer, in one
+// slice. Lock held.
+func (o *outbound) queuedBytes() []byte { return bytes.Join(o.nb, nil) }

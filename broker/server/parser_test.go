@@ -36,7 +36,7 @@ func parseHarness(t testing.TB, s *Server, chunks [][]byte) (string, bool) {
 		}
 	}
 	c.mu.Lock()
-	out := string(c.out.buf)
+	out := string(c.out.queuedBytes())
 	c.mu.Unlock()
 	out = canonicalOutput(out)
 	// Take the client's subscriptions out of the shared index.

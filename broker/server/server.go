@@ -456,8 +456,12 @@ func (s *Server) registerClient(c *client, sendInfo bool) {
 	}
 	c.mu.Unlock()
 
+	var info []byte
 	if sendInfo {
-		c.out.buf = append(c.out.buf, s.clientInfo(c, false)...)
+		info = s.clientInfo(c, false)
+		c.mu.Lock()
+		c.out.write(info)
+		c.mu.Unlock()
 	}
 
 	s.mu.Lock()
@@ -469,9 +473,11 @@ func (s *Server) registerClient(c *client, sendInfo bool) {
 	if o.MaxConnections > 0 && len(s.clients) >= o.MaxConnections {
 		s.mu.Unlock()
 		s.logger.Info("maximum connections exceeded", "addr", nc.RemoteAddr().String())
-		c.out.buf = append(c.out.buf, "-ERR '"+errTextMaxConnections+"'\r\n"...)
 		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = nc.Write(c.out.buf)
+		_, _ = nc.Write(append(info, "-ERR '"+errTextMaxConnections+"'\r\n"...))
+		c.mu.Lock()
+		c.out.release()
+		c.mu.Unlock()
 		_ = nc.Close()
 		return
 	}

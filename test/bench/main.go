@@ -14,8 +14,9 @@
 // ratio ours/theirs. Every server the harness starts is killed by its PID when
 // it ends, on error and on SIGINT/SIGTERM too.
 //
-// -profile NAME instead runs one load against our broker in-process under
-// pprof and writes CPU and allocation profiles (see profile.go).
+// -profile NAME instead runs one load against our broker (or, with
+// -profile-theirs, nats-server) in-process under pprof and writes CPU and
+// allocation profiles (see profile.go).
 package main
 
 import (
@@ -110,18 +111,20 @@ type config struct {
 
 func main() {
 	var (
-		md      = flag.String("md", "", "write the Markdown report here")
-		png     = flag.String("png", "", "write the chart here")
-		quick   = flag.Bool("quick", false, "short runs and small sizes, to check the harness")
-		only    = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, req, cluster, storm, mem, reload, tls, operator)")
-		runs    = flag.Int("runs", 7, "runs of each throughput and latency row")
-		dur     = flag.Duration("d", time.Second, "length of one throughput run")
-		command = flag.String("command", "", "the command to name in the report (default: this one)")
-		profile = flag.String("profile", "", "profile our in-process broker under one load: "+strings.Join(profileNames(), ", "))
-		profDir = flag.String("profile-dir", "", "where -profile writes cpu.pprof and allocs.pprof (default: a temp dir)")
-		keep    = flag.Bool("keep", false, "keep the temp dir with the servers' configs and logs")
-		save    = flag.String("save", "", "also save the results as JSON here")
-		render  = flag.String("render", "", "measure nothing: write -md and -png from results saved by -save")
+		md         = flag.String("md", "", "write the Markdown report here")
+		png        = flag.String("png", "", "write the chart here")
+		quick      = flag.Bool("quick", false, "short runs and small sizes, to check the harness")
+		only       = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, req, cluster, storm, mem, reload, tls, operator)")
+		runs       = flag.Int("runs", 7, "runs of each throughput and latency row")
+		dur        = flag.Duration("d", time.Second, "length of one throughput run")
+		command    = flag.String("command", "", "the command to name in the report (default: this one)")
+		profile    = flag.String("profile", "", "profile our in-process broker under one load: "+strings.Join(profileNames(), ", "))
+		profSize   = flag.Int("size", 0, "with -profile: the payload size of the pub and fan loads (default: the load's own)")
+		profTheirs = flag.Bool("profile-theirs", false, "with -profile: profile nats-server in-process instead of ours, under the same load")
+		profDir    = flag.String("profile-dir", "", "where -profile writes cpu.pprof and allocs.pprof (default: a temp dir)")
+		keep       = flag.Bool("keep", false, "keep the temp dir with the servers' configs and logs")
+		save       = flag.String("save", "", "also save the results as JSON here")
+		render     = flag.String("render", "", "measure nothing: write -md and -png from results saved by -save")
 	)
 	flag.BoolVar(&verbose, "v", false, "log more: CPU per message of server and clients")
 	clientLoad := flag.String("client-load", "", "internal: run one -profile load against -url and exit")
@@ -129,7 +132,7 @@ func main() {
 	flag.Parse()
 
 	if *clientLoad != "" {
-		if err := runClientLoad(*clientLoad, *url, *dur); err != nil {
+		if err := runClientLoad(*clientLoad, *url, *profSize, *dur); err != nil {
 			fatal("%v", err)
 		}
 		return
@@ -152,7 +155,7 @@ func main() {
 		fatal("raise RLIMIT_NOFILE: %v", err)
 	}
 	if *profile != "" {
-		if err := runProfile(*profile, *profDir, *dur); err != nil {
+		if err := runProfile(*profile, *profDir, *profSize, *profTheirs, *dur); err != nil {
 			fatal("%v", err)
 		}
 		return

@@ -24,53 +24,7 @@ var nan = math.NaN()
 
 func (h *harness) scenarios() []scenario {
 	c := h.cfg
-	return []scenario{
-		{group: "pub", runs: c.runs, note: "one nats.go publisher, no subscribers; server CPU is the server process's user+system time per message (from /proc), for reading the profiles",
-			metrics: []metric{
-				{"publish only, 16 B", "msgs/s", true, 1},
-				{"publish only, 1 KiB", "msgs/s", true, 1},
-				{"server CPU per message, publish 16 B", "ns", false, 0},
-			}, start: h.single(func(p *proc, _ int) ([]float64, error) {
-				var a, b, cpu float64
-				var n int64
-				var err error
-				cpu, err = serverCPU(p, &n, func() (err error) { a, n, err = pubOnly(p.url(), 16, c.d); return })
-				if err != nil {
-					return nil, err
-				}
-				b, _, err = pubOnly(p.url(), 1024, c.d)
-				return []float64{a, b, cpu}, err
-			})},
-		{group: "fan", runs: c.runs, note: "msgs/s delivered, all subscribers together; 16 B messages; server CPU per delivered message",
-			metrics: []metric{
-				{"1 pub -> 1 sub", "msgs/s", true, 1},
-				{"1 pub -> 4 subs", "msgs/s", true, 1},
-				{"1 pub -> queue group of 4", "msgs/s", true, 1},
-				{"server CPU per message, 1 -> 1", "ns", false, 0},
-				{"server CPU per message, 1 -> 4", "ns", false, 0},
-				{"server CPU per message, queue of 4", "ns", false, 0},
-			}, start: h.single(func(p *proc, _ int) ([]float64, error) {
-				var rates, cpus []float64
-				var errs []error
-				for _, x := range []struct {
-					name  string
-					n     int
-					queue bool
-				}{{"1 -> 1", 1, false}, {"1 -> 4", 4, false}, {"queue of 4", 4, true}} {
-					var v float64
-					var n int64
-					cpu, err := serverCPU(p, &n, func() (err error) {
-						v, n, err = fanIn(p.url(), p.url(), 16, x.n, x.queue, c.d)
-						return
-					})
-					if err != nil {
-						v, cpu = nan, nan
-						errs = append(errs, fmt.Errorf("%s: %w", x.name, err))
-					}
-					rates, cpus = append(rates, v), append(cpus, cpu)
-				}
-				return append(rates, cpus...), errors.Join(errs...)
-			})},
+	return append(h.sweepScenarios(), []scenario{
 		{group: "req", runs: c.runs, note: "16 B requests, 2 responders in a queue group, each client one request at a time",
 			metrics: []metric{
 				{"request/reply, 1 client: p50", "µs", false, 1},
@@ -118,7 +72,7 @@ func (h *harness) scenarios() []scenario {
 				{fmt.Sprintf("reload of %d users: removed user cut off", c.reloadN), "ms", false, 1},
 			}, start: h.reload},
 		h.tlsScenario(),
-	}
+	}...)
 }
 
 // serverCPU runs f and returns the CPU time p used meanwhile, in ns per
