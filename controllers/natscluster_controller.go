@@ -42,7 +42,10 @@ limitations under the License.
 //     its bytes differ (config.go, hashing.go)
 //  7. apply workload: StatefulSet, PDB through one write path
 //     (workload.go)
-//  8. propagate config: annotate pods with the new config and certificate
+//  8. apply pod monitor: the Prometheus Operator PodMonitor that
+//     spec.monitoring.podMonitor asks for, as unstructured, or the condition
+//     that its CRD is not installed (podmonitor.go)
+//  9. propagate config: annotate pods with the new config and certificate
 //     hashes so the kubelet refreshes the mounted Secrets, and ask ready pods'
 //     /varz (over HTTPS, trusting the cluster CA, when TLS is on) which config
 //     and certificate they serve and how many peers they have routes to
@@ -169,6 +172,7 @@ type request struct {
 	clientService *corev1.Service
 	statefulSet   *appsv1.StatefulSet
 	propagation   propagation
+	podMonitor    podMonitorState
 
 	failure error // the first phase error, wrapped with the phase's name
 }
@@ -189,6 +193,7 @@ func (r *NatsClusterReconciler) phases() []phase {
 		{"resolve users", r.resolveUsers},
 		{"write config", r.writeConfig},
 		{"apply workload", r.applyWorkload},
+		{"apply pod monitor", r.applyPodMonitor},
 		{"propagate config", r.propagateConfig},
 	}
 }

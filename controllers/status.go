@@ -83,6 +83,13 @@ func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
 	if rq.propagation.observed {
 		set(configPropagatedCondition(rq.propagation))
 	}
+	if pm := rq.podMonitor; pm.observed {
+		if pm.wanted {
+			set(podMonitorCondition(pm))
+		} else {
+			meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionPodMonitor)
+		}
+	}
 	if rq.tls.observed {
 		set(secureCondition(rq.cluster, rq.tls))
 		st.TLS = tlsStatus(prev.TLS, rq.tls)

@@ -56,7 +56,7 @@ import (
 var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
 	"missing", "generated", "scaling", "validation", "paused", "propagation", "takeover",
-	"tls", "tls-users", "tls-secrets", "tls-exposed", "netpol",
+	"tls", "tls-users", "tls-secrets", "tls-exposed", "netpol", "monitoring",
 	"natsusers", "nu-allowed", "nu-refused", "nu-conflict",
 }
 

@@ -94,6 +94,9 @@ func (r *NatsClusterReconciler) observeStatefulSet(ctx context.Context, rq *requ
 func apply[T client.Object](ctx context.Context, r *NatsClusterReconciler, nc *v1alpha1.NatsCluster,
 	desired T, newObj func() T, update func(existing, desired T) bool) (T, error) {
 	kind := reflect.TypeOf(desired).Elem().Name()
+	if gvk := desired.GetObjectKind().GroupVersionKind(); gvk.Kind != "" {
+		kind = gvk.Kind // unstructured
+	}
 	key := client.ObjectKeyFromObject(desired)
 	var result T
 	var reader client.Reader = r.Client

@@ -94,6 +94,30 @@ type NatsClusterSpec struct {
 	// still reported.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// monitoring makes the brokers' /metrics known to Prometheus.
+	// +optional
+	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+}
+
+// MonitoringSpec describes the Prometheus Operator objects kept for a cluster.
+type MonitoringSpec struct {
+	// podMonitor keeps a Prometheus Operator PodMonitor (monitoring.coreos.com/v1)
+	// named after the cluster, which scrapes every broker's /metrics on the
+	// monitoring port: over HTTPS, verified against the ca.crt of the
+	// client certificate's Secret and the client Service's name, unless
+	// tls.mode is Disabled. When the PodMonitor CRD is not installed, the
+	// condition PodMonitor says so and nothing else is affected. Prometheus
+	// must also be let through the NetworkPolicy to port 8222: see
+	// networkPolicy.monitoringNamespaceSelector.
+	// +optional
+	PodMonitor bool `json:"podMonitor,omitempty"`
+
+	// podMonitorLabels are added to the PodMonitor's labels, for a
+	// Prometheus whose podMonitorSelector selects by label (for example
+	// kube-prometheus-stack's release label).
+	// +optional
+	PodMonitorLabels map[string]string `json:"podMonitorLabels,omitempty"`
 }
 
 // AuthSpec describes the users of a cluster.
@@ -610,6 +634,11 @@ const (
 	// over TLS (reason: the mode), and False when they are not, or when the
 	// certificates named in mode Secrets cannot be used.
 	ConditionSecure = "Secure"
+	// ConditionPodMonitor is True when the PodMonitor that monitoring.podMonitor
+	// asks for is in place, and False when it cannot be (the Prometheus
+	// Operator's CRD is not installed). Absent when monitoring.podMonitor is
+	// off.
+	ConditionPodMonitor = "PodMonitor"
 )
 
 // Condition reasons.
@@ -658,6 +687,13 @@ const (
 	// they serve is not known; the message names them. The operator asks
 	// again with an exponential back-off, from 2s up to 5m.
 	ReasonProbeFailed = "ProbeFailed"
+	// ReasonPodMonitorApplied (PodMonitor=True): the PodMonitor exists as
+	// desired.
+	ReasonPodMonitorApplied = "Applied"
+	// ReasonPodMonitorCRDNotInstalled (PodMonitor=False): the API server does
+	// not serve monitoring.coreos.com/v1 PodMonitors; install the Prometheus
+	// Operator's CRDs and the PodMonitor follows within a resync.
+	ReasonPodMonitorCRDNotInstalled = "CRDNotInstalled"
 	// ReasonNoPodAddresses (ConfigPropagated=Unknown): no ready pod has an
 	// address to ask yet.
 	ReasonNoPodAddresses = "NoPodAddresses"

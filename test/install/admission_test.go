@@ -179,6 +179,27 @@ func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
 		})
 	}, refusedForeignObject)
 	refused(t, "deleting someone else's NetworkPolicy", func() error { return operator.Delete(ctx, userPolicy) }, refusedForeignObject)
+	// PodMonitors (spec.monitoring.podMonitor): the cluster's own, not a user's.
+	installPodMonitorCRD(t, admin)
+	podMonitor := resources.PodMonitor(nc)
+	allowed(t, "creating the cluster's PodMonitor", func() error { return operator.Create(ctx, podMonitor) })
+	allowed(t, "updating the cluster's PodMonitor", func() error {
+		return updateObject(operator, podMonitor, func(o client.Object) {
+			o.(*unstructured.Unstructured).Object["spec"].(map[string]any)["podMetricsEndpoints"] = []any{map[string]any{"port": "monitor"}}
+		})
+	})
+	allowed(t, "deleting the cluster's PodMonitor", func() error { return operator.Delete(ctx, podMonitor) })
+	userMonitor := resources.PodMonitor(nc)
+	userMonitor.SetName("user-monitor")
+	userMonitor.SetOwnerReferences(nil)
+	create(t, admin, userMonitor)
+	refused(t, "creating a PodMonitor no NatsCluster controls", func() error {
+		planted := resources.PodMonitor(nc)
+		planted.SetName("planted")
+		planted.SetOwnerReferences(nil)
+		return operator.Create(ctx, planted)
+	}, refusedNewObject)
+	refused(t, "deleting someone else's PodMonitor", func() error { return operator.Delete(ctx, userMonitor) }, refusedForeignObject)
 	refused(t, "changing a broker pod's image", func() error {
 		return patchPod(operator, broker, func(p *corev1.Pod) { p.Spec.Containers[0].Image = "attacker/image:1" })
 	}, refusedPodChange)
@@ -289,6 +310,39 @@ func waitRefused(t *testing.T, what string, call func() error, why string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: after 30s still %v, want a refusal saying %q", what, err, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// installPodMonitorCRD serves monitoring.coreos.com/v1 PodMonitors, with the
+// least of the Prometheus Operator's CRD: its kind and a schema that keeps
+// every field.
+func installPodMonitorCRD(t *testing.T, admin client.Client) {
+	t.Helper()
+	crd := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+		"metadata": map[string]any{"name": "podmonitors.monitoring.coreos.com"},
+		"spec": map[string]any{
+			"group": "monitoring.coreos.com", "scope": "Namespaced",
+			"names": map[string]any{"plural": "podmonitors", "singular": "podmonitor", "kind": "PodMonitor", "listKind": "PodMonitorList"},
+			"versions": []any{map[string]any{"name": "v1", "served": true, "storage": true,
+				"schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}},
+		},
+	}}
+	if err := admin.Create(context.Background(), crd); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(resources.PodMonitorGVK.GroupVersion().WithKind("PodMonitorList"))
+		err := admin.List(context.Background(), list)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PodMonitors are not served: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -56,6 +56,15 @@ rules:
   - create
   - patch
 - apiGroups:
+  - monitoring.coreos.com
+  resources:
+  - podmonitors
+  verbs:
+  - create
+  - delete
+  - get
+  - update
+- apiGroups:
   - natsforge.io
   resources:
   - natsclusters
