@@ -51,6 +51,10 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/, and copy th
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	hack/sync-chart.sh
 
+.PHONY: dashboard
+dashboard: ## Generate the chart's Grafana dashboard (charts/natsforge/dashboards/natsforge.json) from hack/dashboard.
+	go run ./hack/dashboard -o charts/natsforge/dashboards/natsforge.json
+
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
 	gofmt -s -w $$(git ls-files '*.go')
@@ -65,11 +69,11 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 
 .PHONY: verify
 verify: ## Regenerate everything and fail if the committed files differ.
-	@$(MAKE) --no-print-directory generate manifests fmt
+	@$(MAKE) --no-print-directory generate manifests dashboard fmt
 	@go mod tidy
 	@if [ -n "$$(git status --porcelain -- api config charts go.mod go.sum '*.go')" ]; then \
 		git --no-pager diff --stat; git status --porcelain -- api config charts go.mod go.sum '*.go'; \
-		echo "ERROR: generated files are out of date. Run 'make generate manifests fmt' and 'go mod tidy', then commit the result."; \
+		echo "ERROR: generated files are out of date. Run 'make generate manifests dashboard fmt' and 'go mod tidy', then commit the result."; \
 		exit 1; \
 	fi
 	@echo "verify: generated code, CRDs, RBAC, chart CRDs and go.mod are in sync."
