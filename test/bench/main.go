@@ -114,7 +114,7 @@ func main() {
 		md         = flag.String("md", "", "write the Markdown report here")
 		png        = flag.String("png", "", "write the chart here")
 		quick      = flag.Bool("quick", false, "short runs and small sizes, to check the harness")
-		only       = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, req, cluster, storm, mem, reload, tls, operator)")
+		only       = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, ceiling, req, cluster, storm, mem, reload, tls, operator)")
 		runs       = flag.Int("runs", 7, "runs of each throughput and latency row")
 		dur        = flag.Duration("d", time.Second, "length of one throughput run")
 		command    = flag.String("command", "", "the command to name in the report (default: this one)")
@@ -127,10 +127,17 @@ func main() {
 		render     = flag.String("render", "", "measure nothing: write -md and -png from results saved by -save")
 	)
 	flag.BoolVar(&verbose, "v", false, "log more: CPU per message of server and clients")
+	relay := flag.Bool("relay", false, "internal: run the ceiling's relay process")
 	clientLoad := flag.String("client-load", "", "internal: run one -profile load against -url and exit")
 	url := flag.String("url", "", "internal: the server -client-load drives")
 	flag.Parse()
 
+	if *relay {
+		if err := runRelay(); err != nil {
+			fatal("relay: %v", err)
+		}
+		return
+	}
 	if *clientLoad != "" {
 		if err := runClientLoad(*clientLoad, *url, *profSize, *dur); err != nil {
 			fatal("%v", err)
@@ -209,6 +216,7 @@ func main() {
 		}
 		h.run(sc)
 	}
+	mergeRelayRows(h.rows)
 	if filter == nil || filter.MatchString("operator") {
 		h.rows = append(h.rows, h.operatorRows()...)
 	}

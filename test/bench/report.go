@@ -193,7 +193,12 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 	p("| # | row | unit | ours | theirs | ours/theirs | aim | met | runs |\n")
 	p("|---|---|---|--:|--:|--:|---|---|---|\n")
 	var notes []string
-	for i, r := range rows {
+	i := -1
+	for _, r := range rows {
+		if r.group == relayGroup {
+			continue // in a section of its own, below
+		}
+		i++
 		o, t, q := r.cells()
 		name := r.name
 		switch {
@@ -235,6 +240,7 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 		}
 		p("![ours/theirs per row](%s)\n\n", rel)
 	}
+	writeCeiling(&b, rows)
 	var short []string
 	for _, r := range rows {
 		ok, known := r.met()

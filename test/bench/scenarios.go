@@ -24,7 +24,7 @@ var nan = math.NaN()
 
 func (h *harness) scenarios() []scenario {
 	c := h.cfg
-	return append(h.sweepScenarios(), []scenario{
+	return append(append(h.sweepScenarios(), h.ceilingScenarios()...), []scenario{
 		{group: "req", runs: c.runs, note: "16 B requests, 2 responders in a queue group, each client one request at a time",
 			metrics: []metric{
 				{"request/reply, 1 client: p50", "µs", false, 1},
