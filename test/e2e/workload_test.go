@@ -303,6 +303,10 @@ func TestRollingChange(t *testing.T) {
 		worst       sample
 		transitions []sample
 	)
+	// The poller reads the name from its own copy: waitCurrent below decodes
+	// into nc meanwhile, and a sample taken mid-decode saw an empty name (and
+	// so three pods "not ready").
+	clusterName := nc.Name
 	start := time.Now()
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	pollDone := make(chan struct{})
@@ -327,7 +331,7 @@ func TestRollingChange(t *testing.T) {
 				}
 				s := sample{at: time.Since(start), ready: len(ready)}
 				for i := range 3 {
-					if name := fmt.Sprintf("%s-%d", nc.Name, i); !ready[name] {
+					if name := fmt.Sprintf("%s-%d", clusterName, i); !ready[name] {
 						s.notReady = append(s.notReady, name)
 					}
 				}
