@@ -42,11 +42,13 @@ func TestAStormOfOneUsersRightPasswordPaysOneBcrypt(t *testing.T) {
 	}
 }
 
+// A cold storm of 100 users with 5 connections each, all at once (what a
+// broker sees after a rolling restart), is bounded by 100 bcrypts.
 func TestAStormOfDistinctUsersPaysOneBcryptPerUser(t *testing.T) {
-	const users, each = 20, 5
+	const users, each = 100, 5
 	hashes := make([]string, users)
 	for u := range hashes {
-		hashes[u] = mustHash(t, fmt.Sprintf("pw-%d", u), 6)
+		hashes[u] = mustHash(t, fmt.Sprintf("pw-%d", u), 5)
 	}
 	v := NewVerifier()
 	var checks [][3]string
@@ -60,8 +62,8 @@ func TestAStormOfDistinctUsersPaysOneBcryptPerUser(t *testing.T) {
 			t.Fatalf("check %d refused", i)
 		}
 	}
-	if n := v.Comparisons(); n != users {
-		t.Fatalf("%d users x %d connections paid %d bcrypt comparisons, want %d", users, each, n, users)
+	if n := v.Comparisons(); n > users {
+		t.Fatalf("%d users x %d connections paid %d bcrypt comparisons, want at most %d", users, each, n, users)
 	}
 }
 
