@@ -90,7 +90,7 @@ func newProbeMemos() *probeMemos {
 
 // probeOnly returns the memo when the reconcile of key may only probe: the
 // cluster is in back-off, nothing it reads changed since the full reconcile
-// (inputs), and no certificate renewal is due.
+// (inputs), and no certificate renewal (or end of a grace window) is due.
 func (m *probeMemos) probeOnly(key types.NamespacedName, inputs string, now time.Time) (probeMemo, bool) {
 	if m == nil || inputs == "" {
 		return probeMemo{}, false
@@ -128,6 +128,11 @@ func (m *probeMemos) record(key types.NamespacedName, inputs string, rq *request
 	}
 	tls := rq.tls
 	tls.ca = nil
+	if end := nextPreviousExpiry(rq.records); !end.IsZero() {
+		// The end of a rotation grace window needs a full reconcile, as a
+		// certificate renewal does: the probe-only ones stop at either.
+		tls.due(end)
+	}
 	m.m[key] = probeMemo{inputs: inputs, configHash: rq.configHash, tls: tls, failures: failures}
 	return failures
 }

@@ -34,6 +34,16 @@ import (
 // defaultBcryptCost is the API's default for spec.auth.bcryptCost.
 const defaultBcryptCost = 11
 
+// brokerUser is a password user as it goes into the broker config: its hash
+// and, during a grace window, its previous one.
+func brokerUser(name string, rec fingerprintRecord, perms *v1alpha1.Permissions) resources.BrokerUser {
+	u := resources.BrokerUser{Name: name, PasswordHash: rec.Hash, Permissions: perms}
+	if rec.PreviousHash != "" && rec.PreviousValidUntil != nil {
+		u.PreviousPasswordHash, u.PreviousValidUntil = rec.PreviousHash, rec.PreviousValidUntil.Time
+	}
+	return u
+}
+
 // writeConfig hashes the passwords that changed (and only those), renders the
 // broker config, and writes the config Secret when its bytes differ.
 func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) error {
@@ -63,22 +73,31 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	if cost == 0 { // the API defaults it; an object written around the schema may lack it
 		cost = defaultBcryptCost
 	}
-	records, rotated, err := hashPasswords(rq.fingerprintKey, prev, rq.users, cost, metav1.NewTime(rq.now.Truncate(time.Second)))
+	records, rotated, err := hashPasswords(rq.fingerprintKey, prev, rq.users, cost,
+		metav1.NewTime(rq.now.Truncate(time.Second)), rotationGracePeriod(nc))
 	if err != nil {
 		return err
 	}
+	r.recordUserProblems(rq, records)
 	var users []resources.BrokerUser
 	certificateUsers := false
 	for _, u := range rq.users {
-		switch {
-		case u.identity != "":
+		if u.identity != "" {
 			certificateUsers = true
 			users = append(users, resources.BrokerUser{Name: u.identity, Permissions: u.spec.Permissions})
-		case u.resolved():
-			users = append(users, resources.BrokerUser{Name: u.name, PasswordHash: records[u.name].Hash, Permissions: u.spec.Permissions})
+			continue
+		}
+		// Resolved, or kept on its last good hash.
+		if rec, ok := records[u.name]; ok {
+			users = append(users, brokerUser(u.name, rec, u.spec.Permissions))
 		}
 	}
-	config, err := resources.RenderConfig(nc, resources.ConfigInputs{Users: users, RoutePassword: rq.routePassword, CertificateUsers: certificateUsers})
+	in := resources.ConfigInputs{Users: users, RoutePassword: rq.routePassword, CertificateUsers: certificateUsers}
+	config, err := resources.RenderConfig(nc, in)
+	if err != nil {
+		return err
+	}
+	previous, err := resources.RenderPreviousPasswords(nc, in)
 	if err != nil {
 		return err
 	}
@@ -94,7 +113,7 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	}
 	rq.history = rq.history.add(rq.configHash)
 
-	desired, desiredParts, err := resources.ConfigSecrets(nc, config, records.marshal(), rq.history.marshal())
+	desired, desiredParts, err := resources.ConfigSecrets(nc, config, previous, records.marshal(), rq.history.marshal())
 	if err != nil {
 		return err
 	}
@@ -132,7 +151,12 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	}
 	for _, u := range rq.users {
 		if _, had := prev[u.name]; had && rotated[u.name] {
-			r.event(nc, corev1.EventTypeNormal, "PasswordRotated", "RotatePassword", "user %s: new password hash in the config", u.name)
+			if until := records[u.name].PreviousValidUntil; until != nil {
+				r.event(nc, corev1.EventTypeNormal, "PasswordRotated", "RotatePassword",
+					"user %s: new password hash in the config; the previous password is accepted until %s", u.name, until.UTC().Format(time.RFC3339))
+			} else {
+				r.event(nc, corev1.EventTypeNormal, "PasswordRotated", "RotatePassword", "user %s: new password hash in the config", u.name)
+			}
 		}
 	}
 	r.event(nc, corev1.EventTypeNormal, "ConfigUpdated", "WriteConfig", "config Secret %s updated, digest %s", key.Name, rq.configHash)

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
@@ -61,6 +62,11 @@ type fingerprintRecord struct {
 	// broker serving that config, or a later one (configHistory), serves
 	// this password. A NatsUser's status reports it.
 	ConfigHash string `json:"configHash,omitempty"`
+	// PreviousHash is the hash Hash replaced, still accepted by the brokers
+	// until PreviousValidUntil: a rotation grace window (credentials.go).
+	// Both are empty outside a window.
+	PreviousHash       string       `json:"previousHash,omitempty"`
+	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
 }
 
 // fingerprints are the records of one cluster, by user name. They are kept in
@@ -96,8 +102,12 @@ func fingerprint(key []byte, user string, password []byte) string {
 
 // hashPasswords returns the records for users: a user whose password and cost
 // are unchanged keeps its hash; the others are hashed with bcrypt, in
-// parallel. rotated names the users whose hash changed.
-func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int, now metav1.Time) (next fingerprints, rotated map[string]bool, err error) {
+// parallel. rotated names the users whose hash changed. A user whose password
+// cannot be read keeps its last good record (keep last good, credentials.go).
+// A user whose password changed keeps the hash it had as the previous one
+// until now+grace when grace is positive; a previous hash whose window has
+// ended at now is dropped.
+func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int, now metav1.Time, grace time.Duration) (next fingerprints, rotated map[string]bool, err error) {
 	next = make(fingerprints, len(users))
 	rotated = map[string]bool{}
 	type job struct {
@@ -108,12 +118,15 @@ func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int
 	var jobs []job
 	for _, u := range users {
 		if u.password == nil { // unresolved, or a certificate user
+			if old, ok := prev[u.name]; ok && u.identity == "" && keepsLastGood(u.reason) {
+				next[u.name] = withoutExpiredPrevious(old, now)
+			}
 			continue
 		}
 		fp := fingerprint(key, u.name, u.password)
 		if old, ok := prev[u.name]; ok && hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
 			if c, err := bcrypt.Cost([]byte(old.Hash)); err == nil && c == cost {
-				next[u.name] = old
+				next[u.name] = withoutExpiredPrevious(old, now)
 				continue
 			}
 		}
@@ -138,7 +151,20 @@ func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int
 		return nil, nil, err
 	}
 	for i, j := range jobs {
-		next[j.name] = fingerprintRecord{Fingerprint: j.fp, Hash: hashes[i], RotatedAt: now}
+		rec := fingerprintRecord{Fingerprint: j.fp, Hash: hashes[i], RotatedAt: now}
+		if old, ok := prev[j.name]; ok && grace > 0 && old.Fingerprint != j.fp {
+			// The password changed (not only the cost): the old hash stays
+			// good for the window. Only the latest previous one is kept.
+			// Whole seconds, as every time in status and records.
+			until := metav1.NewTime(now.Add(grace).Truncate(time.Second))
+			rec.PreviousHash, rec.PreviousValidUntil = old.Hash, &until
+		} else if ok && old.Fingerprint == j.fp {
+			// Re-hashed at a new cost: the same password, so a window
+			// that was open stays as it was.
+			kept := withoutExpiredPrevious(old, now)
+			rec.PreviousHash, rec.PreviousValidUntil = kept.PreviousHash, kept.PreviousValidUntil
+		}
+		next[j.name] = rec
 		rotated[j.name] = true
 	}
 	return next, rotated, nil

@@ -46,7 +46,7 @@ func users(pw ...string) []resolvedUser {
 }
 
 func TestUnchangedPasswordsKeepTheirHashesWithoutBcrypt(t *testing.T) {
-	first, rotated, err := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4, testNow)
+	first, rotated, err := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4, testNow, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestUnchangedPasswordsKeepTheirHashesWithoutBcrypt(t *testing.T) {
 		t.Errorf("first hashing rotated %v, want both", rotated)
 	}
 	ops := testutil.ToFloat64(bcryptOperations)
-	second, rotated, err := hashPasswords(testKey, parseFingerprints(first.marshal()), users("pw-a", "pw-b"), 4, testNow)
+	second, rotated, err := hashPasswords(testKey, parseFingerprints(first.marshal()), users("pw-a", "pw-b"), 4, testNow, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +69,9 @@ func TestUnchangedPasswordsKeepTheirHashesWithoutBcrypt(t *testing.T) {
 }
 
 func TestChangedPasswordIsRehashedAndOnlyIt(t *testing.T) {
-	first, _, _ := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4, testNow)
+	first, _, _ := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4, testNow, 0)
 	ops := testutil.ToFloat64(bcryptOperations)
-	next, rotated, err := hashPasswords(testKey, first, users("pw-a2", "pw-b"), 4, testNow)
+	next, rotated, err := hashPasswords(testKey, first, users("pw-a2", "pw-b"), 4, testNow, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,15 +87,15 @@ func TestChangedPasswordIsRehashedAndOnlyIt(t *testing.T) {
 }
 
 func TestCostChangeRehashesEveryPassword(t *testing.T) {
-	first, _, _ := hashPasswords(testKey, nil, users("pw-a"), 4, testNow)
-	next, rotated, _ := hashPasswords(testKey, first, users("pw-a"), 5, testNow)
+	first, _, _ := hashPasswords(testKey, nil, users("pw-a"), 4, testNow, 0)
+	next, rotated, _ := hashPasswords(testKey, first, users("pw-a"), 5, testNow, 0)
 	if c, _ := bcrypt.Cost([]byte(next["a"].Hash)); c != 5 || !rotated["a"] {
 		t.Errorf("cost %d rotated %v after raising the cost to 5", c, rotated)
 	}
 }
 
 func TestUnresolvedUsersAreLeftOut(t *testing.T) {
-	got, _, _ := hashPasswords(testKey, nil, users("pw-a", ""), 4, testNow)
+	got, _, _ := hashPasswords(testKey, nil, users("pw-a", ""), 4, testNow, 0)
 	if _, ok := got["b"]; ok || len(got) != 1 {
 		t.Errorf("records %v, want only a", got)
 	}

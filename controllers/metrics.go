@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -55,7 +56,7 @@ var (
 	}, []string{"result"})
 	usersByState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "natsforge_users",
-		Help: "Users of each NatsCluster by state: status.users[].reason (Resolved, Generated, Certificate, or why not: SecretNotFound, SecretKeyNotFound, InvalidPassword, InvalidTLSIdentity, ...).",
+		Help: "Users of each NatsCluster by state: status.users[].reason (Resolved, Generated, Certificate, or why not: SecretMissing, KeyMissing, InvalidPassword, InvalidTLSIdentity, ...).",
 	}, []string{"namespace", "natscluster", "state"})
 	certificateExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "natsforge_certificate_expiry_timestamp_seconds",
@@ -139,7 +140,7 @@ func (r *NatsClusterReconciler) recordMetrics(key types.NamespacedName, rq *requ
 	cluster := map[string]string{"namespace": key.Namespace, "natscluster": key.Name}
 	if rq.users != nil {
 		usersByState.DeletePartialMatch(cluster)
-		for _, u := range userStatuses(rq.original.Status.Users, rq.users, rq.records) {
+		for _, u := range userStatuses(rq.original.Status.Users, rq.users, rq.records, metav1.NewTime(rq.now)) {
 			state := string(u.Reason)
 			if state == "" {
 				state = "Unknown"

@@ -96,7 +96,7 @@ func TestOperatorMetricsTimeARotationUntilEveryReadyPodServesIt(t *testing.T) {
 	// Users by state, labelled by cluster, never by user.
 	cluster := map[string]string{"namespace": ns, "natscluster": nc.Name}
 	eventually(t, timeout, func() error {
-		for state, want := range map[string]float64{"Resolved": 1, "SecretNotFound": 1} {
+		for state, want := range map[string]float64{"Resolved": 1, "SecretMissing": 1} {
 			labels := map[string]string{"namespace": ns, "natscluster": nc.Name, "state": state}
 			if got, _, _, _ := gathered(t, "natsforge_users", labels); got != want {
 				return fmt.Errorf("natsforge_users%v = %v, want %v", labels, got, want)

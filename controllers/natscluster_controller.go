@@ -38,8 +38,10 @@ limitations under the License.
 //     cluster (namespace, name conflicts) and read or generate their
 //     passwords in their own namespaces (natsusers.go)
 //  6. write config: bcrypt only the passwords whose keyed fingerprint changed,
-//     render with broker/conf, parse back, write "<cluster>-config" only when
-//     its bytes differ (config.go, hashing.go)
+//     keep the last good hash of a user whose password cannot be read and,
+//     during a rotation grace window, the previous hash, render with
+//     broker/conf, parse back, write "<cluster>-config" only when its bytes
+//     differ (config.go, hashing.go, credentials.go)
 //  7. apply workload: StatefulSet, PDB through one write path
 //     (workload.go)
 //  8. apply pod monitor: the Prometheus Operator PodMonitor that
@@ -270,9 +272,14 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	case rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete:
 		requeue = propagationPoll
 	}
-	if next := rq.tls.next; !next.IsZero() {
-		// A certificate renewal or an expiry warning is due then; nothing
-		// else would wake the reconciler for it.
+	for _, next := range []time.Time{rq.tls.next, nextPreviousExpiry(rq.records)} {
+		// A certificate renewal or an expiry warning is due then, or a
+		// rotation grace window ends (its previous hash leaves the config
+		// Secret and the user's status); nothing else would wake the
+		// reconciler for it.
+		if next.IsZero() {
+			continue
+		}
 		if due := max(next.Sub(rq.now), time.Second); requeue == 0 || due < requeue {
 			requeue = due
 		}

@@ -370,7 +370,7 @@ func TestWorkloadIsAsSpecified(t *testing.T) {
 	pod := sts.Spec.Template.Spec
 	c := pod.Containers[0]
 	if *sts.Spec.Replicas != 3 || sts.Spec.ServiceName != "w1-routes" || c.Image != "natsforge/broker:test" ||
-		!slices.Equal(c.Args, []string{"-c", "/etc/nats/nats.conf"}) {
+		!slices.Equal(c.Args, []string{"-c", "/etc/nats/nats.conf", "--previous_passwords", "/etc/nats/previous_passwords.conf"}) {
 		t.Errorf("StatefulSet replicas %d serviceName %q image %q args %v", *sts.Spec.Replicas, sts.Spec.ServiceName, c.Image, c.Args)
 	}
 	if !ptr.Deref(c.SecurityContext.ReadOnlyRootFilesystem, false) || !ptr.Deref(pod.SecurityContext.RunAsNonRoot, false) ||
@@ -557,7 +557,7 @@ func TestMissingSecretDropsOnlyThatUser(t *testing.T) {
 	nc := createCluster(t, ns, "m1", userRef("alice", "alice-pw"), userRef("carol", "carol-pw"))
 
 	waitForConfig(t, nc, map[string]string{"alice": "alice-1"})
-	got := waitForCondition(t, nc, v1alpha1.ConditionUsersResolved, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound)
+	got := waitForCondition(t, nc, v1alpha1.ConditionUsersResolved, metav1.ConditionFalse, v1alpha1.ReasonSecretMissing)
 	if msg := condition(got, v1alpha1.ConditionUsersResolved).Message; !strings.Contains(msg, "carol-pw") || strings.Contains(msg, "alice-pw") {
 		t.Errorf("UsersResolved message %q should name carol's Secret only", msg)
 	}
@@ -570,11 +570,11 @@ func TestMissingSecretDropsOnlyThatUser(t *testing.T) {
 			return err
 		}
 		for _, e := range events.Items {
-			if e.Reason == string(v1alpha1.UserSecretNotFound) && e.Regarding.Name == "m1" && strings.Contains(e.Note, "carol-pw") {
+			if e.Reason == string(v1alpha1.UserSecretMissing) && e.Regarding.Name == "m1" && strings.Contains(e.Note, "carol-pw") {
 				return nil
 			}
 		}
-		return fmt.Errorf("no SecretNotFound Event naming carol-pw among %d events", len(events.Items))
+		return fmt.Errorf("no SecretMissing Event naming carol-pw among %d events", len(events.Items))
 	})
 
 	// A Secret without the key is reported as such.
@@ -582,7 +582,7 @@ func TestMissingSecretDropsOnlyThatUser(t *testing.T) {
 	if err := k8s.Create(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
-	waitForCondition(t, nc, v1alpha1.ConditionUsersResolved, metav1.ConditionFalse, v1alpha1.ReasonSecretKeyNotFound)
+	waitForCondition(t, nc, v1alpha1.ConditionUsersResolved, metav1.ConditionFalse, v1alpha1.ReasonKeyMissing)
 
 	// When the key appears, carol comes back without a resync.
 	s.Data["password"] = []byte("carol-1")

@@ -64,6 +64,8 @@ func natsUserStatus(rq *request, u *natsUser, now metav1.Time) v1alpha1.NatsUser
 	st.ObservedGeneration = u.obj.Generation
 	st.Username = u.obj.Username()
 	st.SecretName, st.ConfigHash, st.ServingPods, st.ReadyPods = "", "", 0, 0
+	lastGoodSince := st.ServingLastGoodSince
+	st.ServingLastGoodSince, st.PreviousPasswordValidUntil = nil, nil
 	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: u.obj.Generation, LastTransitionTime: now}
 	switch {
 	case !u.admitted():
@@ -71,9 +73,20 @@ func natsUserStatus(rq *request, u *natsUser, now metav1.Time) v1alpha1.NatsUser
 	case !u.user.resolved():
 		st.SecretName = u.user.secretName
 		c.Reason, c.Message = conditionReason(u.user.reason), u.user.message
+		if u.user.servingLastGood(rq.records) {
+			// Kept on its last good password (credentials.go), as an
+			// inline user is.
+			st.ServingLastGoodSince = lastGoodSince
+			if st.ServingLastGoodSince == nil {
+				st.ServingLastGoodSince = now.DeepCopy()
+			}
+			c.Message += "; the brokers keep its last good password"
+		}
+		st.PreviousPasswordValidUntil = rq.records[u.user.name].PreviousValidUntil.DeepCopy()
 	default:
 		st.SecretName = u.user.secretName
 		rec := rq.records[u.user.name]
+		st.PreviousPasswordValidUntil = rec.PreviousValidUntil.DeepCopy()
 		st.ConfigHash = rec.ConfigHash
 		if !rec.RotatedAt.IsZero() {
 			st.LastRotationTime = rec.RotatedAt.DeepCopy()
@@ -109,6 +122,7 @@ func (r *NatsClusterReconciler) natsUsersOfMissingCluster(ctx context.Context, k
 		st.ObservedGeneration = nu.Generation
 		st.Username = nu.Username()
 		st.SecretName, st.ConfigHash, st.ServingPods, st.ReadyPods = "", "", 0, 0
+		st.ServingLastGoodSince, st.PreviousPasswordValidUntil = nil, nil
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse,
 			ObservedGeneration: nu.Generation, LastTransitionTime: now, Reason: v1alpha1.NatsUserClusterNotFound,
 			Message: fmt.Sprintf("NatsCluster %s/%s not found", key.Namespace, key.Name)})

@@ -217,7 +217,8 @@ func (r *NatsClusterReconciler) resolveNatsUserPasswords(ctx context.Context, rq
 		spec := &v1alpha1.User{Name: nu.Username(), PasswordSecretRef: nu.Spec.PasswordSecretRef, Permissions: nu.Spec.Permissions}
 		u.user = resolvedUser{name: spec.Name, spec: spec, secretName: name, key: key, natsUser: nu}
 		if nu.Spec.PasswordSecretRef != nil {
-			u.user.password, u.user.reason, u.user.message = passwordFromSecret(secrets[client.ObjectKey{Namespace: nu.Namespace, Name: name}], name, key)
+			c := readPassword(secrets[client.ObjectKey{Namespace: nu.Namespace, Name: name}], name, key)
+			u.user.password, u.user.reason, u.user.message, u.user.warning = c.password, c.reason, c.message, c.warning
 			continue
 		}
 		existing := generated[nu.Namespace][name]
@@ -225,7 +226,7 @@ func (r *NatsClusterReconciler) resolveNatsUserPasswords(ctx context.Context, rq
 			pw, err := r.ensureNatsUserSecret(gctx, rq, nu, existing) // each goroutine writes its own u only
 			switch {
 			case errors.Is(err, errNotControlled):
-				u.user.reason = v1alpha1.UserSecretNotFound
+				u.user.reason = v1alpha1.UserSecretMissing
 				u.user.message = fmt.Sprintf("Secret %s exists and is not controlled by this NatsUser: the operator will not take it over", name)
 			case err != nil:
 				return err
@@ -237,24 +238,6 @@ func (r *NatsClusterReconciler) resolveNatsUserPasswords(ctx context.Context, rq
 		})
 	}
 	return g.Wait()
-}
-
-// passwordFromSecret is the password in key of s (nil: the Secret is
-// missing), or why there is none to use.
-func passwordFromSecret(s *corev1.Secret, name, key string) ([]byte, v1alpha1.UserReason, string) {
-	var pw []byte
-	if s != nil {
-		pw = s.Data[key]
-	}
-	switch {
-	case s == nil:
-		return nil, v1alpha1.UserSecretNotFound, fmt.Sprintf("Secret %s not found", name)
-	case len(pw) == 0:
-		return nil, v1alpha1.UserSecretKeyNotFound, fmt.Sprintf("Secret %s has no key %q, or it is empty", name, key)
-	case len(pw) > bcryptMaxPassword:
-		return nil, v1alpha1.UserInvalidPassword, fmt.Sprintf("the password in Secret %s key %q is longer than bcrypt's %d bytes", name, key, bcryptMaxPassword)
-	}
-	return pw, v1alpha1.UserResolved, fmt.Sprintf("password read from Secret %s key %q", name, key)
 }
 
 // listNatsUserSecrets lists, straight from the API server and page by page,

@@ -62,7 +62,7 @@ func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
 		st.ConfigHash = rq.configHash
 	}
 	if rq.users != nil {
-		st.Users = userStatuses(prev.Users, rq.users, rq.records)
+		st.Users = userStatuses(prev.Users, rq.users, rq.records, now)
 		st.ResolvedUsers = 0
 		for _, u := range rq.users { // NatsUsers included
 			if u.resolved() {
@@ -78,7 +78,7 @@ func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
 	}
 	set(readyCondition(rq))
 	if rq.users != nil {
-		set(usersResolvedCondition(rq.users))
+		set(usersResolvedCondition(rq.users, rq.records))
 	}
 	if rq.propagation.observed {
 		set(configPropagatedCondition(rq.propagation))
@@ -236,8 +236,9 @@ func (m mesh) message() string {
 }
 
 // usersResolvedCondition names each unresolved user and its Secret (never a
-// value); its reason is the first unresolved user's.
-func usersResolvedCondition(users []resolvedUser) metav1.Condition {
+// value), and whether it keeps its last good password (in records) or is left
+// out; its reason is the first unresolved user's.
+func usersResolvedCondition(users []resolvedUser, records fingerprints) metav1.Condition {
 	var problems []string
 	reason := ""
 	inline := 0
@@ -252,22 +253,26 @@ func usersResolvedCondition(users []resolvedUser) metav1.Condition {
 		if reason == "" {
 			reason = conditionReason(u.reason)
 		}
-		problems = append(problems, fmt.Sprintf("user %s: %s", u.name, u.message))
+		fate := "left out of the config"
+		if u.servingLastGood(records) {
+			fate = "keeps its last good password"
+		}
+		problems = append(problems, fmt.Sprintf("user %s: %s (%s)", u.name, u.message, fate))
 	}
 	if len(problems) == 0 {
 		return metav1.Condition{Type: v1alpha1.ConditionUsersResolved, Status: metav1.ConditionTrue,
 			Reason: v1alpha1.ReasonAllUsersResolved, Message: fmt.Sprintf("all %d users resolved", inline)}
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionUsersResolved, Status: metav1.ConditionFalse, Reason: reason,
-		Message: fmt.Sprintf("%d of %d users left out of the config: %s", len(problems), inline, strings.Join(problems, "; "))}
+		Message: fmt.Sprintf("%d of %d users' passwords cannot be read: %s", len(problems), inline, strings.Join(problems, "; "))}
 }
 
 func conditionReason(r v1alpha1.UserReason) string {
 	switch r {
-	case v1alpha1.UserSecretNotFound:
-		return v1alpha1.ReasonSecretNotFound
-	case v1alpha1.UserSecretKeyNotFound:
-		return v1alpha1.ReasonSecretKeyNotFound
+	case v1alpha1.UserSecretMissing:
+		return v1alpha1.ReasonSecretMissing
+	case v1alpha1.UserKeyMissing:
+		return v1alpha1.ReasonKeyMissing
 	case v1alpha1.UserInvalidTLSIdentity:
 		return v1alpha1.ReasonInvalidTLSIdentity
 	default:
@@ -295,13 +300,17 @@ func configPropagatedCondition(p propagation) metav1.Condition {
 	return c
 }
 
-// userStatuses reports every spec user. lastRotationTime comes from the
-// fingerprint record of the user's hash (for a user left out of the config, the
-// previous status keeps it).
-func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fingerprints) []v1alpha1.UserStatus {
+// userStatuses reports every spec user. lastRotationTime and
+// previousPasswordValidUntil come from the fingerprint record of the user's
+// hash (for a user left out of the config, the previous status keeps the
+// former). A user kept on its last good password has servingLastGoodSince:
+// from the previous status while it stays so, else now.
+func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fingerprints, now metav1.Time) []v1alpha1.UserStatus {
 	before := map[string]*metav1.Time{}
+	lastGoodSince := map[string]*metav1.Time{}
 	for _, s := range prev {
 		before[s.Name] = s.LastRotationTime
+		lastGoodSince[s.Name] = s.ServingLastGoodSince
 	}
 	out := make([]v1alpha1.UserStatus, 0, len(users))
 	for _, u := range users {
@@ -318,6 +327,15 @@ func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fing
 		}
 		if rec, ok := records[u.name]; ok && !rec.RotatedAt.IsZero() {
 			s.LastRotationTime = rec.RotatedAt.DeepCopy()
+		}
+		if rec, ok := records[u.name]; ok && rec.PreviousValidUntil != nil {
+			s.PreviousPasswordValidUntil = rec.PreviousValidUntil.DeepCopy()
+		}
+		if u.servingLastGood(records) {
+			s.ServingLastGoodSince = lastGoodSince[u.name]
+			if s.ServingLastGoodSince == nil {
+				s.ServingLastGoodSince = now.DeepCopy()
+			}
 		}
 		out = append(out, s)
 	}

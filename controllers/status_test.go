@@ -38,17 +38,17 @@ import (
 func TestUsersResolvedNamesTheSecretNeverTheValue(t *testing.T) {
 	us := []resolvedUser{
 		{name: "alice", password: []byte("hunter2"), reason: v1alpha1.UserResolved},
-		{name: "carol", secretName: "carol-pw", reason: v1alpha1.UserSecretNotFound, message: "Secret carol-pw not found"},
-		{name: "dave", secretName: "dave-pw", reason: v1alpha1.UserSecretKeyNotFound, message: `Secret dave-pw has no key "password", or it is empty`},
+		{name: "carol", secretName: "carol-pw", reason: v1alpha1.UserSecretMissing, message: "Secret carol-pw not found"},
+		{name: "dave", secretName: "dave-pw", reason: v1alpha1.UserKeyMissing, message: `Secret dave-pw has no key "password"`},
 	}
-	c := usersResolvedCondition(us)
-	if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonSecretNotFound {
+	c := usersResolvedCondition(us, nil)
+	if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonSecretMissing {
 		t.Errorf("condition %+v", c)
 	}
 	if !strings.Contains(c.Message, "carol-pw") || !strings.Contains(c.Message, "dave-pw") || strings.Contains(c.Message, "hunter2") {
 		t.Errorf("message %q", c.Message)
 	}
-	if c := usersResolvedCondition(us[:1]); c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonAllUsersResolved {
+	if c := usersResolvedCondition(us[:1], nil); c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonAllUsersResolved {
 		t.Errorf("all resolved: %+v", c)
 	}
 }

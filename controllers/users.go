@@ -55,9 +55,19 @@ type resolvedUser struct {
 	// NatsCluster's spec. Such users are reported in their NatsUser's status,
 	// not the cluster's.
 	natsUser *v1alpha1.NatsUser
+	// warning is a problem with a password that is used all the same (it
+	// ends in a newline): a Warning Event when it first appears.
+	warning string
 }
 
 func (u resolvedUser) resolved() bool { return u.password != nil || u.identity != "" }
+
+// servingLastGood tells whether u, whose password cannot be read, is in
+// records with its last good hash (hashPasswords put it there).
+func (u resolvedUser) servingLastGood(records fingerprints) bool {
+	_, ok := records[u.name]
+	return !u.resolved() && ok
+}
 
 // ensureOperatorSecrets reads, or creates, the Secrets the operator keeps for
 // itself: the fingerprint key and the route credentials.
@@ -114,7 +124,8 @@ func (r *NatsClusterReconciler) ensureSecret(ctx context.Context, nc *v1alpha1.N
 
 // resolveUsers reads every user's password: from the Secret its
 // passwordSecretRef names, or from (a newly generated) "<cluster>-user-<name>".
-// A missing Secret or key leaves out that user only.
+// A missing Secret or key, or an invalid password, concerns that user only:
+// writeConfig keeps its last good hash, or leaves it out if it never had one.
 func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) error {
 	nc := rq.cluster
 	secrets, err := r.readReferencedSecrets(ctx, nc)
@@ -151,30 +162,12 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 			continue
 		}
 
-		s := secrets[u.secretName]
-		pw := []byte(nil)
-		if s != nil {
-			pw = s.Data[u.key]
-		}
-		switch {
-		case s == nil:
-			u.reason = v1alpha1.UserSecretNotFound
-			u.message = fmt.Sprintf("Secret %s not found", u.secretName)
-		case len(pw) == 0:
-			u.reason = v1alpha1.UserSecretKeyNotFound
-			u.message = fmt.Sprintf("Secret %s has no key %q, or it is empty", u.secretName, u.key)
-		case len(pw) > bcryptMaxPassword:
-			u.reason = v1alpha1.UserInvalidPassword
-			u.message = fmt.Sprintf("the password in Secret %s key %q is longer than bcrypt's %d bytes", u.secretName, u.key, bcryptMaxPassword)
-		default:
-			u.password, u.reason = pw, v1alpha1.UserResolved
-			u.message = fmt.Sprintf("password read from Secret %s key %q", u.secretName, u.key)
-		}
+		c := readPassword(secrets[u.secretName], u.secretName, u.key)
+		u.password, u.reason, u.message, u.warning = c.password, c.reason, c.message, c.warning
 		users = append(users, u)
 	}
 
 	rq.users = users
-	r.recordUnresolvedUsers(rq)
 	if err := r.deleteStaleGeneratedCredentials(ctx, nc, wantGenerated); err != nil {
 		return err
 	}
@@ -332,19 +325,30 @@ func (r *NatsClusterReconciler) deleteStaleGeneratedCredentials(ctx context.Cont
 	return nil
 }
 
-// recordUnresolvedUsers emits a Warning Event for each user that has just
-// become unresolved (not on every reconcile), naming the Secret, never a value.
-func (r *NatsClusterReconciler) recordUnresolvedUsers(rq *request) {
-	before := map[string]v1alpha1.UserReason{}
+// recordUserProblems emits a Warning Event for each user that has just
+// become unresolved, or whose password has just started to end in a newline
+// (not on every reconcile), naming the Secret, never a value. records are the
+// ones going into the config: they tell a user kept on its last good password
+// from one left out.
+func (r *NatsClusterReconciler) recordUserProblems(rq *request, records fingerprints) {
+	before := map[string]v1alpha1.UserStatus{}
 	for _, s := range rq.original.Status.Users {
-		before[s.Name] = s.Reason
+		before[s.Name] = s
 	}
 	for _, u := range rq.users {
-		if u.natsUser != nil || u.resolved() || before[u.name] == u.reason {
-			continue
+		was := before[u.name]
+		switch {
+		case u.natsUser != nil: // reported in its own status
+		case u.warning != "" && was.Message != u.message:
+			r.event(rq.cluster, corev1.EventTypeWarning, "PasswordEndsInNewline", "ResolveUser", "user %s: %s", u.name, u.warning)
+		case u.resolved() || was.Reason == u.reason:
+		case u.servingLastGood(records):
+			r.event(rq.cluster, corev1.EventTypeWarning, string(u.reason), "ResolveUser",
+				"user %s keeps its last good password: %s", u.name, u.message)
+		default:
+			r.event(rq.cluster, corev1.EventTypeWarning, string(u.reason), "ResolveUser",
+				"user %s left out of the config: %s", u.name, u.message)
 		}
-		r.event(rq.cluster, corev1.EventTypeWarning, string(u.reason), "ResolveUser",
-			"user %s left out of the config: %s", u.name, u.message)
 	}
 }
 

@@ -112,10 +112,23 @@ type NatsUserStatus struct {
 	// +optional
 	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
 
+	// servingLastGoodSince is set while the user's password cannot be read
+	// (reason SecretMissing, KeyMissing or InvalidPassword) and the brokers
+	// keep serving the last password that worked: since when they do.
+	// Deleting the NatsUser revokes it.
+	// +optional
+	ServingLastGoodSince *metav1.Time `json:"servingLastGoodSince,omitempty"`
+
+	// previousPasswordValidUntil is, during a rotation grace window (the
+	// cluster's spec.auth.rotationGracePeriod), until when the brokers still
+	// accept the user's previous password.
+	// +optional
+	PreviousPasswordValidUntil *metav1.Time `json:"previousPasswordValidUntil,omitempty"`
+
 	// conditions has Ready: True when the user is in the configuration and
 	// every ready broker pod serves it (reason Served); False with the
 	// reason why not (ConfigPending, ClusterNotFound, NamespaceNotAllowed,
-	// NameConflict, CertificateUsersOnly, SecretNotFound, SecretKeyNotFound,
+	// NameConflict, CertificateUsersOnly, SecretMissing, KeyMissing,
 	// InvalidPassword).
 	// +optional
 	// +listType=map
@@ -146,11 +159,12 @@ const (
 	// NatsUserNameConflict (Ready=False): another user of the cluster claims
 	// the same username and wins (see spec.username).
 	NatsUserNameConflict = "NameConflict"
-	// NatsUserSecretNotFound, NatsUserSecretKeyNotFound and
-	// NatsUserInvalidPassword (Ready=False): as for the NatsCluster's users.
-	NatsUserSecretNotFound    = ReasonSecretNotFound
-	NatsUserSecretKeyNotFound = ReasonSecretKeyNotFound
-	NatsUserInvalidPassword   = ReasonInvalidPassword
+	// NatsUserSecretMissing, NatsUserKeyMissing and NatsUserInvalidPassword
+	// (Ready=False): as for the NatsCluster's users; a user that had a
+	// working password keeps its last good one on the brokers.
+	NatsUserSecretMissing   = ReasonSecretMissing
+	NatsUserKeyMissing      = ReasonKeyMissing
+	NatsUserInvalidPassword = ReasonInvalidPassword
 )
 
 // NatsUser is a user of a NatsCluster, in an object of its own: a team can

@@ -53,6 +53,11 @@ type BrokerUser struct {
 	// It is empty for a certificate user.
 	PasswordHash string
 	Permissions  *v1alpha1.Permissions
+	// PreviousPasswordHash is, during a rotation grace window, the hash the
+	// brokers still accept until PreviousValidUntil (the previous-passwords
+	// file); empty otherwise.
+	PreviousPasswordHash string
+	PreviousValidUntil   time.Time
 }
 
 // ConfigInputs are what the controller resolves before the config is rendered.

@@ -62,9 +62,9 @@ func ConfigPartSecretName(nc *v1alpha1.NatsCluster, i int) string {
 func ConfigPartKey(i int) string { return ConfigKey + "." + strconv.Itoa(i) }
 
 // ConfigSecrets are the config Secret and the part Secrets (none when
-// everything fits the config Secret) that carry config, the fingerprint
-// records and the config history.
-func ConfigSecrets(nc *v1alpha1.NatsCluster, config, fingerprints, history []byte) (*corev1.Secret, []*corev1.Secret, error) {
+// everything fits the config Secret) that carry config, the previous-passwords
+// file (in the config Secret), the fingerprint records and the config history.
+func ConfigSecrets(nc *v1alpha1.NatsCluster, config, previousPasswords, fingerprints, history []byte) (*corev1.Secret, []*corev1.Secret, error) {
 	main := config
 	var configParts [][]byte
 	if len(config) > ConfigPartSize {
@@ -81,7 +81,7 @@ func ConfigSecrets(nc *v1alpha1.NatsCluster, config, fingerprints, history []byt
 		return nil, nil, fmt.Errorf("the config (%d bytes) and fingerprint records (%d bytes) need %d Secrets of %d bytes; the pods mount at most %d",
 			len(config), len(fingerprints), n+1, ConfigPartSize, MaxConfigParts+1)
 	}
-	secret := ConfigSecret(nc, main, recordParts[0], history)
+	secret := ConfigSecret(nc, main, previousPasswords, recordParts[0], history)
 	parts := make([]*corev1.Secret, n)
 	for i := range parts {
 		s := &corev1.Secret{
@@ -139,14 +139,18 @@ func cutAtLines(b []byte, size int) [][]byte {
 	return out
 }
 
-// configVolume mounts the config file of the config Secret and the config
-// parts, when there are any, in one projected volume (one directory the
+// configVolume mounts the config file and the previous-passwords file of the
+// config Secret (not its fingerprints) and the config parts, when there are
+// any, in one projected volume (one directory the
 // kubelet swaps at once, not subPaths, so that it is updated in place). The
 // part Secrets are optional: a config that fits one Secret has none.
 func configVolume(nc *v1alpha1.NatsCluster) corev1.Volume {
 	sources := []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
 		LocalObjectReference: corev1.LocalObjectReference{Name: ConfigSecretName(nc)},
-		Items:                []corev1.KeyToPath{{Key: ConfigKey, Path: ConfigKey}},
+		Items: []corev1.KeyToPath{
+			{Key: ConfigKey, Path: ConfigKey},
+			{Key: PreviousPasswordsKey, Path: PreviousPasswordsKey},
+		},
 	}}}
 	for i := 1; i <= MaxConfigParts; i++ {
 		sources = append(sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{

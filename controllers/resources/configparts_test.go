@@ -41,7 +41,7 @@ func secretSize(s *corev1.Secret) int {
 
 func TestASmallConfigStaysOneFileInOneSecret(t *testing.T) {
 	nc := sampleCluster()
-	secret, parts, err := ConfigSecrets(nc, []byte("port: 4222\n"), []byte("{}"), []byte("h1"))
+	secret, parts, err := ConfigSecrets(nc, []byte("port: 4222\n"), nil, []byte("{}"), []byte("h1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestTenThousandUsersAreDeliveredInPartsTheBrokerJoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	records := bytes.Repeat([]byte("r"), 2<<20) // about what 10,000 fingerprint records take
-	secret, parts, err := ConfigSecrets(nc, config, records, []byte("h"))
+	secret, parts, err := ConfigSecrets(nc, config, nil, records, []byte("h"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestTenThousandUsersAreDeliveredInPartsTheBrokerJoins(t *testing.T) {
 
 func TestAConfigBeyondTheMountedPartsIsRefused(t *testing.T) {
 	big := bytes.Repeat([]byte("# filler line\n"), (MaxConfigParts+1)*ConfigPartSize/14+1)
-	if _, _, err := ConfigSecrets(sampleCluster(), big, nil, nil); err == nil || !strings.Contains(err.Error(), "the pods mount at most") {
+	if _, _, err := ConfigSecrets(sampleCluster(), big, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "the pods mount at most") {
 		t.Errorf("err = %v", err)
 	}
 }

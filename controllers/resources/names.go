@@ -47,6 +47,10 @@ const (
 const (
 	// ConfigKey is the config Secret's key holding the broker config file.
 	ConfigKey = "nats.conf"
+	// PreviousPasswordsKey is the config Secret's key holding the
+	// previous-passwords file (broker/conf previous.go): the hashes still
+	// accepted during a rotation grace window, read only by natsforge-broker.
+	PreviousPasswordsKey = "previous_passwords.conf"
 	// FingerprintsKey is the config Secret's key holding, per user, the keyed
 	// fingerprint of the password each hash in ConfigKey was made from. It is not
 	// mounted into the pods.
@@ -67,8 +71,9 @@ const (
 	// RouteUser is the user name routes authenticate as.
 	RouteUser = "route"
 
-	ConfigDir  = "/etc/nats"
-	ConfigPath = ConfigDir + "/" + ConfigKey
+	ConfigDir             = "/etc/nats"
+	ConfigPath            = ConfigDir + "/" + ConfigKey
+	PreviousPasswordsPath = ConfigDir + "/" + PreviousPasswordsKey
 )
 
 // Labels and annotations the operator sets.

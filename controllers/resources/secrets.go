@@ -23,16 +23,19 @@ import (
 )
 
 // ConfigSecret holds the broker config file (bcrypt hashes of user passwords,
-// and the generated route password) and the fingerprints the hashes were made
-// from. Only ConfigKey is mounted into the pods.
-func ConfigSecret(nc *v1alpha1.NatsCluster, config, fingerprints, history []byte) *corev1.Secret {
+// and the generated route password), the previous-passwords file (the hashes
+// of a rotation grace window), the fingerprints the hashes were made from and
+// the config history. ConfigKey and PreviousPasswordsKey are mounted into the
+// pods; one Secret holds both so that the kubelet swaps them in together.
+func ConfigSecret(nc *v1alpha1.NatsCluster, config, previousPasswords, fingerprints, history []byte) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: objectMeta(nc, ConfigSecretName(nc), "config"),
 		Type:       corev1.SecretTypeOpaque,
 		Data: map[string][]byte{
-			ConfigKey:        config,
-			FingerprintsKey:  fingerprints,
-			ConfigHistoryKey: history,
+			ConfigKey:            config,
+			PreviousPasswordsKey: previousPasswords,
+			FingerprintsKey:      fingerprints,
+			ConfigHistoryKey:     history,
 		},
 	}
 }

@@ -124,7 +124,7 @@ func brokerContainer(nc *v1alpha1.NatsCluster, image string) corev1.Container {
 		Name:            BrokerContainerName,
 		Image:           image,
 		ImagePullPolicy: nc.Spec.ImagePullPolicy,
-		Args:            []string{"-c", ConfigPath},
+		Args:            []string{"-c", ConfigPath, "--previous_passwords", PreviousPasswordsPath},
 		Ports: []corev1.ContainerPort{
 			{Name: ClientPortName, ContainerPort: ClientPort, Protocol: corev1.ProtocolTCP},
 			{Name: ClusterPortName, ContainerPort: ClusterPort, Protocol: corev1.ProtocolTCP},

@@ -35,7 +35,7 @@ func TestBrokerPodIsHardened(t *testing.T) {
 	pod := sts.Spec.Template.Spec
 	c := pod.Containers[0]
 
-	if !slices.Equal(c.Args, []string{"-c", "/etc/nats/nats.conf"}) {
+	if !slices.Equal(c.Args, []string{"-c", "/etc/nats/nats.conf", "--previous_passwords", "/etc/nats/previous_passwords.conf"}) {
 		t.Errorf("args %v", c.Args)
 	}
 	var ports []int32
@@ -68,17 +68,18 @@ func TestBrokerPodIsHardened(t *testing.T) {
 	if got := ptr.Deref(pod.TerminationGracePeriodSeconds, 0); got != 60 {
 		t.Errorf("terminationGracePeriodSeconds %d, want 60 (lame duck 45s + grace 10s + 5s)", got)
 	}
-	// One projected volume: nats.conf of demo-config and the optional
-	// parts, which the kubelet swaps at once.
+	// One projected volume: nats.conf and previous_passwords.conf of
+	// demo-config and the optional parts, which the kubelet swaps at once.
 	vol := pod.Volumes[0].Projected
 	if vol == nil || len(vol.Sources) != MaxConfigParts+1 {
 		t.Fatalf("config volume %+v, want one projected volume of the config and its parts", pod.Volumes[0])
 	}
-	for i, src := range vol.Sources {
-		name, key, optional := "demo-config", ConfigKey, false
-		if i > 0 {
-			name, key, optional = fmt.Sprintf("demo-config-%d", i), fmt.Sprintf("nats.conf.%d", i), true
-		}
+	if s := vol.Sources[0].Secret; s == nil || len(s.Items) != 2 || s.Items[1].Key != PreviousPasswordsKey || s.Items[1].Path != PreviousPasswordsKey {
+		t.Errorf("config volume source 0: %+v, want nats.conf and previous_passwords.conf of demo-config (not the fingerprints)", s)
+	}
+	for i, src := range vol.Sources[1:] {
+		i++
+		name, key, optional := fmt.Sprintf("demo-config-%d", i), fmt.Sprintf("nats.conf.%d", i), true
 		s := src.Secret
 		if s == nil || s.Name != name || len(s.Items) != 1 || s.Items[0].Key != key || s.Items[0].Path != key || ptr.Deref(s.Optional, false) != optional {
 			t.Errorf("config volume source %d: %+v, want only %s of %s (optional %v)", i, s, key, name, optional)

@@ -125,7 +125,7 @@ func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
 	userSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice-pw"},
 		Data: map[string][]byte{"password": []byte("alice-plaintext")}}
 	create(t, admin, userSecret)
-	configSecret := resources.ConfigSecret(nc, []byte("port: 4222\n"), []byte("{}"), nil)
+	configSecret := resources.ConfigSecret(nc, []byte("port: 4222\n"), nil, []byte("{}"), nil)
 	create(t, admin, configSecret)
 	// A workload and a NetworkPolicy of someone else's beside the cluster's own.
 	sts := resources.StatefulSet(nc, "natsforge/broker:test")
