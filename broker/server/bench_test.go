@@ -307,9 +307,17 @@ func TestTheHotPathAllocatesNoBytesPerMessageAtAnySize(t *testing.T) {
 					for range 100 {
 						run()
 					}
-					delivered = 0
+					// Three tries: an allocation per message fails every one,
+					// while some other goroutine of the test binary allocating
+					// meanwhile spoils one at most now and then.
 					const n = 2000
-					allocs, bytes := allocsAndBytes(n, run)
+					var allocs, bytes uint64
+					for range 3 {
+						delivered = 0
+						if allocs, bytes = allocsAndBytes(n, run); allocs == 0 && bytes < n {
+							break
+						}
+					}
 					if allocs != 0 || bytes >= n {
 						t.Fatalf("%d allocations and %d bytes in %d messages", allocs, bytes, n)
 					}

@@ -11,7 +11,12 @@ import (
 )
 
 // Read buffer sizing: start small, double while reads fill it, halve after
-// several small reads.
+// several small reads. Halving keeps the memory until the buffer is down to
+// a quarter of it, so a busy connection whose reads come and go costs no
+// allocation (a new buffer at every turn was, before); one that goes quiet
+// gives it back. The largest read is also what one read pass can queue to
+// a subscriber before the back-pressure check (see stallMaxWait): 256 KiB
+// read passes outran a 10 ms stall, so it stays at nats-server's 64 KiB.
 const (
 	startReadBufSize   = 512
 	minReadBufSize     = 64
@@ -194,11 +199,19 @@ func (c *client) readLoop() {
 			// Resize for the traffic we see.
 			switch {
 			case n == len(buf) && len(buf) < maxReadBufSize:
-				buf = make([]byte, len(buf)*2)
+				if size := len(buf) * 2; cap(buf) >= size {
+					buf = buf[:size]
+				} else {
+					buf = make([]byte, size)
+				}
 				short = 0
 			case n < len(buf)/2 && len(buf) > minReadBufSize:
 				if short++; short > shortReadsToShrink {
-					buf = make([]byte, len(buf)/2)
+					if size := len(buf) / 2; size >= cap(buf)/4 {
+						buf = buf[:size]
+					} else {
+						buf = make([]byte, size)
+					}
 					short = 0
 				}
 			default:
