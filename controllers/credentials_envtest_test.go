@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -253,7 +254,7 @@ func TestTheGraceWindowServesBothHashesThenOnlyTheNewOne(t *testing.T) {
 	needAPIServer(t)
 	ns := manualNamespace
 	now := time.Now().Truncate(time.Second)
-	r, _ := manualReconciler(t, func() time.Time { return now })
+	r, calls := manualReconciler(t, func() time.Time { return now })
 	createPasswordSecret(t, ns, "grace-alice-pw", "alice-1")
 	createPasswordSecret(t, ns, "grace-bob-pw", "bob-1")
 	nc := createManualCluster(t, "grace", func(nc *v1alpha1.NatsCluster) {
@@ -306,9 +307,18 @@ func TestTheGraceWindowServesBothHashesThenOnlyTheNewOne(t *testing.T) {
 		t.Errorf("bob has a previous password until %v", s.PreviousPasswordValidUntil)
 	}
 
-	// Inside the window a resync keeps both.
+	// Inside the window a resync keeps both, and costs no bcrypt and no
+	// write.
 	now = until.Add(-time.Second)
-	reconcileNow()
+	reconcileNow() // status catches up with the clock
+	calls.reset()
+	ops := testutil.ToFloat64(bcryptOperations)
+	if requeue := reconcileNow(); requeue != time.Second {
+		t.Errorf("a second before the window ends, requeued after %v, want 1s", requeue)
+	}
+	if w, d := writes(calls.snapshot()), testutil.ToFloat64(bcryptOperations)-ops; w != 0 || d != 0 {
+		t.Errorf("a resync inside the window made %d writes and %v bcrypt operations, want 0 and 0", w, d)
+	}
 	if pp := previousPasswords(t, nc); len(pp) != 1 {
 		t.Fatalf("the previous hash left before the window ended: %+v", pp)
 	}

@@ -121,6 +121,9 @@ func (d *decoder) previousPasswords(n *node, at string) ([]PreviousPassword, err
 				if s, err = d.str(v, key); err == nil {
 					if p.ValidUntil, err = time.Parse(time.RFC3339, s); err != nil {
 						err = d.fail(v, key, "not an RFC 3339 time such as 2026-12-01T03:04:05Z")
+					} else if p.ValidUntil = p.ValidUntil.UTC(); p.ValidUntil.Year() < 1 || p.ValidUntil.Year() > 9999 {
+						// RFC 3339 has four-digit years: what renders must read back.
+						err = d.fail(v, key, "out of range: years 0001 to 9999 in UTC")
 					}
 				}
 			default:
@@ -149,12 +152,20 @@ func (d *decoder) previousPasswords(n *node, at string) ([]PreviousPassword, err
 }
 
 // bcryptHash tells whether s has the form of a bcrypt hash: $2?$NN$ and 53
-// characters after it.
+// characters of bcrypt's base64 alphabet after it.
 func bcryptHash(s string) bool {
 	if len(s) != 60 || s[0] != '$' || s[1] != '2' || !strings.ContainsRune("abxy", rune(s[2])) || s[3] != '$' || s[6] != '$' {
 		return false
 	}
-	return isDigit(rune(s[4])) && isDigit(rune(s[5]))
+	if !isDigit(rune(s[4])) || !isDigit(rune(s[5])) {
+		return false
+	}
+	for _, c := range s[7:] {
+		if !strings.ContainsRune("./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // RenderPreviousPasswords writes the previous-passwords file for pp, which

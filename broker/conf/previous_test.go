@@ -118,3 +118,34 @@ func TestNatsServerCannotCarryASecondHashInItsConfigSoItLivesInAFileOfItsOwn(t *
 	}
 	natsServerReads(t, b)
 }
+
+// FuzzPreviousPasswords: any input either is refused with an error or reads
+// to entries that render and read back to the same entries.
+func FuzzPreviousPasswords(f *testing.F) {
+	f.Add("previous_passwords: []\n")
+	f.Add("previous_passwords: [\n  { user: \"alice\", password: \"" + hashA + "\", valid_until: \"2026-12-01T03:04:05Z\" }\n]\n")
+	f.Add("previous_passwords: [ { user: b, password: \"" + hashB + "\", valid_until: \"2026-12-01T03:04:05+02:00\" } ]")
+	f.Add("previous_passwords: [ { user: b, pass: x } ]")
+	f.Fuzz(func(t *testing.T, in string) {
+		pp, err := ParsePreviousPasswords([]byte(in), "p.conf")
+		if err != nil {
+			return
+		}
+		b, err := RenderPreviousPasswords(pp)
+		if err != nil {
+			t.Fatalf("read %+v, which does not render: %v", pp, err)
+		}
+		back, err := ParsePreviousPasswords(b, "p.conf")
+		if err != nil {
+			t.Fatalf("rendered %q does not read back: %v", b, err)
+		}
+		if len(back) != len(pp) {
+			t.Fatalf("read back %d entries, want %d", len(back), len(pp))
+		}
+		for i := range pp {
+			if back[i].User != pp[i].User || back[i].Password != pp[i].Password || !back[i].ValidUntil.Equal(pp[i].ValidUntil.Truncate(time.Second)) {
+				t.Fatalf("entry %d read back as %+v, want %+v", i, back[i], pp[i])
+			}
+		}
+	})
+}

@@ -252,3 +252,45 @@ func TestWithoutAGraceWindowARotationIsTheHardCutNatsServerMakes(t *testing.T) {
 		t.Fatalf("not a hard cut: %+v", ours)
 	}
 }
+
+// armed tells whether s's grace-window timer is set.
+func armed(s *Server) bool {
+	e := s.passwordExpiry()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.timer != nil
+}
+
+// The grace window costs nothing when there is none: no timer, and a
+// connect pays the one bcrypt comparison it always did. During a window
+// one timer runs, and it is gone once the window has ended.
+func TestNoGraceWindowNoTimerAndOneBcryptPerNewPassword(t *testing.T) {
+	h1, h2 := mustBcrypt(t, "old-pw"), mustBcrypt(t, "new-pw")
+	g := startGraceBroker(t, h1)
+	if armed(g.s) {
+		t.Fatal("a timer runs with no previous password configured")
+	}
+	before := g.s.verifier.Comparisons()
+	for range 5 {
+		connectTo(t, g.url("alice", "old-pw")).Close()
+	}
+	if paid := g.s.verifier.Comparisons() - before; paid != 1 {
+		t.Errorf("5 connects with one password paid %d bcrypt comparisons, want 1", paid)
+	}
+
+	until := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+	g.rotate(t, h2, []conf.PreviousPassword{{User: "alice", Password: h1, ValidUntil: until}})
+	if !armed(g.s) {
+		t.Fatal("no timer during a grace window")
+	}
+	// A storm on the previous password pays for it once, not once per
+	// connection for the failed comparison with the new hash.
+	before = g.s.verifier.Comparisons()
+	for range 5 {
+		connectTo(t, g.url("alice", "old-pw")).Close()
+	}
+	if paid := g.s.verifier.Comparisons() - before; paid > 2 {
+		t.Errorf("5 connects with the previous password paid %d bcrypt comparisons, want at most 2 (the new hash, then the previous)", paid)
+	}
+	waitUntil(t, time.Until(until)+10*time.Second, "the timer to be gone after the window", func() bool { return !armed(g.s) })
+}
