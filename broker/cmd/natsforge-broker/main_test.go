@@ -270,3 +270,22 @@ func TestTheBrokerReportsItsOwnVersionApartFromTheNATSServerVersionClientsReadFe
 		t.Errorf("a request to no one: %v, want no responders", err)
 	}
 }
+
+// TestMonitoringBindsWhereClientsDoUnlessToldOtherwise: as nats-server, an
+// unset http host is the client listener's (-a), so brokers on different
+// loopback addresses can share a monitoring port.
+func TestMonitoringBindsWhereClientsDoUnlessToldOtherwise(t *testing.T) {
+	bin := buildBinary(t)
+	_, logs := startBroker(t, bin, "-a", "127.0.0.2", "-m", "-1")
+	var addr string
+	waitFor(t, 5*time.Second, "the monitoring listen line", func() bool {
+		m := monitorLine.FindStringSubmatch(logs.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	if !strings.HasPrefix(addr, "127.0.0.2:") {
+		t.Fatalf("monitoring listens on %s, want 127.0.0.2", addr)
+	}
+}

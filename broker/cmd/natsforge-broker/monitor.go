@@ -22,6 +22,11 @@ func startMonitor(s *server.Server, opts *conf.Options, mo monitor.Options, logg
 	if port == 0 {
 		return func() {}, nil
 	}
+	if host == "" {
+		// As nats-server: monitoring binds where the client listener does
+		// unless told otherwise.
+		host = opts.Host
+	}
 	if port < 0 {
 		port = 0
 	}
