@@ -17,13 +17,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/natsforge/natsforge/broker/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -272,55 +270,20 @@ func (s *Server) handleConnz(w http.ResponseWriter, r *http.Request) {
 	// The parameters in nats-server's order, so the first bad one is the
 	// one it names; the messages are nats-server's.
 	q := query{w: w, r: r}
-	sortOpt := SortOpt(r.URL.Query().Get("sort"))
-	auth := q.bool("auth")
-	subs, detail := q.subs()
-	offset := q.int("offset")
-	limit := q.int("limit")
-	cid := q.uint64("cid")
-	state := q.state()
+	cq := ConnzQuery{Sort: SortOpt(r.URL.Query().Get("sort"))}
+	cq.Auth = q.bool("auth")
+	cq.Subs, cq.SubsDetail = q.subs()
+	cq.Offset = q.int("offset")
+	cq.Limit = q.int("limit")
+	cq.CID = q.uint64("cid")
+	cq.State = q.state()
 	if q.err != nil {
 		return
 	}
-	if err := sortOpt.check(state); err != nil {
+	c, err := BuildConnz(s.src, cq)
+	if err != nil {
 		badRequest(w, err.Error())
 		return
-	}
-	c := s.src.Connz(ConnzOptions{Subs: subs, SubsDetail: detail, State: state})
-	c.Total = len(c.Conns)
-	c.Offset, c.Limit = max(offset, 0), limit
-	if c.Limit <= 0 {
-		c.Limit = DefaultConnListSize
-	}
-	if cid > 0 {
-		// One connection; Total stays the count before the search, as in
-		// nats-server.
-		c.Limit = 1
-		var found []*ConnInfo
-		for _, ci := range c.Conns {
-			if ci.Cid == cid {
-				found = append(found, ci)
-				break
-			}
-		}
-		c.Conns = found
-	}
-	sortConns(c.Conns, sortOpt, c.Now)
-	c.Conns = page(c.Conns, c.Offset, c.Limit)
-	c.NumConns = len(c.Conns)
-	for _, ci := range c.Conns {
-		if !auth {
-			ci.AuthorizedUser, ci.Account = "", ""
-		}
-		if !subs {
-			ci.Subs = nil
-		}
-		if !detail {
-			ci.SubsDetail = nil
-		}
-	}
-	if c.Conns == nil {
-		c.Conns = []*ConnInfo{}
 	}
 	writeJSON(w, r, c)
 }
@@ -328,72 +291,28 @@ func (s *Server) handleConnz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleRoutez(w http.ResponseWriter, r *http.Request) {
 	s.count(RoutezPath)
 	q := query{w: w, r: r}
-	subs, detail := q.subs()
+	var rq RoutezQuery
+	rq.Subs, rq.SubsDetail = q.subs()
 	if q.err != nil {
 		return
 	}
-	rz := s.src.Routez(RoutezOptions{Subs: subs, SubsDetail: detail})
-	sort.Slice(rz.Routes, func(i, j int) bool { return rz.Routes[i].Rid < rz.Routes[j].Rid })
-	rz.NumRoutes = len(rz.Routes)
-	for _, ri := range rz.Routes {
-		if !subs {
-			ri.Subs = nil
-		}
-		if !detail {
-			ri.SubsDetail = nil
-		}
-	}
-	if rz.Routes == nil {
-		rz.Routes = []*RouteInfo{}
-	}
-	writeJSON(w, r, rz)
+	writeJSON(w, r, BuildRoutez(s.src, rq))
 }
 
 func (s *Server) handleSubsz(w http.ResponseWriter, r *http.Request) {
 	s.count(SubszPath)
 	q := query{w: w, r: r}
-	subs := q.bool("subs")
-	offset := q.int("offset")
-	limit := q.int("limit")
+	sq := SubszQuery{Subs: q.bool("subs")}
+	sq.Offset = q.int("offset")
+	sq.Limit = q.int("limit")
 	if q.err != nil {
 		return
 	}
-	test := r.URL.Query().Get("test")
-	if test != "" && !validLiteralSubject(test) {
-		badRequest(w, "invalid test subject, must be valid publish subject: "+test)
+	sq.Test = r.URL.Query().Get("test")
+	sz, err := BuildSubsz(s.src, sq)
+	if err != nil {
+		badRequest(w, err.Error())
 		return
-	}
-	sz := s.src.Subsz(SubszOptions{Subs: subs})
-	if sz.SublistStats == nil {
-		sz.SublistStats = &SublistStats{}
-	}
-	sz.Offset, sz.Limit = offset, limit
-	if sz.Limit <= 0 {
-		sz.Limit = DefaultSubListSize
-	}
-	if subs {
-		sort.Slice(sz.Subs, func(i, j int) bool {
-			a, b := sz.Subs[i], sz.Subs[j]
-			if a.Cid != b.Cid {
-				return a.Cid < b.Cid
-			}
-			return a.Sid < b.Sid
-		})
-		if test != "" {
-			// Only the subscriptions a publish to test would reach.
-			var matching []SubDetail
-			for _, d := range sz.Subs {
-				if auth.SubjectMatches(test, d.Subject) {
-					matching = append(matching, d)
-				}
-			}
-			sz.Subs = matching
-		}
-		sz.Total = len(sz.Subs)
-		sz.Subs = page(sz.Subs, sz.Offset, sz.Limit)
-	} else {
-		sz.Total = int(sz.NumSubs)
-		sz.Subs = nil
 	}
 	writeJSON(w, r, sz)
 }
