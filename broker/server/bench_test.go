@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/natsforge/natsforge/broker/conf"
 )
@@ -79,6 +83,14 @@ func TestComparedBenchmarksAlternateTheServersRoundByRound(t *testing.T) {
 // more than once (b.N = 1 first), and a subscriber left over from an earlier
 // call would still be sent every message, unread, until cut off.
 func benchDial(b *testing.B, addr, setup string) (net.Conn, *bufio.Reader) {
+	return benchDialAs(b, addr, "", setup)
+}
+
+// benchDialAs is benchDial with CONNECT fields auth (`"user":"u","pass":"p"`).
+func benchDialAs(b *testing.B, addr, auth, setup string) (net.Conn, *bufio.Reader) {
+	if auth != "" {
+		auth = "," + auth
+	}
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
@@ -87,7 +99,7 @@ func benchDial(b *testing.B, addr, setup string) (net.Conn, *bufio.Reader) {
 	if _, err := br.ReadString('\n'); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := nc.Write([]byte(`CONNECT {"verbose":false,"pedantic":false}` + "\r\n" + setup + "PING\r\n")); err != nil {
+	if _, err := nc.Write([]byte(`CONNECT {"verbose":false,"pedantic":false` + auth + `}` + "\r\n" + setup + "PING\r\n")); err != nil {
 		b.Fatal(err)
 	}
 	for {
@@ -102,13 +114,61 @@ func benchDial(b *testing.B, addr, setup string) (net.Conn, *bufio.Reader) {
 }
 
 func benchPubSub(b *testing.B, addr string, size int) {
-	payload := strings.Repeat("x", size)
-	pubLine := fmt.Sprintf("PUB bench.subject %d\r\n%s\r\n", size, payload)
-	msgLine := fmt.Sprintf("MSG bench.subject 1 %d\r\n%s\r\n", size, payload)
+	benchPubSubAs(b, addr, size, "", "", "bench.subject", "bench.subject")
+}
 
-	sub, subR := benchDial(b, addr, "SUB bench.subject 1\r\n")
+// BenchmarkPubSubThroughAStreamImport: as BenchmarkPubSubOneToOne (16 B),
+// with the publisher in account A and the subscriber in account B, which
+// imports A's stream under a prefix; the servers alternate round by round.
+//
+//	go test -run '^$' -bench PubSubThroughAStreamImport -benchtime 2000000x -rounds 3 ./broker/server/
+func BenchmarkPubSubThroughAStreamImport(b *testing.B) {
+	accounts := `accounts {
+  A { users: [ { user: a, password: a } ], exports: [ { stream: "bench.>" } ] }
+  B { users: [ { user: b, password: b } ], imports: [ { stream: { account: A, subject: "bench.>" }, prefix: "from_a" } ] }
+}
+`
+	path := filepath.Join(b.TempDir(), "import.conf")
+	if err := os.WriteFile(path, []byte("host: 127.0.0.1\nport: -1\n"+accounts), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	o, _, err := conf.Parse([]byte(accounts), "import.conf")
+	if err != nil {
+		b.Fatal(err)
+	}
+	no, err := natsserver.ProcessConfigFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	no.NoLog, no.NoSigs = true, true
+	oracle, err := natsserver.NewServer(no)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go oracle.Start()
+	if !oracle.ReadyForConnections(5 * time.Second) {
+		b.Fatal("nats-server did not start")
+	}
+	b.Cleanup(oracle.Shutdown)
+	addrs := map[string]string{"natsforge": runServer(b, o).Addr().String(), "nats-server": oracle.Addr().String()}
+	for _, round := range alternatingRounds(*benchRounds, "natsforge", "nats-server") {
+		b.Run(round.name, func(b *testing.B) {
+			benchPubSubAs(b, addrs[round.target], 16, `"user":"a","pass":"a"`, `"user":"b","pass":"b"`, "bench.subject", "from_a.bench.subject")
+		})
+	}
+}
+
+// benchPubSubAs publishes size-byte messages on pubSubject as the CONNECT
+// credentials pubAuth and receives them on subSubject as subAuth ("" for
+// none).
+func benchPubSubAs(b *testing.B, addr string, size int, pubAuth, subAuth, pubSubject, subSubject string) {
+	payload := strings.Repeat("x", size)
+	pubLine := fmt.Sprintf("PUB %s %d\r\n%s\r\n", pubSubject, size, payload)
+	msgLine := fmt.Sprintf("MSG %s 1 %d\r\n%s\r\n", subSubject, size, payload)
+
+	sub, subR := benchDialAs(b, addr, subAuth, "SUB "+subSubject+" 1\r\n")
 	defer sub.Close()
-	pub, _ := benchDial(b, addr, "")
+	pub, _ := benchDialAs(b, addr, pubAuth, "")
 	defer pub.Close()
 
 	batchMsgs := min(1000, max(1, (64<<10)/len(pubLine)))

@@ -88,7 +88,13 @@ func (c *counter) options() []nats.Option {
 // plain or all in one queue group. It returns deliveries per second over all
 // subscribers, from the first publish to the last delivery, and how many.
 func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) (float64, int64, error) {
-	const subject = "bench.fan"
+	return fanInOn(pubURL, subURL, "bench.fan", "bench.fan", size, nsubs, queue, d)
+}
+
+// fanInOn is fanIn publishing on pubSubject while the subscribers listen on
+// subSubject (which differ through a stream import's prefix).
+func fanInOn(pubURL, subURL, pubSubject, subSubject string, size, nsubs int, queue bool, d time.Duration) (float64, int64, error) {
+	subject := subSubject
 	var cnt counter
 	var conns []*nats.Conn
 	defer func() {
@@ -129,13 +135,13 @@ func fanIn(pubURL, subURL string, size, nsubs int, queue bool, d time.Duration) 
 	if pubURL != subURL {
 		// Through a cluster: wait until the subscribers' interest has crossed
 		// the route, then forget the probes.
-		if err := awaitInterest(pub, subject, &cnt, 10*time.Second); err != nil {
+		if err := awaitInterest(pub, pubSubject, &cnt, 10*time.Second); err != nil {
 			return 0, 0, err
 		}
 	}
 
 	start := time.Now()
-	n, _, err := publishFor(pub, subject, payload, d)
+	n, _, err := publishFor(pub, pubSubject, payload, d)
 	if err != nil {
 		return 0, 0, err
 	}

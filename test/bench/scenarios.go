@@ -44,6 +44,19 @@ func (h *harness) scenarios() []scenario {
 				}
 				return out, nil
 			})},
+		{group: "import", runs: c.runs, note: "accounts: the publisher in account A, the subscriber in account B, which imports A's stream bench.> under the prefix from_a; 16 B; server CPU per delivered message",
+			metrics: []metric{
+				{"1 pub in A -> 1 sub in B through a stream import", "msgs/s", true, 1},
+				{"server CPU per message, through a stream import", "ns", false, 0},
+			}, start: h.singleWith(importOptions, func(p *proc, _ int) ([]float64, error) {
+				var v float64
+				var n int64
+				cpu, err := serverCPU(p, &n, func() (err error) {
+					v, n, err = fanInOn(p.userURL("a"), p.userURL("b"), "bench.fan", "from_a.bench.fan", 16, 1, false, c.d)
+					return
+				})
+				return []float64{v, cpu}, err
+			})},
 		{group: "cluster", runs: c.runs, note: "3 servers in a full mesh; publisher on the first, subscriber on the second; 16 B",
 			metrics: []metric{{"3-server cluster, pub on A -> sub on B", "msgs/s", true, 1}},
 			start:   h.cluster},
@@ -101,8 +114,13 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 
 // single starts one server with the base options and measures with f.
 func (h *harness) single(f func(p *proc, run int) ([]float64, error)) func(t target) (func(int) ([]float64, error), func(), error) {
+	return h.singleWith(baseOptions, f)
+}
+
+// singleWith starts one server with the options mk makes and measures with f.
+func (h *harness) singleWith(mk func() (*conf.Options, error), f func(p *proc, run int) ([]float64, error)) func(t target) (func(int) ([]float64, error), func(), error) {
 	return func(t target) (func(int) ([]float64, error), func(), error) {
-		o, err := baseOptions()
+		o, err := mk()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -557,4 +575,20 @@ func oursHandlesSIGHUP() bool {
 		}
 	}
 	return false
+}
+
+// importOptions are the base options with two accounts: A exports the
+// stream bench.>, B imports it under the prefix from_a (users a and b, the
+// password their name).
+func importOptions() (*conf.Options, error) {
+	o, err := baseOptions()
+	if err != nil {
+		return nil, err
+	}
+	o.Accounts = []conf.Account{
+		{Name: "A", Users: []conf.User{{Name: "a", Password: "a"}}, Exports: []conf.Export{{Stream: "bench.>"}}},
+		{Name: "B", Users: []conf.User{{Name: "b", Password: "b"}}, Imports: []conf.Import{
+			{Stream: &conf.ImportSource{Account: "A", Subject: "bench.>"}, Prefix: "from_a"}}},
+	}
+	return o, nil
 }

@@ -36,7 +36,13 @@ type proc struct {
 	exited chan struct{}
 }
 
-func (p *proc) url() string  { return fmt.Sprintf("nats://127.0.0.1:%d", p.port) }
+func (p *proc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", p.port) }
+
+// userURL is url with the credentials of user, whose password is its name
+// (importOptions).
+func (p *proc) userURL(user string) string {
+	return fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, user, p.port)
+}
 func (p *proc) addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
 func (p *proc) pid() int     { return p.cmd.Process.Pid }
 
