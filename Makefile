@@ -9,6 +9,7 @@ KUBE_VERSION          ?= 1.37.2
 CONTROLLER_GEN_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION          ?= v3.22.0
+NATSCLI_VERSION       ?= v0.5.0
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
@@ -18,13 +19,14 @@ K8S_BIN    := $(LOCALBIN)/k8s/$(KUBE_VERSION)
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT  := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM           := $(LOCALBIN)/helm-$(HELM_VERSION)
+NATSCLI        := $(LOCALBIN)/nats-$(NATSCLI_VERSION)
 KUBECTL        := $(K8S_BIN)/kubectl
 
 # envtest runs a real kube-apiserver and etcd, built from Go modules by hack/.
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 export KUBE_VERSION
 # Tests that drive the pinned tools find them here.
-export HELM KUBECTL
+export HELM KUBECTL NATSCLI NATSCLI_VERSION
 
 # Packages under test: everything but the end-to-end and benchmark suites, which
 # have their own targets.
@@ -79,7 +81,7 @@ verify: ## Regenerate everything and fail if the committed files differ.
 	@echo "verify: generated code, CRDs, RBAC, chart CRDs and go.mod are in sync."
 
 .PHONY: test
-test: k8s-binaries network-policies $(HELM) ## Run every unit and integration test (envtest with a real kube-apiserver and etcd).
+test: k8s-binaries network-policies $(HELM) $(NATSCLI) ## Run every unit and integration test (envtest with a real kube-apiserver and etcd).
 	go test -count=1 $(TEST_PKGS)
 
 .PHONY: network-policies
@@ -87,7 +89,7 @@ network-policies: ## Build the NetworkPolicy enforcer from Go modules into bin/n
 	@hack/network-policies.sh >/dev/null
 
 .PHONY: test-race
-test-race: ## Run the broker packages under the race detector (CI runs it after make test).
+test-race: $(NATSCLI) ## Run the broker packages under the race detector (CI runs it after make test).
 	go test -race -count=1 ./broker/...
 
 .PHONY: k8s-binaries
@@ -139,8 +141,12 @@ $(HELM):
 	@mkdir -p $(LOCALBIN)/.tmp-helm && GOBIN=$(LOCALBIN)/.tmp-helm go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	@mv $(LOCALBIN)/.tmp-helm/helm $@ && rmdir $(LOCALBIN)/.tmp-helm
 
+# The nats CLI: the broker's tests drive it (cached outside the clone, like hack/'s builds).
+$(NATSCLI):
+	@hack/natscli.sh >/dev/null
+
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(HELM) ## Install the pinned tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(HELM) $(NATSCLI) ## Install the pinned tools into bin/.
 
 -include hack/local-cluster.mk
 -include hack/bench.mk

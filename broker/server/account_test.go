@@ -55,7 +55,7 @@ authorization { users: [ { user: g, password: g } ] }
 // and, in a cluster, its routes.
 func accountsMemberConf(accounts string, port, clusterPort int, routePorts []int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "host: 127.0.0.1\nport: %d\n%s\n", port, accounts)
+	fmt.Fprintf(&b, "server_name: srv-%d\nhost: 127.0.0.1\nport: %d\n%s\n", port, port, accounts)
 	if clusterPort != 0 {
 		fmt.Fprintf(&b, "cluster { name: acc, listen: \"127.0.0.1:%d\", authorization { user: r, password: r }, routes: [", clusterPort)
 		for _, p := range routePorts {

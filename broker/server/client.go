@@ -33,6 +33,8 @@ const (
 	flagFirstPongSent
 	flagClosed
 	flagNoFlushOnClose
+	// flagAnnounced: the connect event went out, the disconnect event will.
+	flagAnnounced
 )
 
 func (f clientFlags) has(x clientFlags) bool { return f&x != 0 }
@@ -308,6 +310,12 @@ func (c *client) finishClose() {
 		}
 	}
 	c.srv.removeConn(c, reason)
+	c.mu.Lock()
+	announced := c.flags.has(flagAnnounced)
+	c.mu.Unlock()
+	if announced {
+		c.srv.disconnectEvent(c, reason)
+	}
 	// Listed as closed once no longer listed as open.
 	c.srv.closed.add(closed)
 }

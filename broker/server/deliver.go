@@ -218,6 +218,10 @@ func decimalLen(n int) int {
 func deliverMsg(pub *client, sub *subscription, subject, reply []byte, hdrLen int, payload []byte) bool {
 	client := sub.client
 	if client == nil {
+		if sub.internal != nil {
+			sub.internal(subject, reply, hdrLen, payload)
+			return true
+		}
 		return false
 	}
 	// A connection with echo off does not get its own messages.

@@ -22,6 +22,10 @@
 //	account.go  accounts: a Sublist per account, stream and service imports
 //	            (the crossing runs after the account's own delivery, apart
 //	            from the deliver path), service replies (_R_) mapped back
+//	system.go   the system account (system_account): internal subscriptions
+//	            answering $SYS.REQ.SERVER.PING[.<endpoint>] and
+//	            $SYS.REQ.SERVER.<id>.<endpoint>, STATSZ and client events
+//	events.go   the JSON of those messages, nats-server's field for field
 //	tls.go      TLS: certificate material (loaded, swapped whole on reload), the
 //	            client handshake (INFO then TLS, or handshake_first), certificate
 //	            identities for verify_and_map, /connz TLS fields, the HTTPS
@@ -62,7 +66,11 @@
 // auth timers run on timer goroutines and take only the client lock. The
 // grace-window timer (previous_passwords.go), armed only while a previous
 // password is accepted, runs on a timer goroutine: it visits the clients as
-// reload does (forEachClient) and closes those past their window.
+// reload does (forEachClient) and closes those past their window. With a
+// system account, one goroutine answers its requests in order (an internal
+// subscription's handler only copies the request onto its queue, on the
+// delivering goroutine) and one publishes STATSZ; both publish as a route's
+// message is delivered, here and to the routes, with no lock held.
 //
 // # Lock order
 //

@@ -243,8 +243,9 @@ func (s *Server) Subsz(opts monitor.SubszOptions) *monitor.Subsz {
 	}}
 	if opts.Subs {
 		for _, sub := range s.allSubscriptions() {
-			d := monitor.SubDetail{Account: sub.client.acc.name, Subject: string(sub.subject), Queue: string(sub.queue), Sid: string(sub.sid)}
+			d := monitor.SubDetail{Account: s.systemAccountName(), Subject: string(sub.subject), Queue: string(sub.queue), Sid: string(sub.sid)}
 			if sub.client != nil {
+				d.Account = sub.client.acc.name
 				d.Cid = sub.client.cid
 				sub.client.mu.Lock()
 				d.Msgs, d.Max = sub.nm, sub.max

@@ -69,6 +69,7 @@ func (c *client) processConnect(arg []byte) error {
 	}
 	c.srv.logger.Debug("client connected", "cid", c.cid, "addr", c.nc.RemoteAddr().String(),
 		"name", opts.Name, "lang", opts.Lang, "version", opts.Version, "user", c.userName())
+	c.announce()
 	if opts.Verbose {
 		c.sendOK()
 	}
@@ -102,7 +103,19 @@ func (c *client) authenticateNoAuthUser() bool {
 	c.mu.Unlock()
 	c.setUser(ac.noAuthUser)
 	c.srv.ext().auth.authenticated(time.Since(c.start))
+	c.announce()
 	return true
+}
+
+// announce sends the connect event of a client that is in, once.
+func (c *client) announce() {
+	c.mu.Lock()
+	first := !c.flags.has(flagAnnounced) && !c.isClosed()
+	c.flags.set(flagAnnounced)
+	c.mu.Unlock()
+	if first {
+		c.srv.connectEvent(c)
+	}
 }
 
 // authViolation tells the client 'Authorization Violation' and closes;
@@ -117,6 +130,7 @@ func (c *client) authViolation(reason string) {
 	c.srv.ext().auth.fail(reason)
 	c.sendErr(errTextAuthViolation)
 	c.closeConnection(AuthenticationViolation)
+	c.srv.authErrorEvent(c, AuthenticationViolation)
 }
 
 // authTimeout fires when an auth-required client sent no CONNECT in time.

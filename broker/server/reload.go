@@ -166,6 +166,7 @@ func notReloadable(cur, o *conf.Options) error {
 		field{"https_port", cur.HTTPSPort, o.HTTPSPort},
 		field{"cluster", cur.Cluster != nil, o.Cluster != nil},
 		field{"tls", cur.TLS != nil, o.TLS != nil},
+		field{"system_account", cur.SystemAccount, o.SystemAccount},
 	)
 	if cur.Cluster != nil && o.Cluster != nil {
 		fields = append(fields,

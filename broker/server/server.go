@@ -53,6 +53,8 @@ type Server struct {
 	// accounts is swapped whole by reload (account.go).
 	accounts       atomic.Pointer[accountSet]
 	respInterestMu sync.Mutex
+	// sys is the system account's service (system.go), nil without one.
+	sys atomic.Pointer[system]
 
 	// opts and auth are swapped whole by reload; readers load them once per use.
 	opts atomic.Pointer[conf.Options]

@@ -25,6 +25,9 @@ type subscription struct {
 	max     int64 // auto-unsubscribe after max deliveries; 0 means none
 	// subjectIsWildcard is set when subject holds '*' or '>' tokens.
 	subjectIsWildcard bool
+	// internal handles the messages of a server's own subscription (no
+	// client; system.go). It must copy what it keeps and never block.
+	internal func(subject, reply []byte, hdr int, payload []byte)
 }
 
 // SublistResult is what a subject matched: plain subscribers, and the members
