@@ -370,3 +370,46 @@ func TestWithoutAGracePeriodARotationKeepsNoPreviousHash(t *testing.T) {
 		t.Errorf("previousPasswordValidUntil %v without a grace period", s.PreviousPasswordValidUntil)
 	}
 }
+
+// A NatsUser's password goes through the same resolution: its Secret
+// deleted, it keeps its last good password and says so in its own status;
+// deleting the NatsUser revokes it.
+func TestANatsUserWhoseSecretIsDeletedKeepsItsLastGoodPasswordUntilTheNatsUserIsDeleted(t *testing.T) {
+	needAPIServer(t)
+	const ns = "lastgood"
+	createPasswordSecret(t, ns, "k2-inline-pw", "inline-1")
+	team := createPasswordSecret(t, ns, "team-pw", "team-1")
+	nc := createCluster(t, ns, "k2", userRef("inline", "k2-inline-pw"))
+	nu := createNatsUser(t, ns, "team", v1alpha1.NatsUserSpec{
+		ClusterRef:        v1alpha1.ClusterReference{Name: "k2"},
+		PasswordSecretRef: &v1alpha1.SecretKeyReference{Name: "team-pw", Key: "password"},
+	})
+	waitForConfig(t, nc, map[string]string{"inline": "inline-1", "team": "team-1"})
+
+	if err := k8s.Delete(context.Background(), team); err != nil {
+		t.Fatal(err)
+	}
+	got := waitForNatsUser(t, nu, v1alpha1.NatsUserSecretMissing)
+	if c := natsUserReadyMessage(got); !strings.Contains(c, "team-pw") || !strings.Contains(c, "keep its last good password") || got.Status.ServingLastGoodSince == nil {
+		t.Errorf("NatsUser Ready message %q, servingLastGoodSince %v", c, got.Status.ServingLastGoodSince)
+	}
+	waitForConfig(t, nc, map[string]string{"inline": "inline-1", "team": "team-1"})
+
+	createPasswordSecret(t, ns, "team-pw", "team-2")
+	waitForConfig(t, nc, map[string]string{"inline": "inline-1", "team": "team-2"})
+
+	if err := k8s.Delete(context.Background(), nu); err != nil {
+		t.Fatal(err)
+	}
+	waitForConfig(t, nc, map[string]string{"inline": "inline-1"})
+}
+
+// natsUserReadyMessage is the message of a NatsUser's Ready condition.
+func natsUserReadyMessage(nu *v1alpha1.NatsUser) string {
+	for _, c := range nu.Status.Conditions {
+		if c.Type == v1alpha1.ConditionReady {
+			return c.Message
+		}
+	}
+	return ""
+}
