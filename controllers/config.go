@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,6 +80,11 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 		return err
 	}
 	r.recordUserProblems(rq, records)
+	if dropped := fitGraceWindows(records, previousPasswordsBudget); len(dropped) > 0 {
+		r.event(nc, corev1.EventTypeWarning, "GraceWindowSkipped", "RotatePassword",
+			"%d users rotated at once get no grace window (the previous-passwords file would pass %d bytes): the hard cut for %s",
+			len(dropped), previousPasswordsBudget, firstNames(dropped, 5))
+	}
 	var users []resources.BrokerUser
 	certificateUsers := false
 	for _, u := range rq.users {
@@ -215,4 +221,12 @@ func (r *NatsClusterReconciler) readConfigParts(ctx context.Context, nc *v1alpha
 		parts = append(parts, s)
 	}
 	return parts, nil
+}
+
+// firstNames lists up to n names, and how many more there are.
+func firstNames(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
 }

@@ -18,7 +18,9 @@ package controllers
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -132,4 +134,48 @@ func nextPreviousExpiry(records fingerprints) time.Time {
 		}
 	}
 	return next
+}
+
+// previousPasswordsBudget is the most bytes the previous-passwords file may
+// take: it shares the config Secret with up to ConfigPartSize of config and
+// as much of fingerprint records, and a Secret holds at most 1 MiB.
+const previousPasswordsBudget = 150 << 10
+
+// previousEntrySize bounds the bytes one user's entry takes in the
+// previous-passwords file (conf.RenderPreviousPasswords): the name, quoted
+// and escaped at worst, the hash, the time and the syntax around them.
+func previousEntrySize(name string) int { return 4*len(name) + 60 + 20 + 80 }
+
+// fitGraceWindows keeps the previous-passwords file within budget bytes: when
+// more users are in a grace window than fit (a mass rotation), those whose
+// window opened last (then by name) lose it, which is the hard cut, rather
+// than the config Secret growing past what the API server stores and no
+// rotation happening at all. It returns the users that lost their window.
+func fitGraceWindows(records fingerprints, budget int) []string {
+	var open []string
+	size := 0
+	for name, rec := range records {
+		if rec.PreviousHash != "" {
+			open = append(open, name)
+			size += previousEntrySize(name)
+		}
+	}
+	if size <= budget {
+		return nil
+	}
+	slices.SortFunc(open, func(a, b string) int {
+		return cmp.Or(records[a].RotatedAt.Compare(records[b].RotatedAt.Time), cmp.Compare(a, b))
+	})
+	var dropped []string
+	for size > budget {
+		name := open[len(open)-1]
+		open = open[:len(open)-1]
+		rec := records[name]
+		rec.PreviousHash, rec.PreviousValidUntil = "", nil
+		records[name] = rec
+		size -= previousEntrySize(name)
+		dropped = append(dropped, name)
+	}
+	slices.Sort(dropped)
+	return dropped
 }

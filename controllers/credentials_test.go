@@ -17,6 +17,8 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +144,35 @@ func TestAChangedPasswordKeepsThePreviousHashForTheGracePeriodOnly(t *testing.T)
 	recost, _, _ := hashPasswords(testKey, first, users("pw-a", "pw-b"), 5, testNow, grace)
 	if recost["a"].PreviousHash != "" {
 		t.Error("re-hashing at a new cost opened a grace window")
+	}
+}
+
+func TestAMassRotationBeyondTheBudgetGivesTheLastWindowsTheHardCut(t *testing.T) {
+	until := metav1.NewTime(testNow.Add(time.Minute))
+	records := fingerprints{}
+	for i := range 10 {
+		rotated := testNow
+		if i >= 6 { // opened a second later: these go first
+			rotated = metav1.NewTime(testNow.Add(time.Second))
+		}
+		records[fmt.Sprintf("u%d", i)] = fingerprintRecord{Hash: "h", RotatedAt: rotated, PreviousHash: "p", PreviousValidUntil: &until}
+	}
+	records["steady"] = fingerprintRecord{Hash: "h"}
+	budget := 7 * previousEntrySize("u0")
+	dropped := fitGraceWindows(records, budget)
+	if want := []string{"u7", "u8", "u9"}; !slices.Equal(dropped, want) {
+		t.Fatalf("dropped %v, want %v (the windows opened last)", dropped, want)
+	}
+	for name, rec := range records {
+		open := rec.PreviousHash != "" && rec.PreviousValidUntil != nil
+		if open == slices.Contains(dropped, name) && name != "steady" {
+			t.Errorf("%s: window open %v", name, open)
+		}
+	}
+	if again := fitGraceWindows(records, budget); again != nil {
+		t.Errorf("a second pass dropped %v: what fits stays", again)
+	}
+	if got := fitGraceWindows(records, previousPasswordsBudget); got != nil {
+		t.Errorf("under the real budget dropped %v", got)
 	}
 }

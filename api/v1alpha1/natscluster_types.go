@@ -182,6 +182,9 @@ type AuthSpec struct {
 	// the previous password's bcrypt hash is kept, and only for the window;
 	// status.users[].previousPasswordValidUntil says until when. The window
 	// is measured by the operator's clock and enforced by each broker's.
+	// The previous hashes share the config Secret's 1 MiB: when more users
+	// change their passwords at once than fit (several hundred), the ones
+	// beyond get the hard cut, with a Warning Event GraceWindowSkipped.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
