@@ -57,6 +57,11 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/, and copy th
 dashboard: ## Generate the chart's Grafana dashboard (charts/natsforge/dashboards/natsforge.json) from hack/dashboard.
 	go run ./hack/dashboard -o charts/natsforge/dashboards/natsforge.json
 
+.PHONY: observability-chart
+observability-chart: k8s-binaries ## Redraw docs/observability.png from a real Prometheus run (test/prometheus: 5 rotations, clients held 5 s between them).
+	NATSFORGE_OBSERVABILITY_ROTATIONS=5 NATSFORGE_OBSERVABILITY_PAUSE=5s NATSFORGE_OBSERVABILITY_PNG=$(CURDIR)/docs/observability.png \
+		go test -count=1 -run TestEveryDashboardPanelHasDataInARealPrometheus -v ./test/prometheus
+
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
 	gofmt -s -w $$(git ls-files '*.go')

@@ -576,6 +576,7 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 		}
 	}
 	waitPropagated(t, k8s, config)
+	promStart := time.Now()
 	promAddr := startPrometheus(t, caFile, ports[2], operatorAddr)
 
 	// Traffic: clients over TLS on two brokers, messages across the routes,
@@ -628,7 +629,25 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 			t.Fatal("a wrong password was let in")
 		}
 	}
+	// Clients that stay connected with a password until it rotates: the
+	// brokers cut them when they load the new config.
+	hold := func(password string) []*nats.Conn {
+		t.Helper()
+		var held []*nats.Conn
+		for i := range brokers {
+			for range i + 2 {
+				nc, err := connect(i, password)
+				if err != nil {
+					t.Fatalf("alice on broker %d: %v", i, err)
+				}
+				t.Cleanup(nc.Close)
+				held = append(held, nc)
+			}
+		}
+		return held
+	}
 	traffic("alice-1")
+	held := hold("alice-1")
 
 	// Prometheus scrapes the operator before anything rotates, so that
 	// the rotations are increases it sees.
@@ -652,7 +671,11 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 	if n, err := strconv.Atoi(os.Getenv("NATSFORGE_OBSERVABILITY_ROTATIONS")); err == nil && n > 0 {
 		rotations = n
 	}
+	// For the picture only: how long the clients stay between rotations,
+	// so that a 1 s scrape shows them (the test itself waits on conditions).
+	pause, _ := time.ParseDuration(os.Getenv("NATSFORGE_OBSERVABILITY_PAUSE"))
 	for n := 2; n <= rotations+1; n++ {
+		time.Sleep(pause)
 		setPassword(t, k8s, "alice-pw", fmt.Sprintf("alice-%d", n))
 		var rotated []byte
 		poll(t, 60*time.Second, "a new config", func() error {
@@ -667,7 +690,16 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 			writeFileAtomic(t, b.config, rotated)
 		}
 		waitPropagated(t, k8s, rotated)
+		poll(t, 10*time.Second, "the clients of the old password cut", func() error {
+			for _, nc := range held {
+				if !nc.IsClosed() {
+					return fmt.Errorf("%s still connected", nc.ConnectedUrl())
+				}
+			}
+			return nil
+		})
 		traffic(fmt.Sprintf("alice-%d", n))
+		held = hold(fmt.Sprintf("alice-%d", n))
 	}
 
 	// Prometheus has scraped the rotation.
@@ -710,7 +742,14 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 	if err != nil || len(got) != brokers {
 		t.Errorf("connections per pod: %v %v", got, err)
 	}
-	if os.Getenv("NATSFORGE_OBSERVABILITY_DATA") != "" {
-		saveRanges(t, promAddr, os.Getenv("NATSFORGE_OBSERVABILITY_DATA"))
+	// docs/observability.png: `make observability-chart` sets these.
+	if data, png := os.Getenv("NATSFORGE_OBSERVABILITY_DATA"), os.Getenv("NATSFORGE_OBSERVABILITY_PNG"); data != "" || png != "" {
+		r := fetchRanges(t, promAddr, promStart)
+		if data != "" {
+			saveRanges(t, r, data)
+		}
+		if png != "" {
+			renderChart(t, r, png)
+		}
 	}
 }

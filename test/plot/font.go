@@ -1,12 +1,10 @@
-//go:build bench
+package plot
 
-package main
-
-// font5x7 is a 5x7 bitmap font for the chart's labels (upper case, digits
+// Font5x7 is a 5x7 bitmap font for chart labels (upper case, digits
 // and the punctuation the labels use): each glyph is seven rows, the top bit
-// of the five the leftmost pixel. The harness draws its own text so that the
-// chart needs nothing outside the standard library.
-var font5x7 = map[rune][7]byte{
+// of the five the leftmost pixel. Charts draw their own text so that they
+// need nothing outside the standard library.
+var Font5x7 = map[rune][7]byte{
 	'0':  {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e},
 	'1':  {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e},
 	'2':  {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f},
