@@ -296,17 +296,6 @@ func (r *NatsClusterReconciler) readSecrets(ctx context.Context, keys []client.O
 // the NatsUser does not control is never taken over (errNotControlled).
 func (r *NatsClusterReconciler) ensureNatsUserSecret(ctx context.Context, rq *request, nu *v1alpha1.NatsUser, existing *corev1.Secret) ([]byte, error) {
 	name := resources.NatsUserSecretName(nu)
-	if existing == nil {
-		// Not in the labelled list: it may still exist without the labels.
-		s := &corev1.Secret{}
-		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nu.Namespace, Name: name}, s)
-		switch {
-		case err == nil:
-			existing = s
-		case !apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("get Secret %s/%s: %w", nu.Namespace, name, err)
-		}
-	}
 	if existing != nil && !metav1.IsControlledBy(existing, nu) {
 		return nil, errNotControlled
 	}
@@ -324,7 +313,13 @@ func (r *NatsClusterReconciler) ensureNatsUserSecret(ctx context.Context, rq *re
 	desired := resources.NatsUserSecret(nu, rq.cluster, password, caPEM)
 	switch {
 	case existing == nil:
-		if err := r.Client.Create(ctx, desired); err != nil {
+		err := r.Client.Create(ctx, desired)
+		if apierrors.IsAlreadyExists(err) {
+			// Not in the labelled list, yet there: someone else's Secret
+			// (or one created since the list, which the next reconcile reads).
+			return nil, errNotControlled
+		}
+		if err != nil {
 			return nil, fmt.Errorf("create Secret %s/%s: %w", nu.Namespace, name, err)
 		}
 	case !secretUpToDate(existing, desired):

@@ -130,7 +130,8 @@ func inParts(config string) map[string][]byte {
 }
 
 func TestConfigWatcherAppliesAConfigInPartsOnlyWhenAllPartsAgree(t *testing.T) {
-	const v1, v2 = "port: 4222\nmax_payload: 1024\n", "port: 4222\nmax_payload: 2048\n"
+	// They differ in both halves, so that a mix of the two is neither.
+	const v1, v2 = "port: 4222\nmax_payload: 1024\n", "port: 4223\nmax_payload: 2048\n"
 	vol := &kubeSecretVolume{dir: t.TempDir()}
 	vol.swapFiles(t, inParts(v1))
 	path := filepath.Join(vol.dir, "nats.conf")

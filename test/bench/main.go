@@ -107,6 +107,7 @@ type config struct {
 	clusters   int // NatsClusters in the operator rows
 	users      int // users per NatsCluster
 	opRuns     int
+	natsUsers  int // NatsUsers of the one cluster in the NatsUser rows
 }
 
 func main() {
@@ -114,7 +115,7 @@ func main() {
 		md         = flag.String("md", "", "write the Markdown report here")
 		png        = flag.String("png", "", "write the chart here")
 		quick      = flag.Bool("quick", false, "short runs and small sizes, to check the harness")
-		only       = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, ceiling, req, cluster, storm, mem, reload, tls, operator)")
+		only       = flag.String("only", "", "run only scenarios whose name matches this regexp (pub, fan, ceiling, req, cluster, storm, mem, reload, tls, operator, natsusers)")
 		runs       = flag.Int("runs", 7, "runs of each throughput and latency row")
 		dur        = flag.Duration("d", time.Second, "length of one throughput run")
 		command    = flag.String("command", "", "the command to name in the report (default: this one)")
@@ -169,10 +170,10 @@ func main() {
 	}
 
 	cfg := config{d: *dur, runs: *runs, stormRuns: 2, stormConns: 500, stormUsers: 100,
-		memRuns: 3, memConns: 10000, reloadRuns: 5, reloadN: 10000, clusters: 200, users: 20, opRuns: 3}
+		memRuns: 3, memConns: 10000, reloadRuns: 5, reloadN: 10000, clusters: 200, users: 20, opRuns: 3, natsUsers: 10000}
 	if *quick {
 		cfg = config{d: 200 * time.Millisecond, runs: 2, stormRuns: 2, stormConns: 40, stormUsers: 8,
-			memRuns: 1, memConns: 1000, reloadRuns: 2, reloadN: 1000, clusters: 10, users: 5, opRuns: 1}
+			memRuns: 1, memConns: 1000, reloadRuns: 2, reloadN: 1000, clusters: 10, users: 5, opRuns: 1, natsUsers: 300}
 	}
 	var filter *regexp.Regexp
 	if *only != "" {
@@ -219,6 +220,9 @@ func main() {
 	mergeRelayRows(h.rows)
 	if filter == nil || filter.MatchString("operator") {
 		h.rows = append(h.rows, h.operatorRows()...)
+	}
+	if filter == nil || filter.MatchString("operator") || filter.MatchString("natsusers") {
+		h.rows = append(h.rows, h.natsUserRows()...)
 	}
 	killAll()
 	meta.finish(h)
