@@ -49,7 +49,7 @@ func LinePanel(img *image.RGBA, x, y, w, h int, title, unit, xUnit string, serie
 		DrawText(img, left-len(label)*GlyphW-6, yOf(v)-LineH/2, label, Grey)
 	}
 	xstep := niceStep(xmax - xmin)
-	for v := 0.0; v <= xmax-xmin+xstep/2; v += xstep {
+	for v := 0.0; v <= xmax-xmin+xstep/100; v += xstep {
 		label := trim(v) + strings.ToUpper(xUnit)
 		lx := xOf(xmin+v) - len(label)*GlyphW/2
 		if v == 0 {
