@@ -37,7 +37,7 @@ stop_component() {
   elif [ -f "${LC_PIDS}/${name}.pid" ]; then
     say "${name}: stopped"
   fi
-  rm -f "${LC_PIDS}/${name}.pid" "${LC_PIDS}/${name}.exe"
+  rm -f "${LC_PIDS}/${name}.pid" "${LC_PIDS}/${name}.exe" "${LC_PIDS}/${name}.args"
 }
 
 # pids_with_arg STRING: processes whose command line contains STRING (not grep itself).

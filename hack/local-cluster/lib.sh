@@ -98,6 +98,8 @@ start() {
   local pid=$!
   echo "${pid}" > "${LC_PIDS}/${name}.pid"
   readlink -f "$1" > "${LC_PIDS}/${name}.exe"
+  # The command line, NUL-separated, for restart.sh.
+  printf '%s\0' "$@" > "${LC_PIDS}/${name}.args"
   sleep 0.2
   if ! kill -0 "${pid}" 2>/dev/null; then
     fail "${name}" "exited at once"
