@@ -395,8 +395,11 @@ func TestANatsUserWhoseSecretIsDeletedKeepsItsLastGoodPasswordUntilTheNatsUserIs
 	}
 	waitForConfig(t, nc, map[string]string{"inline": "inline-1", "team": "team-1"})
 
-	createPasswordSecret(t, ns, "team-pw", "team-2")
-	waitForConfig(t, nc, map[string]string{"inline": "inline-1", "team": "team-2"})
+	// Recreated, with the final newline --from-file leaves: used as it is,
+	// with a Warning Event on the NatsUser.
+	createPasswordSecret(t, ns, "team-pw", "team-2\n")
+	waitForConfig(t, nc, map[string]string{"inline": "inline-1", "team": "team-2\n"})
+	waitForEvent(t, ns, "team", corev1.EventTypeWarning, "PasswordEndsInNewline", "Secret team-pw")
 
 	if err := k8s.Delete(context.Background(), nu); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -148,6 +149,13 @@ func (r *NatsClusterReconciler) patchNatsUserStatus(ctx context.Context, nu *v1a
 // recordNatsUserRefusal emits a Warning Event on a NatsUser that has just been
 // refused or left out (not on every reconcile), never naming a value.
 func (r *NatsClusterReconciler) recordNatsUserRefusal(u *natsUser, status v1alpha1.NatsUserStatus) {
+	if r.Recorder != nil && u.user.warning != "" {
+		// A password used as it is but probably a mistake (credentials.go),
+		// told once: when the status first says so.
+		if before := meta.FindStatusCondition(u.obj.Status.Conditions, v1alpha1.ConditionReady); before == nil || !strings.Contains(before.Message, u.user.message) {
+			r.Recorder.Eventf(u.obj, nil, corev1.EventTypeWarning, "PasswordEndsInNewline", "ResolveUser", "%s", u.user.warning)
+		}
+	}
 	now := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
 	if r.Recorder == nil || now == nil || now.Status == metav1.ConditionTrue || now.Reason == v1alpha1.NatsUserConfigPending {
 		return
