@@ -159,7 +159,9 @@ type AuthSpec struct {
 	// in the cluster's own namespace are admitted; an empty selector ({})
 	// admits every namespace. A NatsUser of a namespace not selected is
 	// refused with Ready=False, reason NamespaceNotAllowed; a namespace
-	// that loses the label has its NatsUsers revoked at once.
+	// that loses the label has its NatsUsers revoked at once. An operator
+	// installed for some namespaces only (--watch-namespaces) sees the
+	// NatsUsers of those namespaces only.
 	// +optional
 	AllowedUserNamespaces *metav1.LabelSelector `json:"allowedUserNamespaces,omitempty"`
 

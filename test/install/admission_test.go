@@ -216,6 +216,22 @@ func checkOperatorWrites(t *testing.T, ns string, operator client.Client) {
 	refused(t, "taking a Secret away from its NatsCluster", func() error {
 		return updateSecret(operator, configSecret, func(s *corev1.Secret) { s.OwnerReferences = nil })
 	}, refusedNewObject)
+	// A NatsUser's generated Secret, in the NatsUser's namespace, controlled
+	// by it; a NatsUser controls Secrets only.
+	nu := &v1alpha1.NatsUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "team-app"},
+		Spec: v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: nc.Name}}}
+	create(t, admin, nu)
+	natsUserSecret := resources.NatsUserSecret(nu, nc, "team-app-generated", nil)
+	allowed(t, "creating a NatsUser's generated Secret", func() error { return operator.Create(ctx, natsUserSecret) })
+	allowed(t, "updating a NatsUser's generated Secret", func() error {
+		return updateSecret(operator, natsUserSecret, func(s *corev1.Secret) { s.Data["url"] = []byte("tls://x") })
+	})
+	refused(t, "creating a Service a NatsUser controls", func() error {
+		return operator.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "planted-by-natsuser", OwnerReferences: natsUserSecret.OwnerReferences},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 4222}}}})
+	}, refusedNewObject)
+	allowed(t, "deleting a NatsUser's generated Secret", func() error { return operator.Delete(ctx, natsUserSecret) })
 	// RBAC: verbs the operator has no use for.
 	for what, call := range map[string]func() error{
 		"deleting a broker pod": func() error { return operator.Delete(ctx, broker) },
