@@ -123,20 +123,31 @@ func (v *Verifier) Verify(user, stored, password string) bool {
 // reconnect storm of clients still on the previous password pays once, not
 // once per client for the failed comparison with the current one.
 func (v *Verifier) VerifyEither(user, current, previous, password string) int {
-	if previous != "" && IsBcrypt(previous) && IsBcrypt(current) {
+	if previous == "" {
+		if v.Verify(user, current, password) {
+			return 1
+		}
+		return 0
+	}
+	if IsBcrypt(current) && IsBcrypt(previous) {
+		// One digest and one look-up for both: the remembered success, if
+		// any, names the hash it was checked against.
 		d := v.digest(user, password)
 		v.mu.Lock()
 		e, ok := v.entries[d]
 		v.mu.Unlock()
-		if ok && e.user == user && e.stored == previous {
+		if ok && e.user == user && (e.stored == current || e.stored == previous) {
 			v.hits.Add(1)
+			if e.stored == current {
+				return 1
+			}
 			return 2
 		}
 	}
 	if v.Verify(user, current, password) {
 		return 1
 	}
-	if previous != "" && v.Verify(user, previous, password) {
+	if v.Verify(user, previous, password) {
 		return 2
 	}
 	return 0
