@@ -416,3 +416,39 @@ func natsUserReadyMessage(nu *v1alpha1.NatsUser) string {
 	}
 	return ""
 }
+
+// The last good hash lives in the config Secret's records, so an operator
+// that starts afresh (a new reconciler, nothing in memory) after the user's
+// Secret went missing still serves it.
+func TestTheLastGoodPasswordSurvivesAnOperatorRestart(t *testing.T) {
+	needAPIServer(t)
+	ns := manualNamespace
+	alice := createPasswordSecret(t, ns, "restart-alice-pw", "alice-1")
+	nc := createManualCluster(t, "restart", func(nc *v1alpha1.NatsCluster) {
+		nc.Spec.TLS.Mode = v1alpha1.TLSModeDisabled
+		nc.Spec.Auth.Users = []v1alpha1.User{userRef("alice", "restart-alice-pw")}
+	})
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}
+	before, _ := manualReconciler(t, nil)
+	if _, err := before.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := waitForConfig(t, nc, map[string]string{"alice": "alice-1"})
+	hash := userHashes(o)["alice"]
+
+	if err := k8s.Delete(context.Background(), alice); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := manualReconciler(t, nil) // the operator restarted
+	if _, err := after.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	o, _ = waitForConfig(t, nc, map[string]string{"alice": "alice-1"})
+	if userHashes(o)["alice"] != hash {
+		t.Error("alice's hash changed across the restart")
+	}
+	got := getCluster(t, nc)
+	if s := userStatus(got, "alice"); s.Reason != v1alpha1.UserSecretMissing || s.ServingLastGoodSince == nil {
+		t.Errorf("alice's status %+v", s)
+	}
+}
