@@ -20,11 +20,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -226,4 +228,88 @@ func TestANatsUserOfAMissingClusterSaysSo(t *testing.T) {
 	needAPIServer(t)
 	nu := createNatsUser(t, "natsusers", "orphan", v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: "no-such-cluster"}})
 	waitForNatsUser(t, nu, v1alpha1.NatsUserClusterNotFound)
+}
+
+func TestNatsUserCRDHasItsShortNameColumnsAndRules(t *testing.T) {
+	needAPIServer(t)
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: "natsusers.natsforge.io"}, crd); err != nil {
+		t.Fatalf("CRD not installed: %v", err)
+	}
+	if !slices.Contains(crd.Spec.Names.ShortNames, "nu") || crd.Spec.Scope != apiextensionsv1.NamespaceScoped {
+		t.Errorf("short names %v, scope %s", crd.Spec.Names.ShortNames, crd.Spec.Scope)
+	}
+	var columns []string
+	for _, col := range crd.Spec.Versions[0].AdditionalPrinterColumns {
+		columns = append(columns, col.Name)
+	}
+	if !slices.Equal(columns, []string{"Cluster", "Username", "Serving", "Pods", "Status", "Age"}) {
+		t.Errorf("printer columns %v", columns)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		nu   *v1alpha1.NatsUser
+		want string
+	}{
+		{"a name that is no username, without spec.username", &v1alpha1.NatsUser{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "crd", Name: strings.Repeat("a", 64)},
+			Spec:       v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: "c"}}}, "set spec.username"},
+		{"a username with a space", &v1alpha1.NatsUser{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "crd", Name: "spaced"},
+			Spec:       v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: "c"}, Username: "a b"}}, "spec.username"},
+	} {
+		if err := k8s.Create(ctx, tc.nu, client.DryRunAll); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	// clusterRef is immutable.
+	nu := createNatsUser(t, "crd", "pinned", v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: "c"}})
+	nu.Spec.ClusterRef.Name = "other"
+	if err := k8s.Update(ctx, nu); err == nil || !strings.Contains(err.Error(), "clusterRef is immutable") {
+		t.Errorf("changing clusterRef: %v", err)
+	}
+}
+
+func TestADeletedGeneratedSecretIsMadeAgainAndAForeignOneIsNotTakenOver(t *testing.T) {
+	needAPIServer(t)
+	const ns = "natsusers"
+	nc := createCluster(t, ns, "nu3")
+	nu := createNatsUser(t, ns, "regen", v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: "nu3"}})
+	first := &corev1.Secret{}
+	eventually(t, timeout, func() error {
+		return k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "regen-user-credentials"}, first)
+	})
+	waitForConfig(t, nc, map[string]string{"regen": string(first.Data["password"])})
+	waitForNatsUser(t, nu, v1alpha1.NatsUserConfigPending) // the reconcile that admitted it has ended
+	// The NatsUser's own Secret deleted: the watch on it brings a new one,
+	// and its password into the config.
+	if err := k8s.Delete(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	second := &corev1.Secret{}
+	eventually(t, timeout, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "regen-user-credentials"}, second); err != nil {
+			return err
+		}
+		if second.UID == first.UID {
+			return fmt.Errorf("still the first Secret")
+		}
+		return nil
+	})
+	waitForConfig(t, nc, map[string]string{"regen": string(second.Data["password"])})
+	waitForNatsUser(t, nu, v1alpha1.NatsUserConfigPending)
+
+	// A Secret of the generated name that someone else made is left alone.
+	foreign := createPasswordSecret(t, ns, "squatter-user-credentials", "not-the-operators")
+	squatter := createNatsUser(t, ns, "squatter", v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: "nu3"}})
+	got := waitForNatsUser(t, squatter, v1alpha1.NatsUserSecretMissing)
+	if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); !strings.Contains(c.Message, "not controlled by this NatsUser") {
+		t.Errorf("message %q", c.Message)
+	}
+	still := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(foreign), still); err != nil || string(still.Data["password"]) != "not-the-operators" || len(still.OwnerReferences) != 0 {
+		t.Errorf("the foreign Secret was changed: %v %+v", err, still.ObjectMeta.OwnerReferences)
+	}
+	waitForConfig(t, nc, map[string]string{"regen": string(second.Data["password"])})
 }
