@@ -164,9 +164,16 @@ next:
 func TestMetricsServePrometheusNatsExportersNamesAndLabels(t *testing.T) {
 	servers := startCluster(t, 2)
 	nc := connectTo(t, "nats://"+servers[0].Addr().String())
-	sub, _ := nc.SubscribeSync("x")
-	nc.Publish("x", []byte("hello"))
-	nc.Flush()
+	sub, err := nc.SubscribeSync("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("x", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sub.NextMsg(time.Second); err != nil {
 		t.Fatal(err)
 	}
