@@ -63,10 +63,20 @@ func TestDashboardQueriesHaveDataInPrometheusScrapingTheCluster(t *testing.T) {
 	})
 
 	operatorSelector := "app.kubernetes.io/name=natsforge,app.kubernetes.io/component=operator"
-	ops, err := kube.CoreV1().Pods(operatorNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: operatorSelector})
-	if err != nil || len(ops.Items) == 0 {
-		t.Fatalf("operator pods: %v", err)
-	}
+	var operator *corev1.Pod
+	waitFor(t, 2*time.Minute, "a ready operator pod", func(ctx context.Context) (bool, error) {
+		ops, err := kube.CoreV1().Pods(operatorNamespace).List(ctx, metav1.ListOptions{LabelSelector: operatorSelector})
+		if err != nil {
+			return false, err
+		}
+		for i := range ops.Items {
+			if p := &ops.Items[i]; p.DeletionTimestamp == nil && isPodReady(p) {
+				operator = p
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 	dir := t.TempDir()
 	var s corev1.Secret
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: nc.Name + "-tls"}, &s); err != nil {
@@ -98,7 +108,7 @@ scrape_configs:
     tls_config: {insecure_skip_verify: true}
     static_configs:
       - targets: ['%s']
-`, caFile, serviceName(nc), targets.String(), tokenFile, net.JoinHostPort(ops.Items[0].Status.PodIP, "8443"))
+`, caFile, serviceName(nc), targets.String(), tokenFile, net.JoinHostPort(operator.Status.PodIP, "8443"))
 	promAddr := runPrometheus(t, bin, dir, promConfig)
 
 	traffic := func(password string) {
