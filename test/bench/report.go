@@ -257,7 +257,7 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 		case r.higher && r.aim == 1:
 			by = fmt.Sprintf("ours reaches %.0f%% of nats-server's %s (%.0f%% short)", 100*q, r.unit, 100*(1-q))
 		case r.higher:
-			by = fmt.Sprintf("the ratio is %.1f against an aim of %g", q, r.aim)
+			by = fmt.Sprintf("the ratio is %.2f against an aim of %g", q, r.aim)
 		default:
 			by = fmt.Sprintf("ours takes %.0f%% more %s than nats-server", 100*(q-1), r.unit)
 		}
