@@ -87,18 +87,27 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	}
 	var users []resources.BrokerUser
 	certificateUsers := false
+	var systemUser *resources.BrokerUser
 	for _, u := range rq.users {
 		if u.identity != "" {
 			certificateUsers = true
-			users = append(users, resources.BrokerUser{Name: u.identity, Permissions: u.spec.Permissions})
+			users = append(users, resources.BrokerUser{Name: u.identity, Permissions: u.spec.Permissions, Account: u.spec.Account})
 			continue
 		}
 		// Resolved, or kept on its last good hash.
-		if rec, ok := records[u.name]; ok {
-			users = append(users, brokerUser(u.name, rec, u.spec.Permissions))
+		rec, ok := records[u.name]
+		switch {
+		case !ok:
+		case u.system:
+			su := brokerUser(u.name, rec, nil)
+			systemUser = &su
+		default:
+			bu := brokerUser(u.name, rec, u.spec.Permissions)
+			bu.Account = u.spec.Account
+			users = append(users, bu)
 		}
 	}
-	in := resources.ConfigInputs{Users: users, RoutePassword: rq.routePassword, CertificateUsers: certificateUsers}
+	in := resources.ConfigInputs{Users: users, RoutePassword: rq.routePassword, CertificateUsers: certificateUsers, SystemUser: systemUser}
 	config, err := resources.RenderConfig(nc, in)
 	if err != nil {
 		return err

@@ -288,6 +288,28 @@ func TestCELAndSchemaRefuseInvalidSpecs(t *testing.T) {
 			nc.Spec.TLS.Mode = v1alpha1.TLSModeDisabled
 			nc.Spec.Auth.Users = append(nc.Spec.Auth.Users, v1alpha1.User{Name: "bob", TLSIdentity: "CN=bob"})
 		}, "users with a tlsIdentity need TLS"},
+		{"an import from an account that does not exist", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Accounts = []v1alpha1.Account{{Name: "A", Imports: []v1alpha1.AccountImport{{Account: "Z", Stream: "x.>"}}}}
+		}, "an import names an account that is not in spec.accounts"},
+		{"a user in an account that does not exist", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Auth.Users[0].Account = "Z"
+		}, "a user's account is not in spec.accounts"},
+		{"an export to an account that does not exist", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Accounts = []v1alpha1.Account{{Name: "A", Exports: []v1alpha1.AccountExport{{Stream: "x.>", Accounts: []string{"Z"}}}}}
+		}, "an export's accounts name an account that is not in spec.accounts"},
+		{"two accounts of one name", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Accounts = []v1alpha1.Account{{Name: "A"}, {Name: "A"}}
+		}, "Duplicate value"},
+		{"an account named SYS", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Accounts = []v1alpha1.Account{{Name: "SYS"}}
+		}, "SYS is the system account's name"},
+		{"an export of both a stream and a service", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Accounts = []v1alpha1.Account{{Name: "A", Exports: []v1alpha1.AccountExport{{Stream: "x", Service: "y"}}}}
+		}, "an export is exactly one of stream or service"},
+		{"a prefix on a service import", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Accounts = []v1alpha1.Account{{Name: "A", Exports: []v1alpha1.AccountExport{{Service: "y"}}},
+				{Name: "B", Imports: []v1alpha1.AccountImport{{Account: "A", Service: "y", Prefix: "p"}}}}
+		}, "prefix applies to a stream import"},
 		{"a certificate lifetime below the minimum", func(nc *v1alpha1.NatsCluster) {
 			nc.Spec.TLS.CertificateDuration = &metav1.Duration{Duration: 30 * time.Minute}
 		}, "certificateDuration must be between 1h and 87600h"},

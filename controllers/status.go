@@ -65,10 +65,11 @@ func computeStatus(rq *request) v1alpha1.NatsClusterStatus {
 		st.Users = userStatuses(prev.Users, rq.users, rq.records, now)
 		st.ResolvedUsers = 0
 		for _, u := range rq.users { // NatsUsers included
-			if u.resolved() {
+			if u.resolved() && !u.system {
 				st.ResolvedUsers++
 			}
 		}
+		st.Accounts = accountStatuses(rq.cluster, rq.users, rq.records)
 	}
 
 	set := func(c metav1.Condition) {
@@ -243,7 +244,7 @@ func usersResolvedCondition(users []resolvedUser, records fingerprints) metav1.C
 	reason := ""
 	inline := 0
 	for _, u := range users {
-		if u.natsUser != nil { // reported in its own status
+		if u.natsUser != nil || u.system { // reported in its own status; the system user in accounts
 			continue
 		}
 		inline++
@@ -314,7 +315,7 @@ func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fing
 	}
 	out := make([]v1alpha1.UserStatus, 0, len(users))
 	for _, u := range users {
-		if u.natsUser != nil { // reported in its own status
+		if u.natsUser != nil || u.system { // reported in its own status; the system user in accounts
 			continue
 		}
 		s := v1alpha1.UserStatus{
@@ -338,6 +339,30 @@ func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fing
 			}
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// accountStatuses counts, for each account of spec.accounts and the system
+// account, its users that are on the brokers: resolved, or kept on their
+// last good password.
+func accountStatuses(nc *v1alpha1.NatsCluster, users []resolvedUser, records fingerprints) []v1alpha1.AccountStatus {
+	var out []v1alpha1.AccountStatus
+	index := map[string]int{}
+	for _, a := range nc.Spec.Accounts {
+		index[a.Name] = len(out)
+		out = append(out, v1alpha1.AccountStatus{Name: a.Name})
+	}
+	for _, u := range users {
+		if u.spec == nil || u.spec.Account == "" || !u.resolved() && !u.servingLastGood(records) {
+			continue
+		}
+		i, ok := index[u.spec.Account]
+		if !ok {
+			i, index[u.spec.Account] = len(out), len(out)
+			out = append(out, v1alpha1.AccountStatus{Name: u.spec.Account})
+		}
+		out[i].Users++
 	}
 	return out
 }

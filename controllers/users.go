@@ -58,6 +58,9 @@ type resolvedUser struct {
 	// warning is a problem with a password that is used all the same (it
 	// ends in a newline): a Warning Event when it first appears.
 	warning string
+	// system marks the system account's user: in the config and the
+	// account counts, not in status.users.
+	system bool
 }
 
 func (u resolvedUser) resolved() bool { return u.password != nil || u.identity != "" }
@@ -167,6 +170,15 @@ func (r *NatsClusterReconciler) resolveUsers(ctx context.Context, rq *request) e
 		users = append(users, u)
 	}
 
+	if resources.SystemAccountEnabled(nc) && !certificateUsers(nc) {
+		u, err := r.resolveSystemUser(ctx, rq)
+		if err != nil {
+			return err
+		}
+		wantGenerated[u.secretName] = true
+		users = append(users, u)
+	}
+
 	rq.users = users
 	if err := r.deleteStaleGeneratedCredentials(ctx, nc, wantGenerated); err != nil {
 		return err
@@ -239,8 +251,18 @@ func (r *NatsClusterReconciler) readReferencedSecrets(ctx context.Context, nc *v
 // Operator also a client certificate.
 func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, rq *request, user string) ([]byte, error) {
 	nc := rq.cluster
+	return r.ensureCredentialsSecret(ctx, rq, user, resources.GeneratedUserSecretName(nc, user),
+		func(password string, caPEM []byte) *corev1.Secret {
+			return resources.GeneratedUserSecret(nc, user, password, caPEM)
+		})
+}
+
+// ensureCredentialsSecret keeps the Secret name that build makes for user's
+// generated password (made once, kept while the Secret keeps it).
+func (r *NatsClusterReconciler) ensureCredentialsSecret(ctx context.Context, rq *request, user, name string,
+	build func(password string, caPEM []byte) *corev1.Secret) ([]byte, error) {
+	nc := rq.cluster
 	caPEM := rq.tls.caPEM
-	name := resources.GeneratedUserSecretName(nc, user)
 	existing := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, existing)
 	switch {
@@ -262,7 +284,7 @@ func (r *NatsClusterReconciler) ensureGeneratedCredentials(ctx context.Context, 
 	if password == "" || len(password) > bcryptMaxPassword {
 		password = rand.Text()
 	}
-	desired := resources.GeneratedUserSecret(nc, user, password, caPEM)
+	desired := build(password, caPEM)
 	if err := r.addClientCertificate(rq, user, existing, desired); err != nil {
 		return nil, err
 	}
@@ -398,4 +420,32 @@ func mergeMaps(into, from map[string]string) map[string]string {
 	}
 	maps.Copy(into, from)
 	return into
+}
+
+// resolveSystemUser generates (once) the system account's user into
+// "<cluster>-system-user", with a nats CLI context beside its password.
+func (r *NatsClusterReconciler) resolveSystemUser(ctx context.Context, rq *request) (resolvedUser, error) {
+	nc := rq.cluster
+	name := resources.SystemUserSecretName(nc)
+	pw, err := r.ensureCredentialsSecret(ctx, rq, resources.SystemUserName, name,
+		func(password string, caPEM []byte) *corev1.Secret {
+			return resources.SystemUserSecret(nc, password, caPEM)
+		})
+	if err != nil {
+		return resolvedUser{}, err
+	}
+	return resolvedUser{name: resources.SystemUserName, secretName: name, password: pw, system: true,
+		spec:   &v1alpha1.User{Name: resources.SystemUserName, Account: resources.SystemAccountName},
+		reason: v1alpha1.UserGenerated, message: "password generated into Secret " + name}, nil
+}
+
+// certificateUsers tells whether nc's users connect with certificates
+// (tlsIdentity): the system user, a password user, then has no place.
+func certificateUsers(nc *v1alpha1.NatsCluster) bool {
+	for _, u := range nc.Spec.Auth.Users {
+		if u.TLSIdentity != "" {
+			return true
+		}
+	}
+	return false
 }

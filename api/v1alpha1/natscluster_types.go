@@ -24,6 +24,9 @@ import (
 )
 
 // NatsClusterSpec is the desired state of a cluster of natsforge brokers.
+// +kubebuilder:validation:XValidation:rule="!has(self.accounts) || self.accounts.all(a, !has(a.imports) || a.imports.all(i, self.accounts.exists(b, b.name == i.account)))",message="an import names an account that is not in spec.accounts"
+// +kubebuilder:validation:XValidation:rule="!has(self.accounts) || self.accounts.all(a, !has(a.exports) || a.exports.all(x, !has(x.accounts) || x.accounts.all(n, self.accounts.exists(b, b.name == n))))",message="an export's accounts name an account that is not in spec.accounts"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth.users) || self.auth.users.all(u, !has(u.account) || (has(self.accounts) && self.accounts.exists(a, a.name == u.account)))",message="a user's account is not in spec.accounts"
 // +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.mode) || self.tls.mode != 'Disabled' || !has(self.auth.users) || self.auth.users.all(u, !has(u.tlsIdentity))",message="users with a tlsIdentity need TLS: not allowed with tls.mode Disabled"
 type NatsClusterSpec struct {
 	// replicas is the number of broker pods. Every pod routes to every other pod
@@ -98,6 +101,113 @@ type NatsClusterSpec struct {
 	// monitoring makes the brokers' /metrics known to Prometheus.
 	// +optional
 	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+
+	// accounts are tenants isolated on this cluster, as NATS accounts: each
+	// has a subject space of its own and shares only what it exports and
+	// another account imports. A user joins one with auth.users[].account;
+	// users without one share the global account. The brokers refuse an
+	// import of something its account does not export to the importer
+	// (condition Ready=False names it).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Accounts []Account `json:"accounts,omitempty"`
+
+	// systemAccount runs the NATS system account (SYS), whose user the
+	// operator generates into the Secret "<cluster>-system-user" (keys
+	// username, password, url, ca.crt with TLS, and nats-context.json, a
+	// nats CLI context), for `nats --context ... server list` and the other
+	// server commands. On by default; not available with certificate users.
+	// +optional
+	// +kubebuilder:default={enabled: true}
+	SystemAccount SystemAccountSpec `json:"systemAccount,omitempty"`
+}
+
+// SystemAccountSpec turns the system account on or off.
+type SystemAccountSpec struct {
+	// enabled runs the system account and keeps its user's Secret.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// Account is one tenant: a subject space of its own, its exports and imports.
+// +kubebuilder:validation:XValidation:rule="!has(self.imports) || self.imports.all(i, i.account != self.name)",message="an account cannot import from itself"
+type Account struct {
+	// name is the account's name. "SYS" (the system account) and "$G" (the
+	// global account) are reserved.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_][A-Za-z0-9_-]*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'SYS'",message="SYS is the system account's name (spec.systemAccount)"
+	Name string `json:"name"`
+
+	// exports are the streams and services other accounts may import.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Exports []AccountExport `json:"exports,omitempty"`
+
+	// imports take streams and services other accounts export.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Imports []AccountImport `json:"imports,omitempty"`
+}
+
+// AccountExport offers a stream (messages published in the account) or a
+// service (requests answered in it) to other accounts.
+// +kubebuilder:validation:XValidation:rule="has(self.stream) != has(self.service)",message="an export is exactly one of stream or service"
+type AccountExport struct {
+	// stream is the subject (pattern) of messages other accounts may receive.
+	// +optional
+	Stream Subject `json:"stream,omitempty"`
+
+	// service is the subject (pattern) other accounts may send requests to.
+	// +optional
+	Service Subject `json:"service,omitempty"`
+
+	// accounts restricts the export to these accounts; absent, every account
+	// may import it.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=63
+	Accounts []string `json:"accounts,omitempty"`
+}
+
+// AccountImport takes a stream or a service another account exports.
+// +kubebuilder:validation:XValidation:rule="has(self.stream) != has(self.service)",message="an import is exactly one of stream or service"
+// +kubebuilder:validation:XValidation:rule="!has(self.prefix) || has(self.stream)",message="prefix applies to a stream import"
+// +kubebuilder:validation:XValidation:rule="!has(self.to) || has(self.service)",message="to applies to a service import"
+type AccountImport struct {
+	// account is the exporting account.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Account string `json:"account"`
+
+	// stream is the subject (pattern) of the exported stream to receive.
+	// +optional
+	Stream Subject `json:"stream,omitempty"`
+
+	// service is the subject (pattern) of the exported service to call.
+	// +optional
+	Service Subject `json:"service,omitempty"`
+
+	// prefix puts a token in front of the stream's subjects as this
+	// account's subscribers see them ("prefix.orders.new").
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[^\s.*>]+$`
+	Prefix string `json:"prefix,omitempty"`
+
+	// to is the subject this account's clients send the service's requests
+	// to; absent, the exported subject itself.
+	// +optional
+	To Subject `json:"to,omitempty"`
 }
 
 // MonitoringSpec describes the Prometheus Operator objects kept for a cluster.
@@ -236,6 +346,12 @@ type User struct {
 	// absent, auth.defaultPermissions apply.
 	// +optional
 	Permissions *Permissions `json:"permissions,omitempty"`
+
+	// account places the user in one of spec.accounts; absent, the user is
+	// in the global account with every other user that has none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Account string `json:"account,omitempty"`
 }
 
 // SecretKeyReference names one key of a Secret in the NatsCluster's namespace.
@@ -569,6 +685,25 @@ type NatsClusterStatus struct {
 	// tls reports the certificate the brokers serve to clients.
 	// +optional
 	TLS *TLSStatus `json:"tls,omitempty"`
+
+	// accounts reports each account of spec.accounts (and the system
+	// account, SYS) with how many of its users are configured on the
+	// brokers.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Accounts []AccountStatus `json:"accounts,omitempty"`
+}
+
+// AccountStatus is the observed state of one account.
+type AccountStatus struct {
+	// name is the account's name.
+	// +required
+	Name string `json:"name"`
+
+	// users is the number of the account's users on the brokers.
+	// +optional
+	Users int32 `json:"users"`
 }
 
 // TLSStatus is the observed state of the cluster's TLS.

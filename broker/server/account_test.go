@@ -453,3 +453,40 @@ func TestMonitoringShowsTheAccountOfEachConnectionAndSubscriptionAsNATSServer(t 
 		t.Errorf("accounts not shown: %v", results[false])
 	}
 }
+
+// An account's default_permissions apply to its users (authorization's do
+// not), and no_auth_user may name a user in an account, as in nats-server.
+func TestAccountDefaultPermissionsAndNoAuthUserInAnAccountAsNATSServer(t *testing.T) {
+	const accounts = `
+accounts {
+  A { users: [ { user: a, password: a } ], default_permissions: { publish: "ok.>" } }
+  B { users: [ { user: b, password: b } ] }
+}
+authorization { default_permissions: { publish: "never" }, users: [ { user: g, password: g } ] }
+no_auth_user: b
+`
+	forBoth(t, 1, accounts, func(t *testing.T, ac *accountsCluster) {
+		violations := make(chan error, 4)
+		a := connectTo(t, ac.url(0, "a"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+		a.Publish("not.ok", nil)
+		a.Flush()
+		select {
+		case err := <-violations:
+			if !strings.Contains(strings.ToLower(err.Error()), `permissions violation for publish to "not.ok"`) {
+				t.Errorf("a's violation: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("A's default_permissions did not stop a publish outside ok.>")
+		}
+		// b takes neither A's defaults nor authorization's; the anonymous
+		// client is b, in B.
+		anon := connectTo(t, fmt.Sprintf("nats://127.0.0.1:%d", ac.ports[0]))
+		b := connectTo(t, ac.url(0, "b"))
+		sub, _ := anon.SubscribeSync("anything")
+		anon.Flush()
+		b.Publish("anything", []byte("x"))
+		if _, err := sub.NextMsg(5 * time.Second); err != nil {
+			t.Errorf("b to the anonymous client in B: %v", err)
+		}
+	})
+}

@@ -64,11 +64,9 @@ func newAuthConfig(o *conf.Options, set *accountSet) (*authConfig, error) {
 	}
 	addUsers(a.Users, defaults, set.global)
 	for _, ca := range o.Accounts {
-		accDefaults := defaults
-		if ca.DefaultPermissions != nil {
-			accDefaults = auth.Compile(ca.DefaultPermissions)
-		}
-		addUsers(ca.Users, accDefaults, set.byName[ca.Name])
+		// As nats-server: an account's users take its default_permissions,
+		// never authorization's.
+		addUsers(ca.Users, auth.Compile(ca.DefaultPermissions), set.byName[ca.Name])
 	}
 	for _, p := range o.PreviousPasswords {
 		if u := ac.users[p.User]; u != nil {

@@ -17,6 +17,9 @@ limitations under the License.
 package resources
 
 import (
+	"encoding/json"
+	"net/url"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
@@ -87,4 +90,38 @@ func GeneratedUserSecret(nc *v1alpha1.NatsCluster, user, password string, caPEM 
 // operator's other Secrets, by their component label.
 func IsGeneratedUserSecret(labels map[string]string) bool {
 	return labels[LabelComponent] == ComponentUserCredentials
+}
+
+// NatsContextKey is the key of the system user's Secret that holds a nats
+// CLI context (`nats context import`, or a file in ~/.config/nats/context).
+const NatsContextKey = "nats-context.json"
+
+// SystemUserSecretName is the system user's Secret, "<cluster>-system-user".
+func SystemUserSecretName(nc *v1alpha1.NatsCluster) string { return nc.Name + "-system-user" }
+
+// SystemUserSecret is GeneratedUserSecret for the system account's user,
+// under its own name, with a nats CLI context: the url (credentials apart,
+// as the CLI keeps them), user, password and, with TLS, "ca": "ca.crt",
+// the Secret's own key, for the CLI run where the Secret is mounted.
+func SystemUserSecret(nc *v1alpha1.NatsCluster, password string, caPEM []byte) *corev1.Secret {
+	s := GeneratedUserSecret(nc, SystemUserName, password, caPEM)
+	s.Name = SystemUserSecretName(nc)
+	u, _ := url.Parse(ClientURL(nc, SystemUserName, password))
+	u.User = nil
+	ctx := natsContext{Description: "system account of NatsCluster " + nc.Namespace + "/" + nc.Name,
+		URL: u.String(), User: SystemUserName, Password: password}
+	if len(caPEM) > 0 {
+		ctx.CA = CACertKey
+	}
+	s.Data[NatsContextKey], _ = json.Marshal(ctx)
+	return s
+}
+
+// natsContext is the nats CLI's context file (natscli's natscontext).
+type natsContext struct {
+	Description string `json:"description"`
+	URL         string `json:"url"`
+	User        string `json:"user"`
+	Password    string `json:"password"`
+	CA          string `json:"ca,omitempty"`
 }
