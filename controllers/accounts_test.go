@@ -122,6 +122,24 @@ func TestAccountsUsersAndTheSystemUserAreRenderedAndReported(t *testing.T) {
 		return nil
 	})
 
+	// A NatsUser joins an account of the cluster; one naming an account the
+	// cluster has not, or the system user's name, is refused.
+	dave := createNatsUser(t, ns, "dave", v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: nc.Name}, Account: "A"})
+	eve := createNatsUser(t, ns, "eve", v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: nc.Name}, Account: "Z"})
+	sys := createNatsUser(t, ns, "sys", v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: nc.Name}, Username: "_sys"})
+	waitForNatsUser(t, eve, v1alpha1.NatsUserAccountNotFound)
+	waitForNatsUser(t, sys, v1alpha1.NatsUserNameConflict)
+	eventually(t, timeout, func() error {
+		o, _, err := brokerConfig(nc)
+		if err != nil {
+			return err
+		}
+		if got := fmt.Sprint(accountUsers(o)["A"]); got != "[alice dave]" {
+			return fmt.Errorf("account A's users %s, want [alice dave] (NatsUser %s)", got, dave.Name)
+		}
+		return nil
+	})
+
 	// Off: SYS leaves the config and its Secret is deleted.
 	updateCluster(t, nc, func(c *v1alpha1.NatsCluster) { c.Spec.SystemAccount.Enabled = ptr.To(false) })
 	eventually(t, timeout, func() error {

@@ -300,6 +300,9 @@ func TestCELAndSchemaRefuseInvalidSpecs(t *testing.T) {
 		{"two accounts of one name", func(nc *v1alpha1.NatsCluster) {
 			nc.Spec.Accounts = []v1alpha1.Account{{Name: "A"}, {Name: "A"}}
 		}, "Duplicate value"},
+		{"a user named as the system user", func(nc *v1alpha1.NatsCluster) {
+			nc.Spec.Auth.Users[0].Name = "_sys"
+		}, "the user name _sys is reserved"},
 		{"an account named SYS", func(nc *v1alpha1.NatsCluster) {
 			nc.Spec.Accounts = []v1alpha1.Account{{Name: "SYS"}}
 		}, "SYS is the system account's name"},

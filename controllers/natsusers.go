@@ -70,6 +70,13 @@ func (r *NatsClusterReconciler) resolveNatsUsers(ctx context.Context, rq *reques
 		claimed[u.Name] = "a user of the NatsCluster's spec.auth.users"
 		certificateUsers = certificateUsers || u.TLSIdentity != ""
 	}
+	if resources.SystemAccountEnabled(nc) {
+		claimed[resources.SystemUserName] = "the system account's user"
+	}
+	accounts := map[string]bool{}
+	for _, a := range nc.Spec.Accounts {
+		accounts[a.Name] = true
+	}
 	admits := r.namespaceAdmission(ctx, nc)
 	rq.natsUsers = make([]*natsUser, 0, len(list))
 	for _, nu := range list {
@@ -82,6 +89,9 @@ func (r *NatsClusterReconciler) resolveNatsUsers(ctx context.Context, rq *reques
 		case nu.Namespace != nc.Namespace && !admits(nu.Namespace):
 			u.refusal = v1alpha1.NatsUserNamespaceNotAllowed
 			u.refusalMessage = fmt.Sprintf("NatsCluster %s/%s does not admit NatsUsers of namespace %s (spec.auth.allowedUserNamespaces)", nc.Namespace, nc.Name, nu.Namespace)
+		case nu.Spec.Account != "" && !accounts[nu.Spec.Account]:
+			u.refusal = v1alpha1.NatsUserAccountNotFound
+			u.refusalMessage = fmt.Sprintf("NatsCluster %s/%s has no account %s (spec.accounts)", nc.Namespace, nc.Name, nu.Spec.Account)
 		case claimed[username] != "":
 			u.refusal = v1alpha1.NatsUserNameConflict
 			u.refusalMessage = fmt.Sprintf("username %s is already taken in NatsCluster %s/%s by %s", username, nc.Namespace, nc.Name, claimed[username])
@@ -214,7 +224,7 @@ func (r *NatsClusterReconciler) resolveNatsUserPasswords(ctx context.Context, rq
 		}
 		nu := u.obj
 		name, key := resources.NatsUserPasswordSecret(nu)
-		spec := &v1alpha1.User{Name: nu.Username(), PasswordSecretRef: nu.Spec.PasswordSecretRef, Permissions: nu.Spec.Permissions}
+		spec := &v1alpha1.User{Name: nu.Username(), PasswordSecretRef: nu.Spec.PasswordSecretRef, Permissions: nu.Spec.Permissions, Account: nu.Spec.Account}
 		u.user = resolvedUser{name: spec.Name, spec: spec, secretName: name, key: key, natsUser: nu}
 		if nu.Spec.PasswordSecretRef != nil {
 			c := readPassword(secrets[client.ObjectKey{Namespace: nu.Namespace, Name: name}], name, key)

@@ -27,6 +27,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.accounts) || self.accounts.all(a, !has(a.imports) || a.imports.all(i, self.accounts.exists(b, b.name == i.account)))",message="an import names an account that is not in spec.accounts"
 // +kubebuilder:validation:XValidation:rule="!has(self.accounts) || self.accounts.all(a, !has(a.exports) || a.exports.all(x, !has(x.accounts) || x.accounts.all(n, self.accounts.exists(b, b.name == n))))",message="an export's accounts name an account that is not in spec.accounts"
 // +kubebuilder:validation:XValidation:rule="!has(self.auth.users) || self.auth.users.all(u, !has(u.account) || (has(self.accounts) && self.accounts.exists(a, a.name == u.account)))",message="a user's account is not in spec.accounts"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth.users) || self.auth.users.all(u, u.name != '_sys')",message="the user name _sys is reserved for the system account's user"
 // +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.mode) || self.tls.mode != 'Disabled' || !has(self.auth.users) || self.auth.users.all(u, !has(u.tlsIdentity))",message="users with a tlsIdentity need TLS: not allowed with tls.mode Disabled"
 type NatsClusterSpec struct {
 	// replicas is the number of broker pods. Every pod routes to every other pod

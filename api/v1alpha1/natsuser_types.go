@@ -57,6 +57,13 @@ type NatsUserSpec struct {
 	// absent, the cluster's spec.auth.defaultPermissions apply.
 	// +optional
 	Permissions *Permissions `json:"permissions,omitempty"`
+
+	// account places the user in one of the cluster's spec.accounts; absent,
+	// the user is in the global account. A NatsUser naming an account the
+	// cluster does not have is refused (Ready=False, AccountNotFound).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Account string `json:"account,omitempty"`
 }
 
 // ClusterReference names a NatsCluster.
@@ -159,6 +166,9 @@ const (
 	// NatsUserNameConflict (Ready=False): another user of the cluster claims
 	// the same username and wins (see spec.username).
 	NatsUserNameConflict = "NameConflict"
+	// NatsUserAccountNotFound (Ready=False): spec.account names no account
+	// of the NatsCluster's spec.accounts.
+	NatsUserAccountNotFound = "AccountNotFound"
 	// NatsUserSecretMissing, NatsUserKeyMissing and NatsUserInvalidPassword
 	// (Ready=False): as for the NatsCluster's users; a user that had a
 	// working password keeps its last good one on the brokers.
