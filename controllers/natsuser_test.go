@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
 )
@@ -169,6 +170,26 @@ func TestNatsUsersOfTheClustersNamespaceAndOfAllowedNamespacesAreServedOthersRef
 		return k8s.Get(context.Background(), client.ObjectKey{Namespace: refused, Name: "stranger-user-credentials"}, strangerCreds)
 	})
 	waitForConfig(t, nc, map[string]string{"inline": "inline-1", "local": "local-1", "stranger": string(strangerCreds.Data["password"])})
+
+	// What the watches map to the cluster, through the manager's cache and
+	// its indexes: a NatsUser's password Secret, a NatsUser's generated
+	// Secret (by its owner) and a namespace of NatsUsers. (The reconciles
+	// below would also pass on a reconcile that happened to be queued.)
+	want := []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(nc)}}
+	eventually(t, timeout, func() error {
+		for what, got := range map[string][]reconcile.Request{
+			"the password Secret of a NatsUser": reconciler.clustersNamingSecret(context.Background(),
+				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "local-pw"}}),
+			"a NatsUser's generated Secret": reconciler.clustersNamingSecret(context.Background(), strangerCreds),
+			"a namespace of NatsUsers": reconciler.clustersOfNamespaceUsers(context.Background(),
+				&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: refused}}),
+		} {
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("%s maps to %v, want %v", what, got, want)
+			}
+		}
+		return nil
+	})
 
 	// Editing the NatsUser's password Secret rotates it.
 	setPassword(t, ns, "local-pw", "local-2")
