@@ -117,6 +117,7 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 		return err
 	}
 	rq.config, rq.configHash = config, resources.ConfigDigest(config)
+	rq.renderedAt = r.now()
 	for name := range rotated {
 		rec := records[name]
 		rec.ConfigHash = rq.configHash

@@ -133,7 +133,11 @@ func (r *NatsClusterReconciler) recordMetrics(key types.NamespacedName, rq *requ
 	reconciles.WithLabelValues(result).Inc()
 
 	if rq.propagation.observed && rq.configHash != "" {
-		if took, done := r.rotations.observe(key, rq.configHash+"/"+rq.tls.hash, rq.now, r.now(), rq.propagation); done {
+		began := rq.renderedAt
+		if began.IsZero() {
+			began = rq.now
+		}
+		if took, done := r.rotations.observe(key, rq.configHash+"/"+rq.tls.hash, began, r.now(), rq.propagation); done {
 			rotationPropagation.Observe(took.Seconds())
 		}
 	}

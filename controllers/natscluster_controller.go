@@ -165,8 +165,12 @@ type request struct {
 	users     []resolvedUser // spec order, then the admitted NatsUsers, oldest first
 	natsUsers []*natsUser    // every NatsUser naming the cluster, oldest first
 
-	config        []byte
-	configHash    string
+	config     []byte
+	configHash string
+	// renderedAt is when this reconcile had read every Secret and rendered
+	// the config: a rotation is timed from there, not from the reconcile's
+	// start, which may precede the Secret change it then reads.
+	renderedAt    time.Time
 	configWritten bool
 	records       fingerprints  // as written to the config Secret
 	history       configHistory // config hashes written, oldest first

@@ -146,7 +146,7 @@ func BenchmarkPubSubThroughAStreamImport(b *testing.B) {
 		b.Fatal(err)
 	}
 	go oracle.Start()
-	if !oracle.ReadyForConnections(5 * time.Second) {
+	if !oracle.ReadyForConnections(30 * time.Second) {
 		b.Fatal("nats-server did not start")
 	}
 	b.Cleanup(oracle.Shutdown)

@@ -25,7 +25,7 @@ func monitoredPair(t *testing.T) (theirURL, theirMon, ourURL, ourMon string) {
 		t.Fatal(err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
+	if !ns.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server did not start")
 	}
 	t.Cleanup(ns.Shutdown)

@@ -102,7 +102,7 @@ func TestHealthzFailsInLameDuckModeAsNatsServerDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	go oracle.Start()
-	if !oracle.ReadyForConnections(5 * time.Second) {
+	if !oracle.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server did not start")
 	}
 	t.Cleanup(oracle.Shutdown)

@@ -66,7 +66,7 @@ func oracleCluster(t testing.TB) (*natsserver.Server, *natsserver.Server) {
 			t.Fatal(err)
 		}
 		go s.Start()
-		if !s.ReadyForConnections(5 * time.Second) {
+		if !s.ReadyForConnections(30 * time.Second) {
 			t.Fatal("nats-server did not start")
 		}
 		t.Cleanup(s.Shutdown)

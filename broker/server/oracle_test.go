@@ -52,7 +52,7 @@ func runOracle(t testing.TB, opts *conf.Options) *natsserver.Server {
 		t.Fatalf("nats-server: %v", err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
+	if !s.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server did not start")
 	}
 	t.Cleanup(s.Shutdown)

@@ -234,7 +234,7 @@ func TestWithoutAGraceWindowARotationIsTheHardCutNatsServerMakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
+	if !ns.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server did not start")
 	}
 	t.Cleanup(ns.Shutdown)

@@ -49,7 +49,7 @@ func TestHTTPSMonitoringServesEveryEndpointAndRefusesPlainHTTPAsNATSServer(t *te
 	}
 	go ns.Start()
 	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(5 * time.Second) {
+	if !ns.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server did not start")
 	}
 

@@ -64,7 +64,7 @@ func natsServerFromFlags(t *testing.T, args ...string) (*natsserver.Server, erro
 	}
 	go s.Start()
 	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(5 * time.Second) {
+	if !s.ReadyForConnections(30 * time.Second) {
 		t.Fatal("nats-server did not start")
 	}
 	return s, nil
