@@ -112,7 +112,7 @@ demo: ## The main job: bring up a local Kubernetes, helm-install the operator, d
 E2E_IMAGE_TAG ?= e2e-$(shell date +%s)
 
 .PHONY: e2e
-e2e: k8s-binaries $(HELM) ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it). E2E_RUN=regexp picks tests.
+e2e: k8s-binaries $(HELM) $(NATSCLI) ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it). E2E_RUN=regexp picks tests.
 	hack/local-cluster/up.sh
 	$(MAKE) --no-print-directory cluster-images IMAGE_TAG=$(E2E_IMAGE_TAG)
 	@# The tests run inside the cluster's network namespace, where Service names
