@@ -330,7 +330,7 @@ func TestADeletedGeneratedSecretIsMadeAgainAndAForeignOneIsNotTakenOver(t *testi
 	}
 	still := &corev1.Secret{}
 	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(foreign), still); err != nil || string(still.Data["password"]) != "not-the-operators" || len(still.OwnerReferences) != 0 {
-		t.Errorf("the foreign Secret was changed: %v %+v", err, still.ObjectMeta.OwnerReferences)
+		t.Errorf("the foreign Secret was changed: %v %+v", err, still.OwnerReferences)
 	}
 	waitForConfig(t, nc, map[string]string{"regen": string(second.Data["password"])})
 }

@@ -95,7 +95,7 @@ type RoutezQuery struct {
 
 // BuildRoutez is /routez for q.
 func BuildRoutez(src Source, q RoutezQuery) *Routez {
-	rz := src.Routez(RoutezOptions{Subs: q.Subs, SubsDetail: q.SubsDetail})
+	rz := src.Routez(RoutezOptions(q))
 	sort.Slice(rz.Routes, func(i, j int) bool { return rz.Routes[i].Rid < rz.Routes[j].Rid })
 	rz.NumRoutes = len(rz.Routes)
 	for _, ri := range rz.Routes {

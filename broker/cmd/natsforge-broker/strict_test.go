@@ -90,16 +90,6 @@ func requiresAuth(t *testing.T, who, addr, user, pass string) {
 	nc.Close()
 }
 
-// aBrokerIsRefused asserts that the broker binary exits 1 on config, with
-// want as its error, and that nats-server started on the same file.
-func aBrokerIsRefused(t *testing.T, bin, config, want string) {
-	t.Helper()
-	code, stderr := runToExit(t, bin, "-c", config, "-a", "127.0.0.1", "-p", "-1")
-	if code != 1 || strings.TrimSpace(stderr) != "natsforge-broker: "+want {
-		t.Fatalf("broker: exit %d, stderr\n%s\nwant exit 1 and natsforge-broker: %s", code, stderr, want)
-	}
-}
-
 func TestTheIssueTableABritishSpellingStopsBothServersWithTheSameError(t *testing.T) {
 	bin, natsBin := buildBinary(t), buildNATSServer(t)
 	config := filepath.Join(t.TempDir(), "x.conf")
