@@ -68,27 +68,3 @@ func subjectIsLiteral(subject string) bool {
 	}
 	return true
 }
-
-// subjectIsSubsetMatch reports whether every subject matched by subject (which
-// may hold wildcards) is also matched by pattern.
-func subjectIsSubsetMatch(subject, pattern string) bool {
-	for {
-		ptok, prest, pmore := strings.Cut(pattern, ".")
-		stok, srest, smore := strings.Cut(subject, ".")
-		switch {
-		case ptok == ">":
-			return true
-		case stok == ">":
-			return false
-		case ptok == "*":
-		case stok == "*":
-			return false
-		case ptok != stok:
-			return false
-		}
-		if !pmore || !smore {
-			return pmore == smore
-		}
-		pattern, subject = prest, srest
-	}
-}
