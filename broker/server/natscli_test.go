@@ -68,6 +68,27 @@ func TestTheNatsCLIsServerCommandsGetEveryBrokerAsFromNATSServer(t *testing.T) {
 			connectTo(t, ac.url(i, "b"), nats.Name(fmt.Sprintf("probe-%d", i)))
 		}
 		url := ac.url(0, "sys")
+		// The CLI asks once: wait until every broker's $SYS interest has
+		// crossed the routes and a ping gets every answer.
+		sys := connectTo(t, url, nats.Name("ping-wait")) // the 5th connection of the report below
+		eventually(t, 10*time.Second, "every broker answering $SYS.REQ.SERVER.PING", func() bool {
+			inbox := nats.NewInbox()
+			sub, err := sys.SubscribeSync(inbox)
+			if err != nil {
+				return false
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+			if err := sys.PublishRequest("$SYS.REQ.SERVER.PING", inbox, nil); err != nil {
+				return false
+			}
+			n := 0
+			for ; n < len(ac.ports); n++ {
+				if _, err := sub.NextMsg(time.Second); err != nil {
+					break
+				}
+			}
+			return n == len(ac.ports)
+		})
 		contains := func(cmd, out string, want ...string) {
 			t.Helper()
 			for _, w := range want {
@@ -85,7 +106,7 @@ func TestTheNatsCLIsServerCommandsGetEveryBrokerAsFromNATSServer(t *testing.T) {
 			contains("server info "+n, out, "Server information for "+n, "Connection Details", "Cluster:")
 		}
 		out = runCLI(t, bin, url, "server", "report", "connections")
-		contains("server report connections", out, "probe-0", "probe-1", "probe-2", "Totals for 4 connections")
+		contains("server report connections", out, "probe-0", "probe-1", "probe-2", "Totals for 5 connections")
 		for _, n := range names {
 			contains("server report connections", out, "│ "+n)
 		}
