@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -11,12 +12,22 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// writeOCIArchive writes img as a tar of an OCI image layout. The index entry is
+// writeDockerArchive writes the image of a single-architecture build as `docker
+// save` does; that format holds no index.
+func writeDockerArchive(file string, ref name.Tag, imgs []platformImage) error {
+	if len(imgs) != 1 {
+		return fmt.Errorf("--format docker holds one platform, not %d: use --format oci", len(imgs))
+	}
+	return tarball.WriteToFile(file, ref, imgs[0].Image)
+}
+
+// writeOCIArchive writes idx as a tar of an OCI image layout. The layout's entry is
 // annotated with the tag (org.opencontainers.image.ref.name) and the full name
-// (io.containerd.image.name), which `ctr images import` and `docker load` read.
-func writeOCIArchive(file string, img v1.Image, ref name.Tag, platform v1.Platform) error {
+// (io.containerd.image.name), which `ctr images import` reads.
+func writeOCIArchive(file string, idx v1.ImageIndex, ref name.Tag) error {
 	dir, err := os.MkdirTemp(filepath.Dir(file), ".oci-layout-")
 	if err != nil {
 		return err
@@ -26,10 +37,10 @@ func writeOCIArchive(file string, img v1.Image, ref name.Tag, platform v1.Platfo
 	if err != nil {
 		return err
 	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
+	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{
 		"org.opencontainers.image.ref.name": ref.TagStr(),
 		"io.containerd.image.name":          "docker.io/" + ref.RepositoryStr() + ":" + ref.TagStr(),
-	}), layout.WithPlatform(platform)); err != nil {
+	})); err != nil {
 		return err
 	}
 

@@ -46,7 +46,7 @@ type meta struct {
 	Revision string // git commit, may be empty
 	Source   string // repository URL
 	Created  time.Time
-	Arch     string // GOARCH of the binaries
+	Arch     string // GOARCH of the binaries of one platform image
 	CACerts  string // optional CA bundle to include at /etc/ssl/certs/ca-certificates.crt
 }
 
@@ -58,6 +58,15 @@ var elfMachine = map[string]elf.Machine{
 	"ppc64le": elf.EM_PPC64,
 	"s390x":   elf.EM_S390,
 	"riscv64": elf.EM_RISCV,
+}
+
+// archVariant is the platform variant registries and runtimes record for a
+// GOARCH (arm64 is v8, as buildx writes it); empty for the others.
+var archVariant = map[string]string{"arm64": "v8"}
+
+// platformOf is the OCI platform of a linux/<arch> image.
+func platformOf(arch string) v1.Platform {
+	return v1.Platform{OS: "linux", Architecture: arch, Variant: archVariant[arch]}
 }
 
 // checkStatic refuses a binary that an empty base cannot run: not an ELF for arch,
@@ -223,6 +232,7 @@ func build(s spec, m meta, base v1.Layer) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.Architecture = m.Arch
+	cf.Variant = archVariant[m.Arch]
 	cf.OS = "linux"
 	cf.Created = created
 	cf.Author = "natsforge"
@@ -241,4 +251,48 @@ func build(s spec, m meta, base v1.Layer) (v1.Image, error) {
 		cf.Config.ExposedPorts = nil
 	}
 	return mutate.ConfigFile(img, cf)
+}
+
+// binaryFor is the binary of s for one architecture: its path with {arch}
+// replaced. Several architectures need the placeholder, or every platform would
+// get the same binary (checkStatic would refuse all but one anyway).
+func binaryFor(s spec, arch string, archs int) (string, error) {
+	if archs > 1 && !strings.Contains(s.Binary, "{arch}") {
+		return "", fmt.Errorf("%s: binary path %q has no {arch} for %d architectures", s.Repo, s.Binary, archs)
+	}
+	return strings.ReplaceAll(s.Binary, "{arch}", arch), nil
+}
+
+// platformImage is one platform's image of an index, with the binary it runs.
+type platformImage struct {
+	Arch   string
+	Binary string
+	Image  v1.Image
+}
+
+// buildIndex builds the image of s for every arch and puts them in one OCI image
+// index, in the order of archs: the index's digest is then a function of the
+// binaries and m alone.
+func buildIndex(s spec, m meta, archs []string, base v1.Layer) (v1.ImageIndex, []platformImage, error) {
+	var adds []mutate.IndexAddendum
+	var imgs []platformImage
+	for _, arch := range archs {
+		bin, err := binaryFor(s, arch, len(archs))
+		if err != nil {
+			return nil, nil, err
+		}
+		pm := m
+		pm.Arch = arch
+		ps := s
+		ps.Binary = bin
+		img, err := build(ps, pm, base)
+		if err != nil {
+			return nil, nil, err
+		}
+		p := platformOf(arch)
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		imgs = append(imgs, platformImage{Arch: arch, Binary: bin, Image: img})
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	return mutate.AppendManifests(idx, adds...), imgs, nil
 }

@@ -1,12 +1,18 @@
 // Command images builds natsforge's container images without a Docker engine: each
-// image is one static Go binary on an empty base with a distroless-style non-root
-// user (65532), an entrypoint, OCI labels and a linux platform. It writes the images
-// as OCI tarballs (for `ctr images import`, `docker load`, `podman load`) and/or
-// pushes them to a registry.
+// image is an OCI image index of one image per architecture, each of those one
+// static Go binary on an empty base with a distroless-style non-root user (65532),
+// an entrypoint, OCI labels and its linux platform. It writes the images as OCI
+// tarballs (for `ctr images import`, `podman load`) and/or pushes them to a
+// registry, and can record their digests and write a CycloneDX SBOM of each.
 //
-//	go run ./hack/images --tag dev \
-//	    --operator bin/manager --broker bin/natsforge-broker --pause bin/pause \
-//	    --out dist/images --push 10.200.0.2:5001 --insecure
+//	go run ./hack/images --tag 0.1.0 --arch amd64,arm64 \
+//	    --operator 'bin/images/{arch}/manager' --broker 'bin/images/{arch}/natsforge-broker' \
+//	    --pause 'bin/images/{arch}/pause' \
+//	    --push 10.200.0.2:5001 --insecure --digests dist/images.json --sbom dist/sbom
+//
+// Every byte of an image comes from the binaries and fixed metadata (the creation
+// time is $SOURCE_DATE_EPOCH or the HEAD commit's time), so the same commit gives
+// the same digests.
 //
 // An image whose binary flag is empty is skipped. `--image repo=binary` adds any
 // other single-binary image (entrypoint /<binary name>).
@@ -15,6 +21,11 @@
 // local cluster:
 //
 //	go run ./hack/images registry --address 127.0.0.1:5001 --dir bin/registry
+//
+// and sets a chart's image values to the images a --digests file records (make
+// release):
+//
+//	go run ./hack/images pin-chart --digests dist/images.json --values chart/values.yaml
 package main
 
 import (
@@ -26,6 +37,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,9 +45,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 const source = "https://github.com/natsforge/natsforge"
@@ -49,9 +59,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "registry" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "registry":
 		err = serveRegistry(ctx, os.Args[2:])
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "pin-chart":
+		err = pinChart(os.Args[2:])
+	case len(os.Args) == 3 && os.Args[1] == "digests":
+		err = printDigests(os.Args[2])
+	default:
 		args := os.Args[1:]
 		if len(args) > 0 && args[0] == "build" {
 			args = args[1:]
@@ -76,7 +91,9 @@ func buildAll(ctx context.Context, args []string) error {
 		format   = fs.String("format", "oci", "archive format for --out: oci (OCI image layout) or docker (docker save)")
 		push     = fs.String("push", "", "registry to push to, e.g. 10.200.0.2:5001 or ghcr.io/org")
 		insecure = fs.Bool("insecure", false, "allow plain http to the --push registry")
-		arch     = fs.String("arch", "amd64", "GOARCH the binaries were built for (the image platform is linux/<arch>)")
+		arch     = fs.String("arch", "amd64", "GOARCHes the binaries were built for, comma-separated: each image is an OCI index with one linux/<arch> image each; with more than one, binary paths hold {arch}")
+		digests  = fs.String("digests", "", "write every image's repository, tag and index and platform digests to this JSON `file`")
+		sbomDir  = fs.String("sbom", "", "write a CycloneDX SBOM of each image, <name>.cdx.json, to this `directory`")
 		revision = fs.String("revision", "", "git revision label (default: git rev-parse HEAD, if available)")
 		created  = fs.String("created", "", "creation time, RFC 3339 or Unix seconds (default: $SOURCE_DATE_EPOCH, else the HEAD commit time, else the epoch): fixed so builds are reproducible")
 		caCerts  = fs.String("ca-certs", "", "CA bundle to include at /etc/ssl/certs/ca-certificates.crt (default none)")
@@ -122,7 +139,11 @@ func buildAll(ctx context.Context, args []string) error {
 		return errors.New("no images: give --operator, --broker, --pause or --image")
 	}
 
-	m := meta{Version: *tag, Revision: *revision, Source: source, Arch: *arch, CACerts: *caCerts}
+	archList, err := parseArchs(*arch)
+	if err != nil {
+		return err
+	}
+	m := meta{Version: *tag, Revision: *revision, Source: source, CACerts: *caCerts}
 	if m.Revision == "" {
 		m.Revision = git("rev-parse", "HEAD")
 	}
@@ -136,22 +157,25 @@ func buildAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *out != "" {
-		if err := os.MkdirAll(*out, 0o755); err != nil {
-			return err
+	for _, dir := range []string{*out, *sbomDir} {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
 		}
 	}
 	var nameOpts []name.Option
 	if *insecure {
 		nameOpts = append(nameOpts, name.Insecure)
 	}
+	record := buildRecord{Version: *tag, Revision: m.Revision, Created: m.Created.Format(time.RFC3339)}
 	for _, s := range specs {
 		start := time.Now()
-		img, err := build(s, m, base)
+		idx, imgs, err := buildIndex(s, m, archList, base)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Repo, err)
 		}
-		digest, err := img.Digest()
+		built, err := describe(s, *tag, idx, imgs)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Repo, err)
 		}
@@ -162,28 +186,62 @@ func buildAll(ctx context.Context, args []string) error {
 				return err
 			}
 			if *format == "docker" {
-				err = tarball.WriteToFile(file, ref, img)
+				err = writeDockerArchive(file, ref, imgs)
 			} else {
-				err = writeOCIArchive(file, img, ref, v1.Platform{OS: "linux", Architecture: *arch})
+				err = writeOCIArchive(file, idx, ref)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: writing %s: %w", s.Repo, file, err)
 			}
-			fmt.Printf("wrote %s  %s:%s  %s\n", file, s.Repo, *tag, digest)
+			fmt.Printf("wrote %s  %s:%s  %s\n", file, s.Repo, *tag, built.Digest)
 		}
 		if *push != "" {
 			ref, err := name.NewTag(strings.TrimSuffix(*push, "/")+"/"+s.Repo+":"+*tag, nameOpts...)
 			if err != nil {
 				return err
 			}
-			if err := remote.Write(ref, img, remote.WithContext(ctx),
+			if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx),
 				remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
 				return fmt.Errorf("pushing %s: %w", ref, err)
 			}
-			fmt.Printf("pushed %s@%s (%s)\n", ref, digest, time.Since(start).Round(time.Millisecond))
+			built.Repository = ref.Context().Name()
+			fmt.Printf("pushed %s@%s (%s)\n", ref, built.Digest, time.Since(start).Round(time.Millisecond))
 		}
+		for _, p := range built.Platforms {
+			fmt.Printf("  %s:%s %s %s\n", s.Repo, *tag, p.Platform, p.Digest)
+		}
+		if *sbomDir != "" {
+			file := filepath.Join(*sbomDir, filepath.Base(s.Repo)+".cdx.json")
+			if err := writeSBOM(file, built, imgs, m); err != nil {
+				return fmt.Errorf("%s: SBOM: %w", s.Repo, err)
+			}
+			fmt.Printf("wrote %s\n", file)
+		}
+		record.Images = append(record.Images, built)
+	}
+	if *digests != "" {
+		if err := record.write(*digests); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s\n", *digests)
 	}
 	return nil
+}
+
+// parseArchs splits --arch: GOARCHes, comma-separated, each known and once.
+func parseArchs(v string) ([]string, error) {
+	var archs []string
+	for _, a := range strings.Split(v, ",") {
+		a = strings.TrimSpace(a)
+		if _, ok := elfMachine[a]; !ok {
+			return nil, fmt.Errorf("--arch %q: unsupported architecture %q", v, a)
+		}
+		if slices.Contains(archs, a) {
+			return nil, fmt.Errorf("--arch %q: %s twice", v, a)
+		}
+		archs = append(archs, a)
+	}
+	return archs, nil
 }
 
 // creationTime resolves --created, $SOURCE_DATE_EPOCH or the HEAD commit time.

@@ -38,10 +38,16 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/* An image reference: repository:tag, or repository:tag@digest when a digest is set. */}}
+{{- define "natsforge.image" -}}
+{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- with .image.digest }}@{{ . }}{{ end }}
+{{- end }}
+
 {{- define "natsforge.operatorImage" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "natsforge.image" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "natsforge.brokerImage" -}}
-{{- printf "%s:%s" .Values.broker.image.repository (default .Chart.AppVersion .Values.broker.image.tag) }}
+{{- include "natsforge.image" (dict "image" .Values.broker.image "appVersion" .Chart.AppVersion) }}
 {{- end }}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// pinChart sets a chart's image values to a build's images, for make release:
+//
+//	go run ./hack/images pin-chart --digests dist/images.json --values <copy of the chart>/values.yaml
+//
+// image.* is the operator image, broker.image.* the broker's: repository, tag
+// and digest of what was pushed. Only those scalars change, in place, so the
+// packaged values.yaml keeps every comment and blank line of the source.
+func pinChart(args []string) error {
+	fs := flag.NewFlagSet("images pin-chart", flag.ContinueOnError)
+	digests := fs.String("digests", "", "the `file` --digests wrote")
+	values := fs.String("values", "", "the chart's values.yaml `file`, rewritten in place")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *digests == "" || *values == "" || fs.NArg() > 0 {
+		return errors.New("usage: images pin-chart --digests FILE --values FILE")
+	}
+	r, err := readRecord(*digests)
+	if err != nil {
+		return err
+	}
+	set := map[string]string{}
+	for _, img := range r.Images {
+		var prefix string
+		switch img.Name {
+		case "operator":
+			prefix = "image"
+		case "broker":
+			prefix = "broker.image"
+		default:
+			continue
+		}
+		set[prefix+".repository"] = img.Repository
+		set[prefix+".tag"] = img.Tag
+		set[prefix+".digest"] = img.Digest
+	}
+	if len(set) != 6 {
+		return fmt.Errorf("%s: want the operator and broker images, got %d values", *digests, len(set))
+	}
+	src, err := os.ReadFile(*values)
+	if err != nil {
+		return err
+	}
+	out, err := setScalars(src, set)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *values, err)
+	}
+	return os.WriteFile(*values, out, 0o644)
+}
+
+// setScalars replaces the values at the dotted paths of set in the YAML
+// document src, each a scalar on its own line, and checks that the result reads
+// back with exactly those values.
+func setScalars(src []byte, set map[string]string) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, err
+	}
+	lines := bytes.Split(src, []byte("\n"))
+	for p, v := range set {
+		n, err := lookup(&doc, p)
+		if err != nil {
+			return nil, err
+		}
+		line := lines[n.Line-1]
+		if n.Column-1 > len(line) {
+			return nil, fmt.Errorf("%s: line %d is shorter than its value's column", p, n.Line)
+		}
+		lines[n.Line-1] = append(line[:n.Column-1:n.Column-1], strconv.Quote(v)...)
+	}
+	out := bytes.Join(lines, []byte("\n"))
+
+	var check yaml.Node
+	if err := yaml.Unmarshal(out, &check); err != nil {
+		return nil, fmt.Errorf("rewritten values do not parse: %w", err)
+	}
+	for p, v := range set {
+		n, err := lookup(&check, p)
+		if err != nil {
+			return nil, err
+		}
+		if n.Value != v {
+			return nil, fmt.Errorf("%s reads back as %q, want %q", p, n.Value, v)
+		}
+	}
+	return out, nil
+}
+
+// lookup finds the scalar value node at a dotted path of mapping keys.
+func lookup(doc *yaml.Node, dotted string) (*yaml.Node, error) {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for _, key := range strings.Split(dotted, ".") {
+		if n.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("%s: %q is not under a mapping", dotted, key)
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil, fmt.Errorf("%s: no key %q", dotted, key)
+		}
+		n = next
+	}
+	if n.Kind != yaml.ScalarNode {
+		return nil, fmt.Errorf("%s is not a scalar", dotted)
+	}
+	return n, nil
+}
