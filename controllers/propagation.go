@@ -209,6 +209,7 @@ func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request
 			if err := r.Client.Patch(ctx, pod, patch); client.IgnoreNotFound(err) != nil {
 				return fmt.Errorf("annotate pod %s: %w", pod.Name, err)
 			}
+			logf.FromContext(ctx).Info("pod annotated with the new config", "pod", pod.Name, "configHash", rq.configHash)
 		}
 		if pod.Status.PodIP != "" && podReady(pod) {
 			ready = append(ready, pod)
