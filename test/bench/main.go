@@ -127,6 +127,8 @@ func main() {
 		save       = flag.String("save", "", "also save the results as JSON here")
 		render     = flag.String("render", "", "measure nothing: write -md and -png from results saved by -save")
 	)
+	cluster := flag.Bool("cluster", false, "measure password rotations on the local cluster instead (make bench-cluster; run inside its network namespace), writing only its section of -md")
+	co := clusterFlags()
 	flag.BoolVar(&verbose, "v", false, "log more: CPU per message of server and clients")
 	relay := flag.Bool("relay", false, "internal: run the ceiling's relay process")
 	clientLoad := flag.String("client-load", "", "internal: run one -profile load against -url and exit")
@@ -142,6 +144,19 @@ func main() {
 	if *clientLoad != "" {
 		if err := runClientLoad(*clientLoad, *url, *profSize, *dur); err != nil {
 			fatal("%v", err)
+		}
+		return
+	}
+	if *cluster {
+		cmd := *command
+		if cmd == "" {
+			cmd = "go run -tags bench ./test/bench " + strings.Join(os.Args[1:], " ")
+		}
+		if *quick {
+			co.quick()
+		}
+		if err := runCluster(co, cmd, *md, *png, *save); err != nil {
+			fatal("bench-cluster FAILED: %v", err)
 		}
 		return
 	}
