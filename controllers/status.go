@@ -166,8 +166,8 @@ func readyCondition(rq *request) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, v1alpha1.ReasonPaused, "spec.paused is set: the operator changes nothing"
 	case sts == nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonPodsNotReady, "the StatefulSet does not exist yet"
-	case !(sts.Status.ObservedGeneration >= sts.Generation && sts.Status.ReadyReplicas >= want &&
-		sts.Status.UpdatedReplicas >= want && sts.Status.Replicas == want):
+	case sts.Status.ObservedGeneration < sts.Generation || sts.Status.ReadyReplicas < want ||
+		sts.Status.UpdatedReplicas < want || sts.Status.Replicas != want:
 		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonPodsNotReady
 		c.Message = fmt.Sprintf("%d/%d pods ready, %d/%d up to date", sts.Status.ReadyReplicas, want, sts.Status.UpdatedReplicas, want)
 	default:

@@ -192,11 +192,17 @@ func FuzzParseAgreesWithNATSServer(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer os.Remove(file.Name())
+		defer func() {
+			if err := os.Remove(file.Name()); err != nil {
+				t.Error(err)
+			}
+		}()
 		if _, err := file.Write(data); err != nil {
 			t.Fatal(err)
 		}
-		file.Close()
+		if err := file.Close(); err != nil {
+			t.Fatal(err)
+		}
 		// We refuse include cycles, so nats-server (which recurses without
 		// end on them) only sees files whose includes end.
 		tree, err := parseTree(string(data), file.Name())

@@ -433,13 +433,13 @@ func (p *parser) parseArray() (*node, error) {
 	defer p.leave()
 	for {
 		p.skipSpaceAndComments()
-		switch r := p.peek(); {
-		case r == ']':
+		switch r := p.peek(); r {
+		case ']':
 			p.next()
 			return a, nil
-		case r == ',' || r == '/':
+		case ',', '/':
 			return nil, p.errorf("unexpected '%c' in an array", r)
-		case r == eof:
+		case eof:
 			return nil, p.errorf("unexpected end of file in an array: missing ']'")
 		}
 		v, err := p.parseValue()

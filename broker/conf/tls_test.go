@@ -39,7 +39,9 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 		owner = true
-		os.Setenv(env, dir)
+		if err := os.Setenv(env, dir); err != nil {
+			panic(err)
+		}
 	}
 	fixture.dir = dir
 	for i := range 2 {
@@ -53,7 +55,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if owner {
-		os.RemoveAll(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "remove the TLS fixture:", err)
+		}
 	}
 	os.Exit(code)
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -227,11 +228,14 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	}
 	s.count("/")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprint(w, "<html><body>")
+	var page strings.Builder
+	page.WriteString("<html><body>")
 	for _, p := range []string{VarzPath, ConnzPath, RoutezPath, SubszPath, HealthzPath, MetricsPath} {
-		fmt.Fprintf(w, "<a href=%q>%s</a><br/>", "."+p, p)
+		fmt.Fprintf(&page, "<a href=%q>%s</a><br/>", "."+p, p)
 	}
-	fmt.Fprint(w, "</body></html>")
+	page.WriteString("</body></html>")
+	// A failed write means the client has gone: nobody to tell.
+	_, _ = io.WriteString(w, page.String())
 }
 
 // HealthStatus is the /healthz document, as nats-server's.
@@ -340,10 +344,11 @@ func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 	}
 	if cb := r.URL.Query().Get("callback"); cb != "" {
 		w.Header().Set("Content-Type", "application/javascript")
-		fmt.Fprintf(w, "%s(%s)", cb, b)
-		return
+		b = fmt.Appendf(nil, "%s(%s)", cb, b)
+	} else {
+		w.Header().Set("Content-Type", "application/json")
 	}
-	w.Header().Set("Content-Type", "application/json")
+	// A failed write means the client has gone: nobody to tell.
 	_, _ = w.Write(b)
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -208,14 +207,14 @@ func accountsScenario(t *testing.T, ac *accountsCluster, pubAt, subAt, svcAt int
 	privB := sync(b, "private.>")
 	privBPrefixed := sync(b, "from_a.private.>")
 	for _, nc := range []*nats.Conn{b, c, g} {
-		nc.Flush()
+		noErr(t, nc.Flush())
 	}
 
-	m := untilReceived(t, "B's import of A's stream", func() { a.Publish("orders.1", []byte("o1")) }, imported)
+	m := untilReceived(t, "B's import of A's stream", func() { noErr(t, a.Publish("orders.1", []byte("o1"))) }, imported)
 	if m.Subject != "from_a.orders.1" || string(m.Data) != "o1" {
 		t.Fatalf("B got %q %q, want from_a.orders.1 o1", m.Subject, m.Data)
 	}
-	untilReceived(t, "C's import of A's private stream", func() { a.Publish("private.x", []byte("p")) }, privC)
+	untilReceived(t, "C's import of A's private stream", func() { noErr(t, a.Publish("private.x", []byte("p"))) }, privC)
 	// Ordering: what A published reached B and C; had it also reached the
 	// global account, or B unprefixed, it would be queued there by now.
 	if !drained(t, global, a, g) || !drained(t, plainB, b) {
@@ -227,8 +226,8 @@ func accountsScenario(t *testing.T, ac *accountsCluster, pubAt, subAt, svcAt int
 
 	// Nothing flows back: B's publish on the same subject stays in B.
 	inA := sync(a, "orders.>")
-	a.Flush()
-	untilReceived(t, "B's own subscriber", func() { b.Publish("orders.2", []byte("b")) }, plainB)
+	noErr(t, a.Flush())
+	untilReceived(t, "B's own subscriber", func() { noErr(t, b.Publish("orders.2", []byte("b"))) }, plainB)
 	if !drained(t, inA, b, a) {
 		t.Error("a message published in B reached A")
 	}
@@ -237,11 +236,13 @@ func accountsScenario(t *testing.T, ac *accountsCluster, pubAt, subAt, svcAt int
 	// B's name for it; the reply crosses back to B.
 	responder := conn(svcAt, "a")
 	if _, err := responder.Subscribe("help.>", func(m *nats.Msg) {
-		m.Respond([]byte("A answers " + m.Subject))
+		if err := m.Respond([]byte("A answers " + m.Subject)); err != nil {
+			t.Error(err) // a handler's goroutine: no Fatal
+		}
 	}); err != nil {
 		t.Fatal(err)
 	}
-	responder.Flush()
+	noErr(t, responder.Flush())
 	var reply *nats.Msg
 	waitUntil(t, 5*time.Second, "B's request answered through the import", func() bool {
 		var err error
@@ -278,8 +279,10 @@ func TestAResponderWithNarrowPermissionsAnswersAnImportedRequestAsNATSServer(t *
 		for _, oracle := range []bool{false, true} {
 			ac := startAccounts(t, oracle, 1, testAccounts)
 			responder := connectTo(t, ac.url(0, user))
-			responder.Subscribe("help.>", func(m *nats.Msg) { m.Respond([]byte("ok")) })
-			responder.Flush()
+			if _, err := responder.Subscribe("help.>", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+				t.Fatal(err)
+			}
+			noErr(t, responder.Flush())
 			b := connectTo(t, ac.url(0, "b"))
 			_, err := b.Request("a.help.x", nil, 500*time.Millisecond)
 			results[oracle] = fmt.Sprint(err)
@@ -311,8 +314,8 @@ func TestReloadChangesAccountsAsNATSServerDoes(t *testing.T) {
 		cClosed, b2Closed := closed("c"), closed("b2")
 		g := connectTo(t, ac.url(0, "g"))
 		imported, _ := b.SubscribeSync("from_a.orders.>")
-		b.Flush()
-		untilReceived(t, "the import before the reload", func() { a.Publish("orders.1", nil) }, imported)
+		noErr(t, b.Flush())
+		untilReceived(t, "the import before the reload", func() { noErr(t, a.Publish("orders.1", nil)) }, imported)
 
 		writeFile(t, ac.paths[0], accountsMemberConf(narrowed, ac.ports[0], 0, nil))
 		if err := ac.reload(0); err != nil {
@@ -327,16 +330,18 @@ func TestReloadChangesAccountsAsNATSServerDoes(t *testing.T) {
 		}
 		// The removed export stops delivery; B's subscription stays.
 		probe, _ := b.SubscribeSync("probe")
-		b.Flush()
+		noErr(t, b.Flush())
 		a.Publish("orders.2", nil)
-		a.Flush()
-		untilReceived(t, "B still served", func() { b.Publish("probe", nil) }, probe)
+		noErr(t, a.Flush())
+		untilReceived(t, "B still served", func() { noErr(t, b.Publish("probe", nil)) }, probe)
 		if !drained(t, imported, a, b) {
 			t.Error("a stream whose export was removed is still delivered")
 		}
 		// The service import is untouched.
-		a.Subscribe("help.>", func(m *nats.Msg) { m.Respond([]byte("ok")) })
-		a.Flush()
+		if _, err := a.Subscribe("help.>", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+			t.Fatal(err)
+		}
+		noErr(t, a.Flush())
 		if _, err := b.Request("a.help.x", nil, 2*time.Second); err != nil {
 			t.Errorf("the service after the reload: %v", err)
 		}
@@ -371,7 +376,6 @@ func TestAConfigImportingWhatIsNotExportedIsRefusedAtStartAndOnReload(t *testing
 	if !c.IsConnected() {
 		t.Error("a refused reload disconnected a client")
 	}
-	os.Remove(path)
 }
 
 // /connz?auth=1 names each connection's account (not the global one) and
@@ -441,8 +445,10 @@ func TestMonitoringShowsTheAccountOfEachConnectionAndSubscriptionAsNATSServer(t 
 		}
 		for _, user := range []string{"a", "b", "g"} {
 			nc := connectTo(t, fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, user, port))
-			nc.SubscribeSync("sub.of." + user)
-			nc.Flush()
+			if _, err := nc.SubscribeSync("sub.of." + user); err != nil {
+				t.Fatal(err)
+			}
+			noErr(t, nc.Flush())
 		}
 		results[oracle] = look(base)
 	}
@@ -483,8 +489,8 @@ no_auth_user: b
 		anon := connectTo(t, fmt.Sprintf("nats://127.0.0.1:%d", ac.ports[0]))
 		b := connectTo(t, ac.url(0, "b"))
 		sub, _ := anon.SubscribeSync("anything")
-		anon.Flush()
-		b.Publish("anything", []byte("x"))
+		noErr(t, anon.Flush())
+		noErr(t, b.Publish("anything", []byte("x")))
 		if _, err := sub.NextMsg(5 * time.Second); err != nil {
 			t.Errorf("b to the anonymous client in B: %v", err)
 		}

@@ -78,15 +78,11 @@ func TestComparedBenchmarksAlternateTheServersRoundByRound(t *testing.T) {
 	}
 }
 
-// benchDial opens a raw client, sends CONNECT and setup, and waits for PONG.
-// The caller closes it when its run ends: testing calls a benchmark function
+// benchDialAs opens a raw client, sends CONNECT with the fields auth
+// (`"user":"u","pass":"p"`, or none) and setup, and waits for PONG. The
+// caller closes it when its run ends: testing calls a benchmark function
 // more than once (b.N = 1 first), and a subscriber left over from an earlier
 // call would still be sent every message, unread, until cut off.
-func benchDial(b *testing.B, addr, setup string) (net.Conn, *bufio.Reader) {
-	return benchDialAs(b, addr, "", setup)
-}
-
-// benchDialAs is benchDial with CONNECT fields auth (`"user":"u","pass":"p"`).
 func benchDialAs(b *testing.B, addr, auth, setup string) (net.Conn, *bufio.Reader) {
 	if auth != "" {
 		auth = "," + auth
@@ -167,9 +163,9 @@ func benchPubSubAs(b *testing.B, addr string, size int, pubAuth, subAuth, pubSub
 	msgLine := fmt.Sprintf("MSG %s 1 %d\r\n%s\r\n", subSubject, size, payload)
 
 	sub, subR := benchDialAs(b, addr, subAuth, "SUB "+subSubject+" 1\r\n")
-	defer sub.Close()
+	defer func() { _ = sub.Close() }()
 	pub, _ := benchDialAs(b, addr, pubAuth, "")
-	defer pub.Close()
+	defer func() { _ = pub.Close() }()
 
 	batchMsgs := min(1000, max(1, (64<<10)/len(pubLine)))
 	batch := []byte(strings.Repeat(pubLine, batchMsgs))
@@ -266,7 +262,7 @@ func TestTheHotPathAllocatesNothingPerMessage(t *testing.T) {
 			s := runServer(t, tc.opts)
 			conn := func(user, setup string) *client {
 				a, p := net.Pipe()
-				t.Cleanup(func() { a.Close(); p.Close() })
+				t.Cleanup(func() { _, _ = a.Close(), p.Close() }) // a pipe: nothing to flush
 				c := s.newConn(a)
 				connect := `CONNECT {"verbose":false,"pedantic":false,"user":"` + user + `","pass":"` + user + `"}` + "\r\n"
 				if err := c.parse([]byte(connect + setup)); err != nil {
@@ -410,7 +406,7 @@ func fillOutBlocks(n int) {
 // loops running: the test plays the read loop and the writer.
 func hotPathConn(t *testing.T, s *Server) *client {
 	a, p := net.Pipe()
-	t.Cleanup(func() { a.Close(); p.Close() })
+	t.Cleanup(func() { _, _ = a.Close(), p.Close() }) // a pipe: nothing to flush
 	c := s.newConn(a)
 	if err := c.parse([]byte(`CONNECT {"verbose":false,"pedantic":false}` + "\r\n")); err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func transcript(t *testing.T, addr, input string, closes bool) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(nc)
 	first, err := br.ReadString('\n')

@@ -34,9 +34,6 @@ var (
 	errAuthentication = errors.New("authentication failed")
 	errMaxPayload     = errors.New("maximum payload exceeded")
 	errClosed         = errors.New("connection closed")
-	errControlLine    = errors.New(errTextMaxControlLine)
-	errParse          = errors.New("unknown protocol operation")
-	errProtocol       = errors.New("protocol violation")
 
 	errHeadersNotSupported = errors.New("message headers not supported")
 )
@@ -94,9 +91,4 @@ func (r ClosedReason) String() string {
 		return s
 	}
 	return "Unknown"
-}
-
-// isSlowConsumer reports whether r cut off a consumer that could not keep up.
-func (r ClosedReason) isSlowConsumer() bool {
-	return r == SlowConsumerPendingBytes || r == SlowConsumerWriteDeadline
 }

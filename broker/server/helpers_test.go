@@ -56,7 +56,7 @@ func dialRaw(t testing.TB, addr string) *rawConn {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
-	t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { _ = nc.Close() }) // the test has read what it needed
 	return &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
 }
 
@@ -103,3 +103,12 @@ func (r *rawConn) expectClosed() {
 // queuedBytes is what the connection has queued for its writer, in one
 // slice. Lock held.
 func (o *outbound) queuedBytes() []byte { return bytes.Join(o.nb, nil) }
+
+// noErr fails the test at once on err: for the client calls whose failure
+// would make the rest of a test meaningless (a Flush, a Publish).
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -28,7 +28,7 @@ func TestLameDuckMovesNatsGoClientsToOtherServersWithTheirSubscriptions(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc.Flush()
+		noErr(t, nc.Flush())
 		conns = append(conns, nc)
 		subs = append(subs, sub)
 	}
@@ -62,8 +62,8 @@ func TestLameDuckMovesNatsGoClientsToOtherServersWithTheirSubscriptions(t *testi
 	// subscription has heard (interest on s1 takes a moment to reach s2).
 	pub := connectTo(t, s[2].ClientURL())
 	waitUntil(t, 5*time.Second, "every subscription to receive", func() bool {
-		pub.Publish("ld.work", []byte("after"))
-		pub.Flush()
+		noErr(t, pub.Publish("ld.work", []byte("after")))
+		noErr(t, pub.Flush())
 		for _, sub := range subs {
 			if n, _, _ := sub.Pending(); n == 0 {
 				return false
@@ -86,7 +86,7 @@ func TestLameDuckTellsPeersToStopAdvertisingTheServer(t *testing.T) {
 	onB := connectTo(t, s[1].ClientURL())
 	waitUntil(t, 5*time.Second, "two discovered", func() bool { return len(onB.DiscoveredServers()) == 2 })
 	keep := connectTo(t, s[0].ClientURL()) // keeps s0 in lame duck mode for a while
-	keep.Flush()
+	noErr(t, keep.Flush())
 	go s[0].LameDuckShutdown()
 	waitUntil(t, 5*time.Second, "s1 to stop advertising s0", func() bool {
 		for _, u := range s[1].Varz().ClientConnectURLs {

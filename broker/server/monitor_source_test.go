@@ -84,9 +84,13 @@ func TestMonitoringEndpointsUseNatsServerFieldNames(t *testing.T) {
 	for _, url := range []string{fmt.Sprintf("nats://alice:pw@%s", oa.Addr()), fmt.Sprintf("nats://alice:pw@%s", ob.Addr()),
 		s[0].ClientURL(), s[1].ClientURL()} {
 		nc := connectTo(t, url, nats.Name("probe"))
-		nc.SubscribeSync("mon.a")
-		nc.QueueSubscribeSync("mon.q", "g")
-		nc.Publish("mon.a", []byte("x"))
+		if _, err := nc.SubscribeSync("mon.a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.QueueSubscribeSync("mon.q", "g"); err != nil {
+			t.Fatal(err)
+		}
+		noErr(t, nc.Publish("mon.a", []byte("x")))
 		nc.Flush()
 	}
 	waitInterest(t, s[0], "mon.a", 1)
@@ -145,7 +149,7 @@ func fetch(t testing.TB, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var b strings.Builder
 	if _, err := ioCopy(&b, resp.Body); err != nil {
 		t.Fatal(err)
@@ -176,11 +180,13 @@ func TestMetricsCountConnectionsMessagesAndAuthFailures(t *testing.T) {
 	nc := connectTo(t, m.url("alice", "x"))
 	sub, _ := nc.SubscribeSync("m.x")
 	for range 3 {
-		nc.Publish("m.x", []byte("12345"))
+		noErr(t, nc.Publish("m.x", []byte("12345")))
 	}
 	nc.Flush()
 	for range 3 {
-		sub.NextMsg(time.Second)
+		if _, err := sub.NextMsg(time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := nats.Connect(m.url("alice", "nope"), nats.NoReconnect()); err == nil {
 		t.Fatal("a wrong password was accepted")

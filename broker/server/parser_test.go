@@ -18,8 +18,8 @@ import (
 func parseHarness(t testing.TB, s *Server, chunks [][]byte) (string, bool) {
 	t.Helper()
 	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
+	defer func() { _ = a.Close() }()
+	defer func() { _ = b.Close() }()
 	c := s.newConn(a)
 	buf := make([]byte, 0, 1<<16)
 	failed := false

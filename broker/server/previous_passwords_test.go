@@ -119,7 +119,7 @@ func exchange(t *testing.T, from, to *nats.Conn, subject string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	if err := to.Flush(); err != nil {
 		t.Fatal(err)
 	}

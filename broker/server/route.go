@@ -1105,12 +1105,6 @@ func (r *route) close(reason ClosedReason) {
 	r.raw.Close()
 }
 
-func (r *route) isClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.closed
-}
-
 // writeNow writes b directly; only during the handshake.
 func (r *route) writeNow(b []byte) error {
 	r.nc.SetWriteDeadline(time.Now().Add(r.m.s.getOpts().WriteDeadline))

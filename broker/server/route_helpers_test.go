@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -179,15 +178,6 @@ func connectTo(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 
 func routeURLFor(port int, user, pass string) string {
 	return fmt.Sprintf("nats-route://%s:%s@127.0.0.1:%d", user, pass, port)
-}
-
-func hasAll(s string, subs ...string) bool {
-	for _, x := range subs {
-		if !strings.Contains(s, x) {
-			return false
-		}
-	}
-	return true
 }
 
 func mustBcrypt(t testing.TB, pw string) string {

@@ -137,9 +137,10 @@ func WithDefaults(opts *conf.Options) *conf.Options {
 	if opts != nil {
 		*o = *opts
 	}
-	if o.Port == 0 {
+	switch o.Port {
+	case 0:
 		o.Port = conf.DefaultPort
-	} else if o.Port == RandomPort {
+	case RandomPort:
 		o.Port = 0
 	}
 	if o.MaxPayload == 0 {

@@ -120,13 +120,13 @@ func (s *Sublist) Insert(sub *subscription) error {
 	l := s.root
 	var n *node
 	for tok := range strings.SplitSeq(subject, ".") {
-		switch {
-		case tok == "*":
+		switch tok {
+		case "*":
 			if l.pwc == nil {
 				l.pwc = newNode()
 			}
 			n = l.pwc
-		case tok == ">":
+		case ">":
 			if l.fwc == nil {
 				l.fwc = newNode()
 			}

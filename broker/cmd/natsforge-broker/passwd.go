@@ -84,7 +84,7 @@ func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 		return string(p1), nil
 	}
 	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+	if err != nil && (!errors.Is(err, io.EOF) || line == "") {
 		return "", fmt.Errorf("reading the password: %w", err)
 	}
 	line = strings.TrimRight(line, "\r\n")

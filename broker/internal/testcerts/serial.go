@@ -20,7 +20,7 @@ func ServedSerial(t T, addr string, pool *x509.CertPool) *big.Int {
 	if err != nil {
 		t.Fatal("dial ", addr, ": ", err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }() // read only; nothing a close could lose
 	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 	if line, err := bufio.NewReader(nc).ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO ") {
 		t.Fatal(fmt.Sprintf("INFO: %q %v", line, err))
