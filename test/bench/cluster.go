@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -60,6 +61,7 @@ type clusterOpts struct {
 	scaleRotations int
 	scaleTimeout   time.Duration
 	bcryptCost     int
+	scaleCost      int
 	keep           bool
 }
 
@@ -79,7 +81,9 @@ func clusterFlags() *clusterOpts {
 	flag.IntVar(&o.scaleUsers, "scale-users", 10000, "-cluster: NatsUsers of the scale cluster (0: skip it)")
 	flag.IntVar(&o.scaleRotations, "scale-rotations", 5, "-cluster: password rotations among the scale cluster's users")
 	flag.DurationVar(&o.scaleTimeout, "scale-timeout", 60*time.Minute, "-cluster: how long the scale cluster may take to serve every user")
-	flag.IntVar(&o.bcryptCost, "bcrypt-cost", 0, "-cluster: spec.auth.bcryptCost of both clusters (0: the API's default, 11)")
+	flag.IntVar(&o.bcryptCost, "bcrypt-cost", 0, "-cluster: spec.auth.bcryptCost of the 3-broker cluster (0: the API's default, 11)")
+	flag.IntVar(&o.scaleCost, "scale-bcrypt-cost", 0, "-cluster: spec.auth.bcryptCost of the NatsUser cluster (0: the API's default, 11; its cold start hashes every user once)")
+	flag.BoolVar(&o.keep, "keep-namespaces", false, "-cluster: keep the bench's namespaces")
 	return o
 }
 
@@ -138,6 +142,7 @@ type clusterRun struct {
 // scaleRun is the many-NatsUsers part.
 type scaleRun struct {
 	Users        int
+	BcryptCost   int
 	CreateTook   time.Duration // creating the NatsUsers through the API
 	ReadyTook    time.Duration // from the first create until every user was served
 	RSSBeforeMiB float64       // the operator's VmRSS before the NatsUsers were created
@@ -167,9 +172,7 @@ func runCluster(o *clusterOpts, command, mdPath, pngPath, savePath string) error
 	m.Commit = cmdOut("git", "describe", "--tags", "--always", "--dirty")
 	m.CPU, m.Kernel = cpuModel(), kernelRelease()
 	m.ProbeEvery, m.Gap, m.BcryptCost = o.probeEvery, o.gap, o.bcryptCost
-	if m.BcryptCost == 0 {
-		m.BcryptCost = 11
-	}
+	m.BcryptCost = cmp.Or(m.BcryptCost, 11)
 	m.Images = o.imagePrefix + "/{operator,broker}:" + o.imageTag
 	stopLoad := e.watchLoad()
 	if err := e.connect(); err != nil {
@@ -304,7 +307,7 @@ func (e *clusterEnv) newNamespace(ctx context.Context, prefix string) (string, f
 // newCluster creates a 3-broker NatsCluster without TLS (the probes speak
 // plaintext to the pods, as the e2e rotation test does) whose user "bench"
 // has its password in the Secret <name>-bench.
-func (e *clusterEnv) newCluster(ctx context.Context, ns, name, password string) (*v1alpha1.NatsCluster, error) {
+func (e *clusterEnv) newCluster(ctx context.Context, ns, name, password string, cost int) (*v1alpha1.NatsCluster, error) {
 	if err := e.c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-bench"},
 		StringData: map[string]string{"password": password}}); err != nil {
 		return nil, err
@@ -313,7 +316,7 @@ func (e *clusterEnv) newCluster(ctx context.Context, ns, name, password string) 
 	nc := &v1alpha1.NatsCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	nc.Spec.Replicas = &replicas
 	nc.Spec.TLS.Mode = v1alpha1.TLSModeDisabled
-	nc.Spec.Auth.BcryptCost = int32(e.o.bcryptCost)
+	nc.Spec.Auth.BcryptCost = int32(cost)
 	nc.Spec.Auth.Users = []v1alpha1.User{{Name: "bench",
 		PasswordSecretRef: &v1alpha1.SecretKeyReference{Name: name + "-bench", Key: "password"}}}
 	return nc, e.c.Create(ctx, nc)
@@ -470,7 +473,7 @@ func (e *clusterEnv) rotationBench(ctx context.Context) error {
 	}
 	defer cleanup()
 	logf("rotations: NatsCluster %s/rot (3 brokers, bcrypt cost %d)", ns, e.run.Meta.BcryptCost)
-	nc, err := e.newCluster(ctx, ns, "rot", "initial-password")
+	nc, err := e.newCluster(ctx, ns, "rot", "initial-password", e.o.bcryptCost)
 	if err != nil {
 		return err
 	}
@@ -503,7 +506,7 @@ func (e *clusterEnv) rotationBench(ctx context.Context) error {
 // passwords is rotated.
 func (e *clusterEnv) scaleBench(ctx context.Context) error {
 	n := e.o.scaleUsers
-	sr := &scaleRun{Users: n}
+	sr := &scaleRun{Users: n, BcryptCost: cmp.Or(e.o.scaleCost, 11)}
 	e.run.Scale = sr
 	ns, cleanup, err := e.newNamespace(ctx, "bench-scale")
 	if err != nil {
@@ -516,7 +519,7 @@ func (e *clusterEnv) scaleBench(ctx context.Context) error {
 	}
 	sr.RSSBeforeMiB = rss
 	logf("scale: NatsCluster %s/many with %d NatsUsers (operator RSS before: %.0f MiB)", ns, n, rss)
-	nc, err := e.newCluster(ctx, ns, "many", "unused")
+	nc, err := e.newCluster(ctx, ns, "many", "unused", e.o.scaleCost)
 	if err != nil {
 		return err
 	}
