@@ -192,7 +192,7 @@ func writeClusterSection(path, pngPath string, run *clusterRun) error {
 			vs = append(vs, fmt.Sprintf("%.2f", v))
 		}
 		p("Every rotation, edit to every pod enforcing (s): %s\n\n", strings.Join(vs, " "))
-		writeStages(&b, fmt.Sprintf("Where the time goes with %d NatsUsers", s.Users), s.Rotations)
+		writeStages(&b, fmt.Sprintf("#### Where the time goes with %d NatsUsers", s.Users), s.Rotations)
 	}
 	if len(run.Errors) > 0 {
 		p("### Failures during the run\n\n")
@@ -206,11 +206,7 @@ func writeClusterSection(path, pngPath string, run *clusterRun) error {
 
 func writeStages(b *strings.Builder, title string, rs []*rotation) {
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
-	if strings.HasPrefix(title, "#") {
-		p("%s\n\n", title)
-	} else {
-		p("%s:\n\n", title)
-	}
+	p("%s\n\n", title)
 	p("Each stage from the logs the operator and the brokers write (container runtime timestamps, one clock); ")
 	p("the operator's stages once per rotation, the others once per rotation and pod. ")
 	p("A stage whose lines are missing has no number.\n\n")
@@ -236,10 +232,10 @@ func writeClusterChart(path string, run *clusterRun) error {
 	}
 	img := plot.NewCanvas(w, panels*panelH+3*plot.LineH+60)
 	y := 20
-	plot.DrawText(img, 20, y, fmt.Sprintf("NATSFORGE PASSWORD ROTATION ON THE LOCAL CLUSTER (MAKE BENCH-CLUSTER, %s, %s)",
+	plot.DrawText(img, 20, y, fmt.Sprintf("NATSFORGE PASSWORD ROTATION, MAKE BENCH-CLUSTER, %s, %s",
 		run.Meta.Date.Format("2006-01-02 15:04 UTC"), strings.ToUpper(run.Meta.Commit)), plot.Black)
 	y += plot.LineH + 8
-	plot.DrawText(img, 20, y, fmt.Sprintf("3 BROKERS, BCRYPT COST %d, PROBED EVERY %s, %d CPUS, LOAD %s", run.Meta.BcryptCost,
+	plot.DrawText(img, 20, y, fmt.Sprintf("3 BROKERS, BCRYPT COST %d, EACH POD PROBED EVERY %s, %d CPUS, LOAD %s", run.Meta.BcryptCost,
 		strings.ToUpper(run.Meta.ProbeEvery.String()), run.Meta.NProc, run.Meta.LoadStart), plot.Grey)
 	y += plot.LineH + 24
 	colors := []color.Color{plot.Blue, plot.Orange, plot.Green}
@@ -249,14 +245,15 @@ func writeClusterChart(path string, run *clusterRun) error {
 			s := plot.Series{Name: pod, Color: colors[i%len(colors)]}
 			for j, r := range rs {
 				if ps := r.Pods[pod]; ps != nil && !math.IsNaN(ps.Enforced) {
-					s.Points = append(s.Points, [2]float64{float64(j + 1), ps.Enforced})
+					s.Points = append(s.Points, [2]float64{float64(j), ps.Enforced})
 				}
 			}
 			out = append(out, s)
 		}
-		return out
+		return append(out, plot.Series{Name: "aim 1s", Color: plot.Red,
+			Points: [][2]float64{{0, rotationAim}, {float64(max(len(rs)-1, 1)), rotationAim}}})
 	}
-	plot.LinePanel(img, 20, y, w-40, panelH-20, "Secret edit to the pod refusing the old password and accepting the new, per rotation", "s", "", series(run.Rotations))
+	plot.LinePanel(img, 20, y, w-40, panelH-20, "Secret edit to each pod enforcing the new password, per rotation (0 = the first)", "s", "", series(run.Rotations))
 	y += panelH
 	var labels []string
 	var meds []float64
@@ -264,10 +261,10 @@ func writeClusterChart(path string, run *clusterRun) error {
 		labels = append(labels, strings.ToUpper(st.short))
 		meds = append(meds, math.Max(0, nanZero(median(st.secs))))
 	}
-	plot.BarPanel(img, 20, y, w-40, panelH-20, "Median of each stage (3 brokers): react, hash+render, write config, annotate pod, kubelet, reload, probe", "s", labels, meds, plot.Blue)
+	plot.BarPanel(img, 20, y, w-40, panelH-20, "Median of each stage, 3 brokers (the stages table)", "s", labels, meds, plot.Blue)
 	y += panelH
 	if panels == 3 {
-		plot.LinePanel(img, 20, y, w-40, panelH-20, fmt.Sprintf("The same with %d NatsUsers, per rotation", run.Scale.Users), "s", "", series(run.Scale.Rotations))
+		plot.LinePanel(img, 20, y, w-40, panelH-20, fmt.Sprintf("The same with %d NatsUsers (bcrypt cost %d), per rotation", run.Scale.Users, run.Scale.BcryptCost), "s", "", series(run.Scale.Rotations))
 	}
 	return plot.SavePNG(path, img)
 }
