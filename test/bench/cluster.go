@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -132,6 +133,11 @@ type clusterRun struct {
 		BcryptCost                   int
 		ProbeEvery, Gap              time.Duration
 		Images                       string
+		// BcryptCompare is one bcrypt comparison at BcryptCost in this
+		// process, the median of a few at the start and the end of the
+		// run: the unit of the stages that hash (the operator) or check
+		// (the brokers, twice per probe) a password.
+		BcryptCompare time.Duration
 	}
 	Pods      []string
 	Rotations []*rotation
@@ -175,6 +181,7 @@ func runCluster(o *clusterOpts, command, mdPath, pngPath, savePath string) error
 	m.BcryptCost = cmp.Or(m.BcryptCost, 11)
 	m.Images = o.imagePrefix + "/{operator,broker}:" + o.imageTag
 	stopLoad := e.watchLoad()
+	bcryptStart := bcryptCompareTime(m.BcryptCost)
 	if err := e.connect(); err != nil {
 		return err
 	}
@@ -192,6 +199,7 @@ func runCluster(o *clusterOpts, command, mdPath, pngPath, savePath string) error
 			return err
 		}
 	}
+	m.BcryptCompare = (bcryptStart + bcryptCompareTime(m.BcryptCost)) / 2
 	stopLoad()
 	m.LoadEnd, m.Elapsed = loadavg(), time.Since(started).Round(time.Second)
 	m.LoadMax = fmt.Sprintf("%.2f", e.load)
@@ -215,6 +223,21 @@ func runCluster(o *clusterOpts, command, mdPath, pngPath, savePath string) error
 		logf("wrote %s", pngPath)
 	}
 	return nil
+}
+
+// bcryptCompareTime is the median of five bcrypt comparisons at cost.
+func bcryptCompareTime(cost int) time.Duration {
+	h, err := bcrypt.GenerateFromPassword([]byte("bench-reference"), cost)
+	if err != nil {
+		return 0
+	}
+	var ts []float64
+	for range 5 {
+		start := time.Now()
+		_ = bcrypt.CompareHashAndPassword(h, []byte("bench-reference"))
+		ts = append(ts, float64(time.Since(start)))
+	}
+	return time.Duration(median(ts))
 }
 
 func (e *clusterEnv) watchLoad() (stop func()) {

@@ -130,6 +130,8 @@ func writeClusterSection(path, pngPath string, run *clusterRun) error {
 	p("- Commit: `%s`; images `%s`\n", m.Commit, m.Images)
 	p("- Machine: %d CPUs, %s, Linux %s; the whole cluster (hack/local-cluster: etcd, kube-apiserver, kubelet, containerd, the operator, the brokers) and the probes share it\n", m.NProc, m.CPU, m.Kernel)
 	p("- Load average (1, 5, 15 min) at start: %s; at end: %s; highest 1-minute average seen during the run: %s\n", m.LoadStart, m.LoadEnd, m.LoadMax)
+	p("- One bcrypt comparison at cost %d, timed in the bench process at the start and the end of the run: %s. ", m.BcryptCost, secs(m.BcryptCompare.Seconds()))
+	p("A rotation pays at least three in a row: the operator hashes the new password, and each probe's broker checks the old password (a refusal is never cached) and then the new one.\n")
 	p("- Setup: the operator installed by its Helm chart; a NatsCluster of 3 brokers, `tls.mode: Disabled` (the probes speak plaintext to the pods), bcrypt cost %d; ", m.BcryptCost)
 	p("its user `bench` has its password in a Secret, which the bench edits %d times, each edit %s after the previous rotation was enforced on every pod.\n", len(run.Rotations), m.Gap)
 	p("- Enforced: the time from the Secret edit (just before the update request) until a pod refuses the old password and accepts the new one. ")
