@@ -110,6 +110,7 @@ type podSample struct {
 	Annotated  float64 // the operator patched the pod's config annotation
 	FileSeen   float64 // the broker saw the mounted config change (the kubelet wrote it)
 	Reloaded   float64 // the broker logged the reload
+	OldRefused float64 // the probe that then found the new password accepted had found the old one refused
 	ProbeCount int     // probes made until enforced
 }
 
@@ -442,7 +443,7 @@ func (e *clusterEnv) rotate(ctx context.Context, secret client.ObjectKey, key, u
 	var g errgroup.Group
 	for _, p := range pods {
 		g.Go(func() error {
-			ps := &podSample{Enforced: math.NaN(), Annotated: math.NaN(), FileSeen: math.NaN(), Reloaded: math.NaN()}
+			ps := &podSample{Enforced: math.NaN(), Annotated: math.NaN(), FileSeen: math.NaN(), Reloaded: math.NaN(), OldRefused: math.NaN()}
 			mu.Lock()
 			r.Pods[p.Name] = ps
 			mu.Unlock()
@@ -451,8 +452,9 @@ func (e *clusterEnv) rotate(ctx context.Context, secret client.ObjectKey, key, u
 				ps.ProbeCount++
 				err := probeConnect(p.Status.PodIP, user, old)
 				if isAuthError(err) {
+					refused := time.Since(r.Edit).Seconds()
 					if err := probeConnect(p.Status.PodIP, user, next); err == nil {
-						ps.Enforced = time.Since(r.Edit).Seconds()
+						ps.OldRefused, ps.Enforced = refused, time.Since(r.Edit).Seconds()
 						return nil
 					}
 				}

@@ -171,7 +171,8 @@ func stageBreakdown(rs []*rotation) []stage {
 		{name: "pod annotated", short: "annotate", what: "config Secret written to the pod's annotation patched (the workload phase, the patches)"},
 		{name: "kubelet refresh", short: "kubelet", what: "pod annotated to the broker seeing the mounted config change"},
 		{name: "broker reload", short: "reload", what: "config change seen to the broker's \"config reloaded\""},
-		{name: "probe sees it", short: "probe", what: "reloaded to the probe's fresh connection finding the old password refused and the new accepted"},
+		{name: "old password refused", short: "refused", what: "reloaded to a probe's fresh connection with the old password refused (one bcrypt on the broker, never cached for a failure)"},
+		{name: "new password accepted", short: "accepted", what: "old refused to the same probe's next connection, with the new password, accepted (one bcrypt on the broker)"},
 	}
 	for _, r := range rs {
 		st[0].secs = append(st[0].secs, r.ReconcileStarted)
@@ -181,7 +182,8 @@ func stageBreakdown(rs []*rotation) []stage {
 			st[3].secs = append(st[3].secs, ps.Annotated-r.ConfigWritten)
 			st[4].secs = append(st[4].secs, ps.FileSeen-ps.Annotated)
 			st[5].secs = append(st[5].secs, ps.Reloaded-ps.FileSeen)
-			st[6].secs = append(st[6].secs, ps.Enforced-ps.Reloaded)
+			st[6].secs = append(st[6].secs, ps.OldRefused-ps.Reloaded)
+			st[7].secs = append(st[7].secs, ps.Enforced-ps.OldRefused)
 		}
 	}
 	return st
