@@ -3,20 +3,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"math"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	natsforgev1alpha1 "github.com/natsforge/natsforge/api/v1alpha1"
+	"github.com/natsforge/natsforge/test/internal/promharness"
 )
 
 // TestDashboardQueriesHaveDataInPrometheusScrapingTheCluster runs Debian's
@@ -36,10 +29,6 @@ import (
 // password rotation, every query of the chart's Grafana dashboard returns a
 // number.
 func TestDashboardQueriesHaveDataInPrometheusScrapingTheCluster(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatal("no prometheus binary: apt-get install prometheus (.ci/run installs it)")
-	}
 	c := ensureOperator(t)
 	ns := newNamespace(t)
 	nc := newTLSNatsCluster(t, c, ns, "obs", 3, natsforgev1alpha1.TLSSpec{})
@@ -109,7 +98,7 @@ scrape_configs:
     static_configs:
       - targets: ['%s']
 `, caFile, serviceName(nc), targets.String(), tokenFile, net.JoinHostPort(operator.Status.PodIP, "8443"))
-	promAddr := runPrometheus(t, bin, dir, promConfig)
+	promAddr := promharness.Start(t, promConfig)
 
 	traffic := func(password string) {
 		t.Helper()
@@ -144,13 +133,13 @@ scrape_configs:
 	}
 	traffic("password")
 	waitFor(t, time.Minute, "Prometheus scraping the operator and the brokers", func(context.Context) (bool, error) {
-		op, err1 := promQuery(promAddr, `natsforge_rotation_propagation_seconds_count`)
-		up, err2 := promQuery(promAddr, `up{job="brokers"} == 1`)
+		op, err1 := promharness.Query(promAddr, `natsforge_rotation_propagation_seconds_count`)
+		up, err2 := promharness.Query(promAddr, `up{job="brokers"} == 1`)
 		return err1 == nil && err2 == nil && len(op) > 0 && len(up) == len(pods), nil
 	})
 
 	// A rotation (the operator is shared: count this one).
-	before, err := promQuery(promAddr, `sum(natsforge_rotation_propagation_seconds_count)`)
+	before, err := promharness.Query(promAddr, `sum(natsforge_rotation_propagation_seconds_count)`)
 	if err != nil || len(before) != 1 {
 		t.Fatalf("rotations before: %v %v", before, err)
 	}
@@ -162,134 +151,18 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	waitFor(t, 2*time.Minute, "the operator to see the rotation on every pod", func(context.Context) (bool, error) {
-		got, err := promQuery(promAddr, `sum(natsforge_rotation_propagation_seconds_count)`)
-		return err == nil && len(got) == 1 && got[0] > before[0], nil
+		got, err := promharness.Query(promAddr, `sum(natsforge_rotation_propagation_seconds_count)`)
+		return err == nil && len(got) == 1 && got[0].Float() > before[0].Float(), nil
 	})
 	traffic("rotated")
 
-	raw, err := os.ReadFile(filepath.Join("..", "..", "charts", "natsforge", "dashboards", "natsforge.json"))
+	queries, err := promharness.DashboardQueries(repoRoot, "2m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
+	for _, q := range queries {
+		waitFor(t, time.Minute, fmt.Sprintf("panel %q: %s", q.Panel, q.PromQL), func(context.Context) (bool, error) {
+			return promharness.HasNumber(promAddr, q.PromQL) == nil, nil
+		})
 	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range d.Panels {
-		for _, tg := range p.Targets {
-			q := strings.ReplaceAll(tg.Expr, "$__rate_interval", "2m")
-			waitFor(t, time.Minute, fmt.Sprintf("panel %q: %s", p.Title, q), func(context.Context) (bool, error) {
-				got, err := promQuery(promAddr, q)
-				if err != nil {
-					return false, err
-				}
-				for _, v := range got {
-					if !math.IsNaN(v) {
-						return true, nil
-					}
-				}
-				return false, nil
-			})
-		}
-	}
-}
-
-// runPrometheus starts prometheus with config, its data under dir, on a free
-// loopback port, and stops it when the test ends.
-func runPrometheus(t *testing.T, bin, dir, config string) string {
-	t.Helper()
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	var mu sync.Mutex
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stderr = lockedBuffer{&mu, &logs}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("prometheus:\n%s", logs.String())
-			mu.Unlock()
-		}
-	})
-	waitFor(t, 30*time.Second, "prometheus ready", func(ctx context.Context) (bool, error) {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err != nil {
-			return false, nil
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	return addr
-}
-
-type lockedBuffer struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// promQuery is an instant query's sample values.
-func promQuery(addr, q string) ([]float64, error) {
-	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, err
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("%s", body.Error)
-	}
-	var out []float64
-	for _, r := range body.Data.Result {
-		v, err := strconv.ParseFloat(fmt.Sprint(r.Value[1]), 64)
-		if err != nil {
-			v = math.NaN()
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }

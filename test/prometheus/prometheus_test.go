@@ -18,12 +18,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -53,6 +50,7 @@ import (
 	"github.com/natsforge/natsforge/broker/conf"
 	"github.com/natsforge/natsforge/controllers"
 	"github.com/natsforge/natsforge/controllers/resources"
+	"github.com/natsforge/natsforge/test/internal/promharness"
 )
 
 var (
@@ -275,14 +273,6 @@ func writeFileAtomic(t *testing.T, path string, data []byte) {
 // the operator every second.
 func startPrometheus(t *testing.T, caFile string, monitorPort int, operatorAddr string) string {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if testing.Short() {
-			t.Skip("no prometheus binary (Debian's prometheus package) and -short")
-		}
-		t.Fatal("no prometheus binary: apt-get install prometheus (.ci/run installs it)")
-	}
-	dir := t.TempDir()
 	var targets strings.Builder
 	for i := range brokers {
 		fmt.Fprintf(&targets, "      - targets: ['%s:%d']\n        labels: {namespace: %s, pod: %s}\n",
@@ -302,117 +292,7 @@ scrape_configs:
     static_configs:
       - targets: ['%s']
 `, caFile, cluster, ns, targets.String(), operatorAddr)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	logs := &bytes.Buffer{}
-	var mu sync.Mutex
-	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("prometheus:\n%s", logs.String())
-			mu.Unlock()
-		}
-	})
-	poll(t, 30*time.Second, "prometheus to be ready", func() error {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: %s", resp.Status)
-		}
-		return nil
-	})
-	return addr
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// sample is one series of an instant query's result.
-type sample struct {
-	Metric map[string]string `json:"metric"`
-	Value  [2]any            `json:"value"`
-}
-
-func (s sample) value() float64 {
-	v, _ := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
-	if fmt.Sprint(s.Value[1]) == "NaN" {
-		return math.NaN()
-	}
-	return v
-}
-
-// query runs PromQL through Prometheus's HTTP API (an instant query, now).
-func query(promAddr, promql string) ([]sample, error) {
-	resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(promql))
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string   `json:"resultType"`
-			Result     []sample `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, err
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("%s: %s", body.Status, body.Error)
-	}
-	return body.Data.Result, nil
-}
-
-// dashboardQueries are every panel's queries in the dashboard the chart
-// ships, by panel title.
-func dashboardQueries(t *testing.T) map[string][]string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repoRoot, "charts", "natsforge", "dashboards", "natsforge.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]string{}
-	for _, p := range d.Panels {
-		for _, tg := range p.Targets {
-			out[p.Title] = append(out[p.Title], tg.Expr)
-		}
-	}
-	return out
+	return promharness.Start(t, config)
 }
 
 func secretData(t *testing.T, k8s client.Client, name string) map[string][]byte {
@@ -657,11 +537,11 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 	// Prometheus scrapes the operator before anything rotates, so that
 	// the rotations are increases it sees.
 	poll(t, 30*time.Second, "Prometheus to scrape the operator and every broker", func() error {
-		got, err := query(promAddr, `natsforge_rotation_propagation_seconds_count`)
+		got, err := promharness.Query(promAddr, `natsforge_rotation_propagation_seconds_count`)
 		if err != nil || len(got) == 0 {
 			return fmt.Errorf("operator: %v %v", got, err)
 		}
-		got, err = query(promAddr, `up{job="brokers"} == 1`)
+		got, err = promharness.Query(promAddr, `up{job="brokers"} == 1`)
 		if err != nil || len(got) != brokers {
 			return fmt.Errorf("brokers up: %v %v", got, err)
 		}
@@ -709,11 +589,11 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 
 	// Prometheus has scraped the rotation.
 	poll(t, 60*time.Second, "Prometheus to have the rotation", func() error {
-		got, err := query(promAddr, "natsforge_rotation_propagation_seconds_count")
+		got, err := promharness.Query(promAddr, "natsforge_rotation_propagation_seconds_count")
 		if err != nil {
 			return err
 		}
-		if len(got) == 0 || got[0].value() < float64(rotations) {
+		if len(got) == 0 || got[0].Float() < float64(rotations) {
 			return fmt.Errorf("%v", got)
 		}
 		return nil
@@ -721,29 +601,24 @@ func TestEveryDashboardPanelHasDataInARealPrometheusAfterARotationAndTraffic(t *
 
 	// Every panel's every query returns a number, in Grafana's words with
 	// $__rate_interval at a window holding many 1 s scrapes.
-	queries := dashboardQueries(t)
-	if len(queries) < 10 {
-		t.Fatalf("only %d panels with queries", len(queries))
+	queries, err := promharness.DashboardQueries(repoRoot, "1m")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for title, exprs := range queries {
-		for _, expr := range exprs {
-			promql := strings.ReplaceAll(expr, "$__rate_interval", "1m")
-			poll(t, 30*time.Second, fmt.Sprintf("panel %q: %s", title, promql), func() error {
-				got, err := query(promAddr, promql)
-				if err != nil {
-					return err
-				}
-				for _, s := range got {
-					if !math.IsNaN(s.value()) {
-						return nil
-					}
-				}
-				return fmt.Errorf("no data: %v", got)
-			})
-		}
+	panels := map[string]bool{}
+	for _, q := range queries {
+		panels[q.Panel] = true
+	}
+	if len(panels) < 10 {
+		t.Fatalf("only %d panels with queries", len(panels))
+	}
+	for _, q := range queries {
+		poll(t, 30*time.Second, fmt.Sprintf("panel %q: %s", q.Panel, q.PromQL), func() error {
+			return promharness.HasNumber(promAddr, q.PromQL)
+		})
 	}
 	// And per pod where the panel says so.
-	got, err := query(promAddr, `sum by (pod) (gnatsd_varz_connections)`)
+	got, err := promharness.Query(promAddr, `sum by (pod) (gnatsd_varz_connections)`)
 	if err != nil || len(got) != brokers {
 		t.Errorf("connections per pod: %v %v", got, err)
 	}
