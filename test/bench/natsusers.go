@@ -3,35 +3,22 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	crlog "sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-
 	"github.com/natsforge/natsforge/api/v1alpha1"
-	"github.com/natsforge/natsforge/controllers"
 )
 
 // natsUserRows time one NatsCluster with many NatsUsers (generated
@@ -84,67 +71,18 @@ func (h *harness) natsUserRows() []*row {
 
 func (h *harness) measureNatsUsers(rows []*row) error {
 	n, runs := h.cfg.natsUsers, h.cfg.opRuns
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join("bin", "k8s", "1.37.2")
-	}
-	crlog.SetLogger(logr.Discard())
-	scheme := k8sruntime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	env := &envtest.Environment{
-		CRDDirectoryPaths:        []string{filepath.Join("config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		BinaryAssetsDirectory:    assets,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  time.Minute,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		_ = env.Stop()
-		return fmt.Errorf("start envtest: %w", err)
-	}
-	stopEnv.Store(env)
-	defer func() {
-		stopEnv.Store((*envtest.Environment)(nil))
-		_ = env.Stop()
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	direct, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
 	const ns = "bench-natsusers"
-	if err := direct.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return err
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions([]string{ns}),
-		Client:                 controllers.ClientOptions(),
-	})
+	ctx, e, err := startOperatorEnv(ns)
 	if err != nil {
 		return err
 	}
-	go func() { _ = mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("cache did not sync")
-	}
+	defer e.stop()
+	direct, mgr, rec, writes := e.direct, e.mgr, e.rec, e.writes
 	// The operator's informers: NatsUsers, and Secrets by metadata.
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(schema.GroupVersionKind{Version: "v1", Kind: "Secret"})
 	if _, err := mgr.GetCache().GetInformer(ctx, secretMeta); err != nil {
 		return err
-	}
-	writes := &atomic.Int64{}
-	rec := &controllers.NatsClusterReconciler{
-		Client:       countingClient{mgr.GetClient(), writes},
-		APIReader:    mgr.GetAPIReader(),
-		DefaultImage: controllers.DefaultImage("bench"),
-		Digests:      controllers.HTTPDigestProber{},
 	}
 
 	nc := &v1alpha1.NatsCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "many"}}

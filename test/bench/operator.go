@@ -6,27 +6,17 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
-	"github.com/natsforge/natsforge/controllers"
 )
 
 // opCost is the bcrypt cost of the operator rows' clusters: the lowest the
@@ -87,67 +77,13 @@ func (h *harness) operatorRows() []*row {
 
 func (h *harness) measureOperator(rows []*row) error {
 	c := h.cfg
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join("bin", "k8s", "1.37.2")
-	}
-	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
-		return fmt.Errorf("no kube-apiserver in %s (make k8s-binaries): %w", assets, err)
-	}
-	crlog.SetLogger(logr.Discard())
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-
-	env := &envtest.Environment{
-		CRDDirectoryPaths:        []string{filepath.Join("config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		BinaryAssetsDirectory:    assets,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  time.Minute,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		_ = env.Stop()
-		return fmt.Errorf("start envtest: %w", err)
-	}
-	stopEnv.Store(env)
-	defer func() {
-		stopEnv.Store((*envtest.Environment)(nil))
-		_ = env.Stop()
-	}()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	direct, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
 	const ns = "bench"
-	if err := direct.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return err
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions([]string{ns}),
-		Client:                 controllers.ClientOptions(),
-	})
+	ctx, e, err := startOperatorEnv(ns)
 	if err != nil {
 		return err
 	}
-	go func() { _ = mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("cache did not sync")
-	}
-	writes := &atomic.Int64{}
-	rec := &controllers.NatsClusterReconciler{
-		Client:       countingClient{mgr.GetClient(), writes},
-		APIReader:    mgr.GetAPIReader(),
-		DefaultImage: controllers.DefaultImage("bench"),
-		Digests:      controllers.HTTPDigestProber{},
-	}
+	defer e.stop()
+	direct, rec, writes := e.direct, e.rec, e.writes
 
 	logf("  creating %d NatsClusters and their password Secrets", c.clusters)
 	var reqs []reconcile.Request
