@@ -319,12 +319,14 @@ func userStatuses(prev []v1alpha1.UserStatus, users []resolvedUser, records fing
 			continue
 		}
 		s := v1alpha1.UserStatus{
-			Name:             u.name,
-			SecretName:       u.secretName,
-			Resolved:         u.resolved(),
-			Reason:           u.reason,
-			Message:          u.message,
-			LastRotationTime: before[u.name],
+			Name:     u.name,
+			Resolved: u.resolved(),
+			Reason:   u.reason,
+			Message:  u.message,
+			PasswordStatus: v1alpha1.PasswordStatus{
+				SecretName:       u.secretName,
+				LastRotationTime: before[u.name],
+			},
 		}
 		if rec, ok := records[u.name]; ok && !rec.RotatedAt.IsZero() {
 			s.LastRotationTime = rec.RotatedAt.DeepCopy()

@@ -735,11 +735,6 @@ type UserStatus struct {
 	// +required
 	Name string `json:"name"`
 
-	// secretName is the Secret that holds the user's password: the one named by
-	// passwordSecretRef, or the generated "<cluster>-user-<name>".
-	// +optional
-	SecretName string `json:"secretName,omitempty"`
-
 	// resolved is true when the password was read and the user can connect
 	// with it. A user that is not resolved may still connect with its last
 	// good password (servingLastGoodSince).
@@ -754,6 +749,19 @@ type UserStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
+	PasswordStatus `json:",inline"`
+}
+
+// PasswordStatus is what the status of a NatsCluster's user and of a
+// NatsUser say of the user's password.
+type PasswordStatus struct {
+	// secretName is the Secret that holds the user's password: the one named
+	// by passwordSecretRef, or the generated one ("<cluster>-user-<name>" for a
+	// NatsCluster's user, "<metadata.name>-user-credentials" in its own
+	// namespace for a NatsUser).
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
 	// lastRotationTime is when the user's password hash last changed in the
 	// broker configuration.
 	// +optional
@@ -762,14 +770,15 @@ type UserStatus struct {
 	// servingLastGoodSince is set while the user's password cannot be read
 	// (reason SecretMissing, KeyMissing or InvalidPassword) and the brokers
 	// keep serving the last password that worked: since when they do.
-	// Removing the user from spec.auth.users revokes it.
+	// Removing the user from spec.auth.users, or deleting its NatsUser,
+	// revokes it.
 	// +optional
 	ServingLastGoodSince *metav1.Time `json:"servingLastGoodSince,omitempty"`
 
 	// previousPasswordValidUntil is, during a rotation grace window
-	// (spec.auth.rotationGracePeriod), until when the brokers still accept
-	// the user's previous password; connections made with it are closed
-	// then.
+	// (spec.auth.rotationGracePeriod of the cluster), until when the brokers
+	// still accept the user's previous password; connections made with it
+	// are closed then.
 	// +optional
 	PreviousPasswordValidUntil *metav1.Time `json:"previousPasswordValidUntil,omitempty"`
 }

@@ -92,12 +92,6 @@ type NatsUserStatus struct {
 	// +optional
 	Username string `json:"username,omitempty"`
 
-	// secretName is the Secret, in the NatsUser's namespace, that holds the
-	// password: the one named by passwordSecretRef, or the generated
-	// "<metadata.name>-user-credentials".
-	// +optional
-	SecretName string `json:"secretName,omitempty"`
-
 	// configHash is the SHA-256 (hex) of the first broker configuration
 	// that carried this user's current password. Each broker pod reports the
 	// digest of the configuration it serves on /varz.
@@ -114,23 +108,7 @@ type NatsUserStatus struct {
 	// +optional
 	ReadyPods int32 `json:"readyPods"`
 
-	// lastRotationTime is when the user's password hash last changed in the
-	// broker configuration.
-	// +optional
-	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
-
-	// servingLastGoodSince is set while the user's password cannot be read
-	// (reason SecretMissing, KeyMissing or InvalidPassword) and the brokers
-	// keep serving the last password that worked: since when they do.
-	// Deleting the NatsUser revokes it.
-	// +optional
-	ServingLastGoodSince *metav1.Time `json:"servingLastGoodSince,omitempty"`
-
-	// previousPasswordValidUntil is, during a rotation grace window (the
-	// cluster's spec.auth.rotationGracePeriod), until when the brokers still
-	// accept the user's previous password.
-	// +optional
-	PreviousPasswordValidUntil *metav1.Time `json:"previousPasswordValidUntil,omitempty"`
+	PasswordStatus `json:",inline"`
 
 	// conditions has Ready: True when the user is in the configuration and
 	// every ready broker pod serves it (reason Served); False with the
