@@ -371,6 +371,99 @@ func TestWithoutAGracePeriodARotationKeepsNoPreviousHash(t *testing.T) {
 	}
 }
 
+// A NatsUser's rotation gets the same window as an inline user's: both
+// hashes served, the previous one's end in the NatsUser's own status, then
+// only the new one once the injected clock passes the window's end.
+func TestANatsUsersGraceWindowServesBothHashesThenOnlyTheNewOne(t *testing.T) {
+	needAPIServer(t)
+	ns := manualNamespace
+	now := time.Now().Truncate(time.Second)
+	r, _ := manualReconciler(t, func() time.Time { return now })
+	createPasswordSecret(t, ns, "nugrace-bob-pw", "bob-1")
+	createPasswordSecret(t, ns, "nugrace-team-pw", "team-1")
+	nc := createManualCluster(t, "nugrace", func(nc *v1alpha1.NatsCluster) {
+		nc.Spec.TLS.Mode = v1alpha1.TLSModeDisabled
+		nc.Spec.Auth.Users = []v1alpha1.User{userRef("bob", "nugrace-bob-pw")}
+		nc.Spec.Auth.RotationGracePeriod = &metav1.Duration{Duration: 30 * time.Second}
+	})
+	nu := createNatsUser(t, ns, "nugrace-team", v1alpha1.NatsUserSpec{
+		ClusterRef:        v1alpha1.ClusterReference{Name: nc.Name},
+		PasswordSecretRef: &v1alpha1.SecretKeyReference{Name: "nugrace-team-pw", Key: "password"},
+	})
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}
+	reconcileNow := func() time.Duration {
+		t.Helper()
+		res, err := r.Reconcile(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.RequeueAfter
+	}
+	natsUser := func() *v1alpha1.NatsUser {
+		t.Helper()
+		got := &v1alpha1.NatsUser{}
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(nu), got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	reconcileNow()
+	o, _ := waitForConfig(t, nc, map[string]string{"bob": "bob-1", "nugrace-team": "team-1"})
+	oldHash := userHashes(o)["nugrace-team"]
+	if got := natsUser().Status.PreviousPasswordValidUntil; got != nil {
+		t.Fatalf("a first password has a previous one until %v", got)
+	}
+
+	setPassword(t, ns, "nugrace-team-pw", "team-2")
+	now = now.Add(5 * time.Second)
+	until := now.Add(30 * time.Second)
+	if requeue := reconcileNow(); requeue != 30*time.Second {
+		t.Errorf("requeued after %v, want the window's 30s", requeue)
+	}
+	waitForConfig(t, nc, map[string]string{"bob": "bob-1", "nugrace-team": "team-2"})
+	pp := previousPasswords(t, nc)
+	if len(pp) != 1 || pp[0].User != "nugrace-team" || pp[0].Password != oldHash || !pp[0].ValidUntil.Equal(until) {
+		t.Fatalf("previous passwords %+v, want nugrace-team's old hash until %v", pp, until)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(pp[0].Password), []byte("team-1")) != nil {
+		t.Fatal("the previous hash does not verify the previous password")
+	}
+	if got := natsUser().Status.PreviousPasswordValidUntil; got == nil || !got.Time.Equal(until) {
+		t.Errorf("the NatsUser's previousPasswordValidUntil is %v, want %v", got, until)
+	}
+	if s := userStatus(getCluster(t, nc), "bob"); s.PreviousPasswordValidUntil != nil {
+		t.Errorf("bob has a previous password until %v", s.PreviousPasswordValidUntil)
+	}
+
+	// A second before the end both are still served.
+	now = until.Add(-time.Second)
+	if requeue := reconcileNow(); requeue != time.Second {
+		t.Errorf("a second before the window ends, requeued after %v, want 1s", requeue)
+	}
+	if pp := previousPasswords(t, nc); len(pp) != 1 {
+		t.Fatalf("the previous hash left before the window ended: %+v", pp)
+	}
+
+	now = until
+	if requeue := reconcileNow(); requeue != 0 {
+		t.Errorf("requeued after %v with no window open", requeue)
+	}
+	if pp := previousPasswords(t, nc); len(pp) != 0 {
+		t.Fatalf("after the window: %+v", pp)
+	}
+	waitForConfig(t, nc, map[string]string{"bob": "bob-1", "nugrace-team": "team-2"})
+	if got := natsUser().Status.PreviousPasswordValidUntil; got != nil {
+		t.Errorf("the NatsUser's previousPasswordValidUntil is %v after the window", got)
+	}
+	s := getSecret(t, ns, resources.ConfigSecretName(nc))
+	for k, v := range s.Data {
+		if strings.Contains(string(v), oldHash) {
+			t.Errorf("the previous hash outlived its window in key %s", k)
+		}
+	}
+}
+
 // A NatsUser's password goes through the same resolution: its Secret
 // deleted, it keeps its last good password and says so in its own status;
 // deleting the NatsUser revokes it.
