@@ -57,7 +57,7 @@ var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
 	"missing", "generated", "scaling", "validation", "paused", "propagation", "takeover",
 	"tls", "tls-users", "tls-secrets", "tls-exposed", "netpol", "monitoring",
-	"natsusers", "nu-allowed", "nu-refused", "nu-conflict", "lastgood", "invalid", "accounts",
+	"natsusers", "nu-allowed", "nu-refused", "nu-conflict", "lastgood", "invalid", "accounts", "churn",
 }
 
 // operatorNamespace is where the suite's reconciler says the operator runs.
