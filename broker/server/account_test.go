@@ -279,7 +279,7 @@ func TestAResponderWithNarrowPermissionsAnswersAnImportedRequestAsNATSServer(t *
 		for _, oracle := range []bool{false, true} {
 			ac := startAccounts(t, oracle, 1, testAccounts)
 			responder := connectTo(t, ac.url(0, user))
-			if _, err := responder.Subscribe("help.>", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+			if _, err := responder.Subscribe("help.>", func(m *nats.Msg) { respond(t, m, []byte("ok")) }); err != nil {
 				t.Fatal(err)
 			}
 			noErr(t, responder.Flush())
@@ -331,14 +331,14 @@ func TestReloadChangesAccountsAsNATSServerDoes(t *testing.T) {
 		// The removed export stops delivery; B's subscription stays.
 		probe, _ := b.SubscribeSync("probe")
 		noErr(t, b.Flush())
-		a.Publish("orders.2", nil)
+		noErr(t, a.Publish("orders.2", nil))
 		noErr(t, a.Flush())
 		untilReceived(t, "B still served", func() { noErr(t, b.Publish("probe", nil)) }, probe)
 		if !drained(t, imported, a, b) {
 			t.Error("a stream whose export was removed is still delivered")
 		}
 		// The service import is untouched.
-		if _, err := a.Subscribe("help.>", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+		if _, err := a.Subscribe("help.>", func(m *nats.Msg) { respond(t, m, []byte("ok")) }); err != nil {
 			t.Fatal(err)
 		}
 		noErr(t, a.Flush())
@@ -474,8 +474,8 @@ no_auth_user: b
 	forBoth(t, 1, accounts, func(t *testing.T, ac *accountsCluster) {
 		violations := make(chan error, 4)
 		a := connectTo(t, ac.url(0, "a"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
-		a.Publish("not.ok", nil)
-		a.Flush()
+		noErr(t, a.Publish("not.ok", nil))
+		noErr(t, a.Flush())
 		select {
 		case err := <-violations:
 			if !strings.Contains(strings.ToLower(err.Error()), `permissions violation for publish to "not.ok"`) {

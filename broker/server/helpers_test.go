@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natsforge/natsforge/broker/conf"
 )
 
@@ -110,5 +112,13 @@ func noErr(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// respond answers m from a subscription's handler, which runs on the
+// client's goroutine: a failure is an Error, not a Fatal.
+func respond(t testing.TB, m *nats.Msg, data []byte) {
+	if err := m.Respond(data); err != nil {
+		t.Error(err)
 	}
 }

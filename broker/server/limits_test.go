@@ -62,7 +62,7 @@ func stalledSubscriber(t *testing.T, addr, subject string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { _ = nc.Close() }) // the test is done with it
 	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
 	if _, err := nc.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB " + subject + " 1\r\n")); err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func pacedSubscriber(t *testing.T, addr, subject string, chunk int, tick time.Du
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { _ = nc.Close() }) // the test is done with it
 	if _, err := nc.Write([]byte("CONNECT {\"verbose\":false}\r\nSUB " + subject + " 1\r\n")); err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func TestMonitoringEndpointsUseNatsServerFieldNames(t *testing.T) {
 			t.Fatal(err)
 		}
 		noErr(t, nc.Publish("mon.a", []byte("x")))
-		nc.Flush()
+		noErr(t, nc.Flush())
 	}
 	waitInterest(t, s[0], "mon.a", 1)
 	waitInterest(t, s[1], "mon.a", 1)
@@ -182,7 +182,7 @@ func TestMetricsCountConnectionsMessagesAndAuthFailures(t *testing.T) {
 	for range 3 {
 		noErr(t, nc.Publish("m.x", []byte("12345")))
 	}
-	nc.Flush()
+	noErr(t, nc.Flush())
 	for range 3 {
 		if _, err := sub.NextMsg(time.Second); err != nil {
 			t.Fatal(err)

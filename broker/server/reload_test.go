@@ -156,7 +156,7 @@ func TestRotatingAPasswordByReloadClosesOnlyThatUsersClientsOnEveryServer(t *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	bobs[0].nc.Flush()
+	noErr(t, bobs[0].nc.Flush())
 	waitInterest(t, ms[2].s, "bob.inbox", 1)
 
 	for _, m := range ms {
@@ -233,7 +233,7 @@ func TestAUserRemovedByReloadIsCutOffOnEveryServerAndNobodyElseIs(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	alices[0].nc.Flush()
+	noErr(t, alices[0].nc.Flush())
 	waitInterest(t, ms[1].s, "alice.inbox", 1)
 	if err := alices[1].nc.Publish("alice.inbox", []byte("hi")); err != nil {
 		t.Fatal(err)
@@ -256,7 +256,7 @@ func TestNarrowedPermissionsDropOnlyTheOffendingSubscriptions(t *testing.T) {
 	nc := connectTo(t, m.url("bob", bobPass), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	keep, _ := nc.SubscribeSync("public.news")
 	drop, _ := nc.SubscribeSync("private.stuff")
-	nc.Flush()
+	noErr(t, nc.Flush())
 
 	m.cfg.bobSubs = "public.>"
 	writeFile(t, m.path, m.cfg.render())
@@ -272,9 +272,9 @@ func TestNarrowedPermissionsDropOnlyTheOffendingSubscriptions(t *testing.T) {
 		t.Fatal("no permissions violation reported")
 	}
 	pub := connectTo(t, m.url("alice", "x"))
-	pub.Publish("public.news", []byte("n"))
-	pub.Publish("private.stuff", []byte("p"))
-	pub.Flush()
+	noErr(t, pub.Publish("public.news", []byte("n")))
+	noErr(t, pub.Publish("private.stuff", []byte("p")))
+	noErr(t, pub.Flush())
 	if _, err := keep.NextMsg(2 * time.Second); err != nil {
 		t.Fatalf("the allowed subscription lost its messages: %v", err)
 	}
@@ -301,7 +301,7 @@ func TestABrokenConfigReloadLeavesEveryServerServingAndShowsInMonitoring(t *test
 		if v.ReloadErrors != 1 || !strings.Contains(v.LastReloadError, m.path+":") || v.ConfigDigest != digest {
 			t.Fatalf("varz after the refusal: errors %d, error %q, digest changed %v", v.ReloadErrors, v.LastReloadError, v.ConfigDigest != digest)
 		}
-		connectTo(t, m.url("alice", alicePass1)).Flush()
+		noErr(t, connectTo(t, m.url("alice", alicePass1)).Flush())
 
 		// A config that parses but moves the client port is refused whole too.
 		moved := m.cfg
@@ -311,7 +311,7 @@ func TestABrokenConfigReloadLeavesEveryServerServingAndShowsInMonitoring(t *test
 		if err := m.s.Reload(); err == nil || !strings.Contains(err.Error(), "port") {
 			t.Fatalf("a port change was not refused: %v", err)
 		}
-		connectTo(t, m.url("alice", alicePass1)).Flush()
+		noErr(t, connectTo(t, m.url("alice", alicePass1)).Flush())
 
 		mon := monitor.New(m.s)
 		rec := httpGet(t, mon.Handler(), "/metrics")
@@ -366,7 +366,7 @@ func httpGet(t testing.TB, h http.Handler, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }

@@ -58,7 +58,7 @@ func (w *configWatcher) run() {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if fw, err := fsnotify.NewWatcher(); err == nil {
-		defer fw.Close()
+		defer func() { _ = fw.Close() }() // stops the watch; nothing to flush
 		if fw.Add(filepath.Dir(w.path)) == nil {
 			events, errs = fw.Events, fw.Errors
 		}
@@ -74,7 +74,10 @@ func (w *configWatcher) run() {
 			return
 		case <-events:
 			settle.Reset(configSettle)
-		case <-errs:
+		case err := <-errs:
+			// The watch lost events (its queue overflowed, say); the error
+			// tells no more than that. Look once things settle.
+			_ = err
 			settle.Reset(configSettle)
 		case <-settle.C:
 			w.check()

@@ -211,7 +211,7 @@ func (m *routeManager) shutdown() {
 	}
 	m.mu.Unlock()
 	if ln != nil {
-		ln.Close()
+		_ = ln.Close() // shutting down: the accept loop ends either way
 	}
 	for _, d := range dialers {
 		d.stop()
@@ -318,7 +318,7 @@ func (m *routeManager) newRoute(nc net.Conn, d *dialer) *route {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed || (m.lameDuck && d == nil) {
-		nc.Close()
+		_ = nc.Close() // refused: nothing was sent on it
 		return nil
 	}
 	m.nextRID++
@@ -1081,7 +1081,10 @@ func (r *route) writeLoop() {
 		r.out = spare[:0]
 		spare = nil
 		r.mu.Unlock()
-		r.nc.SetWriteDeadline(time.Now().Add(r.m.s.getOpts().WriteDeadline))
+		if err := r.nc.SetWriteDeadline(time.Now().Add(r.m.s.getOpts().WriteDeadline)); err != nil {
+			r.close(WriteError)
+			return
+		}
 		if _, err := r.nc.Write(buf); err != nil {
 			r.close(WriteError)
 			return
@@ -1102,12 +1105,14 @@ func (r *route) close(reason ClosedReason) {
 	r.reason = reason
 	close(r.donec)
 	r.mu.Unlock()
-	r.raw.Close()
+	_ = r.raw.Close() // the route is gone whatever Close says
 }
 
 // writeNow writes b directly; only during the handshake.
 func (r *route) writeNow(b []byte) error {
-	r.nc.SetWriteDeadline(time.Now().Add(r.m.s.getOpts().WriteDeadline))
+	if err := r.nc.SetWriteDeadline(time.Now().Add(r.m.s.getOpts().WriteDeadline)); err != nil {
+		return err
+	}
 	_, err := r.nc.Write(b)
 	return err
 }
@@ -1128,11 +1133,15 @@ func (r *route) run() {
 			return
 		}
 	}
-	r.nc.SetReadDeadline(time.Now().Add(cfg.authTimeout + time.Second))
+	if err := r.nc.SetReadDeadline(time.Now().Add(cfg.authTimeout + time.Second)); err != nil {
+		return // closed under us: the deferred close tidies up
+	}
 	if !r.handshake(rr, cfg) {
 		return
 	}
-	r.nc.SetReadDeadline(time.Time{})
+	if err := r.nc.SetReadDeadline(time.Time{}); err != nil {
+		return
+	}
 	go r.writeLoop()
 	if !r.m.register(r) {
 		return
@@ -1250,7 +1259,8 @@ func (r *route) handshake(rr *routeReader, cfg routeConfig) bool {
 	if !r.m.checkAuth(c.User, c.Pass) {
 		s.ext().authFailures.Add(1)
 		s.ext().auth.fail(authReasonRoute)
-		r.writeNow([]byte("-ERR '" + errTextAuthViolation + "'\r\n"))
+		// Best effort: the route is refused whether the peer hears why.
+		_ = r.writeNow([]byte("-ERR '" + errTextAuthViolation + "'\r\n"))
 		// The user name is logged; never the password.
 		return fail("authorization violation", "user", c.User)
 	}

@@ -30,25 +30,27 @@ func benchRouted(b *testing.B, pubURL, subURL string) {
 			close(done)
 		}
 	})
-	sub.SetPendingLimits(-1, -1)
-	sc.Flush()
+	noErr(b, sub.SetPendingLimits(-1, -1))
+	noErr(b, sc.Flush())
 	pc, err := nats.Connect(pubURL)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer pc.Close()
 	waitUntil(b, 5*time.Second, "the interest to cross", func() bool {
-		pc.Publish("bench.probe", nil)
-		pc.Flush()
+		noErr(b, pc.Publish("bench.probe", nil))
+		noErr(b, pc.Flush())
 		return probes.Load() > 0
 	})
 	payload := make([]byte, 16)
 	b.SetBytes(16)
 	b.ResetTimer()
 	for range b.N {
-		pc.Publish("bench.x", payload)
+		if err := pc.Publish("bench.x", payload); err != nil {
+			b.Fatal(err)
+		}
 	}
-	pc.Flush()
+	noErr(b, pc.Flush())
 	select {
 	case <-done:
 	case <-time.After(60 * time.Second):

@@ -20,7 +20,7 @@ func TestClientsOnDifferentServersExchangeMessagesAcrossTheCluster(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Flush()
+	noErr(t, b.Flush())
 	waitInterest(t, s[0], "orders.new", 1)
 	if err := a.Publish("orders.new", []byte("one")); err != nil {
 		t.Fatal(err)
@@ -45,10 +45,10 @@ func TestClientsOnDifferentServersExchangeMessagesAcrossTheCluster(t *testing.T)
 func TestRequestReplyWorksBetweenServers(t *testing.T) {
 	s := startCluster(t, 3)
 	responder, requester := connectTo(t, s[2].ClientURL()), connectTo(t, s[0].ClientURL())
-	if _, err := responder.Subscribe("svc.echo", func(m *nats.Msg) { m.Respond(append([]byte("re:"), m.Data...)) }); err != nil {
+	if _, err := responder.Subscribe("svc.echo", func(m *nats.Msg) { respond(t, m, append([]byte("re:"), m.Data...)) }); err != nil {
 		t.Fatal(err)
 	}
-	responder.Flush()
+	noErr(t, responder.Flush())
 	waitInterest(t, s[0], "svc.echo", 1)
 	for i := range 20 {
 		msg, err := requester.Request("svc.echo", fmt.Appendf(nil, "%d", i), 2*time.Second)
@@ -94,7 +94,7 @@ func TestQueueGroupsDeliverExactlyOncePerGroupAcrossTheCluster(t *testing.T) {
 		if _, err := nc.Subscribe("flush", func(*nats.Msg) { flushes.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
-		nc.Flush()
+		noErr(t, nc.Flush())
 	}
 	// s0 hears of g1 and g2 on s1, and of g1, g2 and the plain one on s2; and
 	// of "flush" on both.
@@ -103,9 +103,9 @@ func TestQueueGroupsDeliverExactlyOncePerGroupAcrossTheCluster(t *testing.T) {
 	pub := connectTo(t, s[0].ClientURL())
 	const n = 300
 	for range n {
-		pub.Publish("work", []byte("x"))
+		noErr(t, pub.Publish("work", []byte("x")))
 	}
-	pub.Flush()
+	noErr(t, pub.Flush())
 	// received counts what reached the client library for a subscription,
 	// whether or not its callback has run yet.
 	received := func(subs ...*nats.Subscription) int {
@@ -120,7 +120,7 @@ func TestQueueGroupsDeliverExactlyOncePerGroupAcrossTheCluster(t *testing.T) {
 	waitUntil(t, 5*time.Second, "every message delivered", func() bool {
 		return received(subs["g1"]...) >= n && received(subs["g2"]...) >= n && received(plain) >= n
 	})
-	pub.Publish("flush", nil)
+	noErr(t, pub.Publish("flush", nil))
 	waitUntil(t, 5*time.Second, "the flush marker on every server", func() bool { return flushes.Load() == 3 })
 	if g1, g2, p := received(subs["g1"]...), received(subs["g2"]...), received(plain); g1 != n || g2 != n || p != n {
 		t.Fatalf("g1 got %d, g2 got %d, the plain subscriber %d; want %d each", g1, g2, p, n)
@@ -132,25 +132,29 @@ func TestAMessageCrossesAtMostOneRoute(t *testing.T) {
 	var got atomic.Int64
 	for i := range s {
 		nc := connectTo(t, s[i].ClientURL())
-		nc.Subscribe("fanout", func(*nats.Msg) { got.Add(1) })
-		nc.Flush()
+		if _, err := nc.Subscribe("fanout", func(*nats.Msg) { got.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		noErr(t, nc.Flush())
 	}
 	for i := range s {
 		waitInterest(t, s[i], "fanout", 2)
 	}
 	pub := connectTo(t, s[0].ClientURL())
 	for range 10 {
-		pub.Publish("fanout", nil)
+		noErr(t, pub.Publish("fanout", nil))
 	}
-	pub.Flush()
+	noErr(t, pub.Flush())
 	waitUntil(t, 5*time.Second, "30 deliveries", func() bool { return got.Load() >= 30 })
 	marker := connectTo(t, s[2].ClientURL())
 	var markers atomic.Int64
-	marker.Subscribe("marker", func(*nats.Msg) { markers.Add(1) })
-	marker.Flush()
+	if _, err := marker.Subscribe("marker", func(*nats.Msg) { markers.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	noErr(t, marker.Flush())
 	waitInterest(t, s[0], "marker", 1)
-	pub.Publish("marker", nil)
-	pub.Flush()
+	noErr(t, pub.Publish("marker", nil))
+	noErr(t, pub.Flush())
 	waitUntil(t, 5*time.Second, "the marker", func() bool { return markers.Load() == 1 })
 	if got.Load() != 30 {
 		t.Fatalf("got %d deliveries, want exactly 30", got.Load())
@@ -163,11 +167,11 @@ func TestEchoOffHoldsAcrossServers(t *testing.T) {
 	other := connectTo(t, s[1].ClientURL())
 	own, _ := nc.SubscribeSync("echo.test")
 	theirs, _ := other.SubscribeSync("echo.test")
-	nc.Flush()
-	other.Flush()
+	noErr(t, nc.Flush())
+	noErr(t, other.Flush())
 	waitInterest(t, s[0], "echo.test", 1)
-	nc.Publish("echo.test", []byte("x"))
-	nc.Flush()
+	noErr(t, nc.Publish("echo.test", []byte("x")))
+	noErr(t, nc.Flush())
 	if _, err := theirs.NextMsg(2 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -217,16 +221,16 @@ func TestAServerStartedLastJoinsAndCatchesUpOnInterest(t *testing.T) {
 	onA := connectTo(t, a.ClientURL())
 	sub, _ := onA.SubscribeSync("late.>")
 	qsub, _ := onA.QueueSubscribeSync("late.q", "workers")
-	onA.Flush()
+	noErr(t, onA.Flush())
 
 	c := startMember(t, clusterOpts("c", RandomPort, []int{routePort(a), routePort(b)}), nil)
 	waitMesh(t, a, b, c)
 	waitInterest(t, c, "late.x", 1)
 	waitInterest(t, c, "late.q", 2)
 	onC := connectTo(t, c.ClientURL())
-	onC.Publish("late.x", []byte("hi"))
-	onC.Publish("late.q", []byte("q"))
-	onC.Flush()
+	noErr(t, onC.Publish("late.x", []byte("hi")))
+	noErr(t, onC.Publish("late.q", []byte("q")))
+	noErr(t, onC.Flush())
 	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "hi" {
 		t.Fatalf("%v %v", m, err)
 	}
@@ -302,7 +306,7 @@ func TestNoAdvertiseKeepsClientURLsOutOfInfo(t *testing.T) {
 	}
 	waitMesh(t, servers...)
 	nc := connectTo(t, servers[0].ClientURL())
-	nc.Flush()
+	noErr(t, nc.Flush())
 	if d := nc.DiscoveredServers(); len(d) != 0 {
 		t.Fatalf("discovered %v despite no_advertise", d)
 	}
@@ -329,15 +333,17 @@ func TestPermissionsHoldAcrossServers(t *testing.T) {
 	}
 	sub := connectTo(t, userURL(servers[1], "sub"))
 	wide, _ := sub.SubscribeSync("public.*")
-	sub.Subscribe("svc.ask", func(m *nats.Msg) { m.Respond([]byte("answer")) })
-	sub.Flush()
+	if _, err := sub.Subscribe("svc.ask", func(m *nats.Msg) { respond(t, m, []byte("answer")) }); err != nil {
+		t.Fatal(err)
+	}
+	noErr(t, sub.Flush())
 	waitInterest(t, servers[0], "public.x", 1)
 	waitInterest(t, servers[0], "svc.ask", 1)
 
 	pub := connectTo(t, userURL(servers[0], "pub"))
-	pub.Publish("public.secret", []byte("denied to sub"))
-	pub.Publish("public.news", []byte("allowed"))
-	pub.Flush()
+	noErr(t, pub.Publish("public.secret", []byte("denied to sub")))
+	noErr(t, pub.Publish("public.news", []byte("allowed")))
+	noErr(t, pub.Flush())
 	if m, err := wide.NextMsg(2 * time.Second); err != nil || string(m.Data) != "allowed" {
 		t.Fatalf("got %v %v, want only the allowed message", m, err)
 	}
@@ -358,7 +364,7 @@ func TestClientsOfAStoppedServerFailOverAndTheServerRejoinsWhenRestarted(t *test
 	nc := connectTo(t, s[0].ClientURL(), nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1),
 		nats.ReconnectHandler(func(*nats.Conn) { reconnects.Add(1) }))
 	sub, _ := nc.SubscribeSync("fo.x")
-	nc.Flush()
+	noErr(t, nc.Flush())
 	waitUntil(t, 5*time.Second, "connect_urls", func() bool { return len(nc.DiscoveredServers()) == 2 })
 
 	s[0].Shutdown()
@@ -368,7 +374,7 @@ func TestClientsOfAStoppedServerFailOverAndTheServerRejoinsWhenRestarted(t *test
 	waitUntil(t, 5*time.Second, "the resubscription", func() bool {
 		return s[2].routes().numRemoteSubs() > 0 || nc.ConnectedUrl() == s[2].ClientURL()
 	})
-	pub.Publish("fo.x", []byte("1"))
+	noErr(t, pub.Publish("fo.x", []byte("1")))
 	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "1" {
 		t.Fatalf("after the fail-over: %v %v", m, err)
 	}
@@ -377,7 +383,7 @@ func TestClientsOfAStoppedServerFailOverAndTheServerRejoinsWhenRestarted(t *test
 	waitMesh(t, restarted, s[1], s[2])
 	waitInterest(t, restarted, "fo.x", 1)
 	back := connectTo(t, restarted.ClientURL())
-	back.Publish("fo.x", []byte("2"))
+	noErr(t, back.Publish("fo.x", []byte("2")))
 	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "2" {
 		t.Fatalf("from the restarted server: %v %v", m, err)
 	}
@@ -387,13 +393,17 @@ func TestAQueueGroupWithNoLocalMemberIsSpreadOverServersByTheirWeights(t *testin
 	s := startCluster(t, 3)
 	var onOne, onThree atomic.Int64
 	nc1 := connectTo(t, s[1].ClientURL())
-	nc1.QueueSubscribe("w", "g", func(*nats.Msg) { onOne.Add(1) })
-	nc1.Flush()
+	if _, err := nc1.QueueSubscribe("w", "g", func(*nats.Msg) { onOne.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	noErr(t, nc1.Flush())
 	nc2 := connectTo(t, s[2].ClientURL())
 	for range 3 {
-		nc2.QueueSubscribe("w", "g", func(*nats.Msg) { onThree.Add(1) })
+		if _, err := nc2.QueueSubscribe("w", "g", func(*nats.Msg) { onThree.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
 	}
-	nc2.Flush()
+	noErr(t, nc2.Flush())
 	waitUntil(t, 5*time.Second, "weights to arrive", func() bool {
 		var w1, w3 int64
 		for _, r := range s[0].routes().registered() {
@@ -414,9 +424,9 @@ func TestAQueueGroupWithNoLocalMemberIsSpreadOverServersByTheirWeights(t *testin
 	pub := connectTo(t, s[0].ClientURL())
 	const n = 2000
 	for range n {
-		pub.Publish("w", nil)
+		noErr(t, pub.Publish("w", nil))
 	}
-	pub.Flush()
+	noErr(t, pub.Flush())
 	waitUntil(t, 5*time.Second, "every message", func() bool { return onOne.Load()+onThree.Load() == n })
 	// Expect about 1:3; far from both 1:1 and all-or-nothing.
 	if share := float64(onThree.Load()) / n; share < 0.65 || share > 0.85 {

@@ -46,7 +46,7 @@ func TestRoutesWithTLSFormAMeshAndCarryMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub.Flush()
+	noErr(t, sub.Flush())
 	waitInterest(t, servers[2], "over.tls", 1)
 	pub := connectTo(t, servers[2].ClientURL())
 	if err := pub.Publish("over.tls", []byte("hi")); err != nil {

@@ -28,7 +28,7 @@ func gather(t *testing.T, nc *nats.Conn, subject string, body []byte, want int) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.PublishRequest(subject, inbox, body); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestTheSystemAccountAnswersEveryServersEndpointsAsNATSServer(t *testing.T) 
 		}
 		// One server by id, and by name through a filter.
 		var one natsserver.ServerStatsMsg
-		json.Unmarshal(answers[1], &one)
+		noErr(t, json.Unmarshal(answers[1], &one))
 		direct := gather(t, sys, fmt.Sprintf("$SYS.REQ.SERVER.%s.VARZ", one.Server.ID), nil, 2)
 		var varz natsserver.ServerAPIVarzResponse
 		if len(direct) != 1 || json.Unmarshal(direct[0], &varz) != nil || varz.Data == nil || varz.Data.ID != one.Server.ID {
@@ -142,12 +142,12 @@ func TestTheSystemAccountPublishesEventsOnlyToItself(t *testing.T) {
 		authErr, _ := sys.SubscribeSync("$SYS.SERVER.*.CLIENT.AUTH.ERR")
 		statsz, _ := sys.SubscribeSync("$SYS.SERVER.*.STATSZ")
 		seenByA, _ := spy.SubscribeSync("$SYS.>")
-		sys.Flush()
-		spy.Flush()
+		noErr(t, sys.Flush())
+		noErr(t, spy.Flush())
 
 		b := connectTo(t, ac.url(0, "b"), nats.Name("the-b-client"))
-		b.Publish("x", []byte("12345"))
-		b.Flush()
+		noErr(t, b.Publish("x", []byte("12345")))
+		noErr(t, b.Flush())
 		b.Close()
 		var connect natsserver.ConnectEventMsg
 		var disconnect natsserver.DisconnectEventMsg

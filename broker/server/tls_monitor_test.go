@@ -60,7 +60,7 @@ func TestMetricsGiveTheSecondsUntilEachCertificateExpiresAndFollowARotation(t *t
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		out := map[string]float64{}
 		for _, m := range expiryLine.FindAllStringSubmatch(string(b), -1) {

@@ -30,7 +30,7 @@ func TestACertificateSwappedInASecretVolumeServesNewConnectionsWhileOldOnesStay(
 	}
 	old := connect(t, s.ClientURL(), nats.Secure(&tls.Config{RootCAs: ca.Pool()}))
 	sub, _ := old.SubscribeSync("still.here")
-	old.Flush()
+	noErr(t, old.Flush())
 
 	vol.Update(t, second.Secret(ca))
 	eventually(t, 10*time.Second, "a new connection to get the second certificate", func() bool {

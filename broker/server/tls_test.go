@@ -219,7 +219,7 @@ func TestAPlainClientAgainstATLSServerGetsINFOAndThenTheCloseAsFromNATSServer(t 
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer nc.Close()
+			defer func() { _ = nc.Close() }()
 			_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 			br := bufio.NewReader(nc)
 			info := infoOf(t, br)
@@ -285,7 +285,7 @@ func TestLargeMessagesSplitAcrossTLSRecordsArriveIntact(t *testing.T) {
 	s := runServer(t, &conf.Options{TLS: p.serverTLS()})
 	sub := connect(t, s.ClientURL(), p.trust())
 	ss, _ := sub.SubscribeSync("big")
-	sub.Flush()
+	noErr(t, sub.Flush())
 	pub := connect(t, s.ClientURL(), p.trust())
 	sizes := []int{20 << 10, 5 << 10, 40 << 10, 17 << 10, 70 << 10, 16 << 10}
 	for i, n := range sizes {
@@ -293,7 +293,7 @@ func TestLargeMessagesSplitAcrossTLSRecordsArriveIntact(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pub.Flush()
+	noErr(t, pub.Flush())
 	for i, n := range sizes {
 		m, err := ss.NextMsg(3 * time.Second)
 		if err != nil {
@@ -318,7 +318,7 @@ func TestWithVerifyAndMapAClientSkippingCONNECTIsNotTheNoAuthUserAsInNATSServer(
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer nc.Close()
+		defer func() { _ = nc.Close() }()
 		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 		br := bufio.NewReader(nc)
 		infoOf(t, br)
@@ -346,7 +346,7 @@ func TestMaxConnectionsRefusesATLSClientBeforeTheHandshakeAsNATSServer(t *testin
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer nc.Close()
+		defer func() { _ = nc.Close() }()
 		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 		br := bufio.NewReader(nc)
 		infoOf(t, br)

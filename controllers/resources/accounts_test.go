@@ -92,19 +92,37 @@ func TestTheRenderedAccountsIsolateShareAndAnswerTheSystemUser(t *testing.T) {
 	alice, bob, carol, sys := conn("alice"), conn("bob"), conn("carol"), conn(SystemUserName)
 	imported, _ := bob.SubscribeSync("from_a.orders.>")
 	global, _ := carol.SubscribeSync("orders.>")
-	bob.Flush()
-	carol.Flush()
-	alice.Publish("orders.1", []byte("o"))
-	alice.Flush()
+	if err := bob.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Publish("orders.1", []byte("o")); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if m, err := imported.NextMsg(2 * time.Second); err != nil || m.Subject != "from_a.orders.1" {
 		t.Fatalf("bob through the import: %v %v", m, err)
 	}
-	carol.Flush()
+	if err := carol.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if n, _, _ := global.Pending(); n != 0 {
 		t.Error("carol, in the global account, got account A's message")
 	}
-	alice.Subscribe("help", func(m *nats.Msg) { m.Respond([]byte("ok")) })
-	alice.Flush()
+	if _, err := alice.Subscribe("help", func(m *nats.Msg) {
+		if err := m.Respond([]byte("ok")); err != nil {
+			t.Error(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if r, err := bob.Request("a.help", nil, 2*time.Second); err != nil || string(r.Data) != "ok" {
 		t.Errorf("bob's request through the service import: %v %v", r, err)
 	}

@@ -335,7 +335,7 @@ func TestTheSBOMListsTheImageItsBinariesAndTheirModules(t *testing.T) {
 	if ggcr == nil || ggcr.Version == "" || ggcr.Hashes == nil || len((*ggcr.Hashes)[0].Value) != 64 {
 		t.Errorf("go-containerregistry component %+v", ggcr)
 	}
-	var deps map[string][]string = map[string][]string{}
+	deps := map[string][]string{}
 	for _, d := range *bom.Dependencies {
 		if d.Dependencies != nil {
 			deps[d.Ref] = *d.Dependencies

@@ -73,7 +73,7 @@ func installOperatorAccess(t *testing.T, objs []*unstructured.Unstructured) clie
 		if ns := obj.GetNamespace(); ns != "" {
 			ensureNamespace(t, ns)
 		}
-		if err := k8sClient.Patch(ctx, obj, client.Apply, client.FieldOwner("admission-test"), client.ForceOwnership); err != nil {
+		if err := k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("admission-test"), client.ForceOwnership); err != nil {
 			t.Fatalf("installing %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
 	}

@@ -143,7 +143,7 @@ func applyDryRun(t *testing.T, objs []*unstructured.Unstructured) {
 			// chart's copy against the API server's CRD schema.
 			obj.SetResourceVersion("")
 		}
-		err := k8sClient.Patch(ctx, obj, client.Apply, client.DryRunAll, client.FieldOwner("install-test"), client.ForceOwnership)
+		err := k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.DryRunAll, client.FieldOwner("install-test"), client.ForceOwnership)
 		if err != nil {
 			t.Errorf("API server refused %s %s/%s: %v", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
 		}

@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -57,7 +58,12 @@ func TestOperatorMetricsAnswerOnlyAnAuthorizedScraper(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("metrics server: %v", err)
+		}
+	}()
 
 	const ns = "metrics-scrapers"
 	ensureNamespace(t, ns)
@@ -84,7 +90,7 @@ func TestOperatorMetricsAnswerOnlyAnAuthorizedScraper(t *testing.T) {
 		if err != nil {
 			return 0, "", err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), nil
 	}
@@ -121,7 +127,7 @@ func TestOperatorMetricsAnswerOnlyAnAuthorizedScraper(t *testing.T) {
 	// Plain HTTP gets no metrics.
 	if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close() // read to the end already
 		if strings.Contains(string(b), "# HELP") {
 			t.Error("plain HTTP served the metrics")
 		}
@@ -134,7 +140,7 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
 

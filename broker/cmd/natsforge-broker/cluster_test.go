@@ -54,7 +54,7 @@ func freeLoopbackPorts(t *testing.T, n int) []int {
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	for _, ln := range lns {
-		ln.Close()
+		_ = ln.Close() // a listener taken only for its port
 	}
 	return ports
 }
@@ -168,7 +168,7 @@ func (m *member) get(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
@@ -285,18 +285,34 @@ func TestThreeBrokerProcessesCarryMessagesRequestsAndQueueGroupsAcrossTheCluster
 	c := dial(t, ms[2].url("bob", bobPw))
 
 	sub, _ := b.SubscribeSync("greet.*")
-	b.Subscribe("svc.time", func(m *nats.Msg) { m.Respond([]byte("noon")) })
+	if _, err := b.Subscribe("svc.time", func(m *nats.Msg) {
+		if err := m.Respond([]byte("noon")); err != nil {
+			t.Error(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
 	var q1, q2 atomic.Int64
-	b.QueueSubscribe("jobs", "workers", func(*nats.Msg) { q1.Add(1) })
-	c.QueueSubscribe("jobs", "workers", func(*nats.Msg) { q2.Add(1) })
-	b.Flush()
-	c.Flush()
+	if _, err := b.QueueSubscribe("jobs", "workers", func(*nats.Msg) { q1.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.QueueSubscribe("jobs", "workers", func(*nats.Msg) { q2.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "interest on b0", func() bool {
 		return ms[0].hasRemoteInterest("greet.*", 1) && ms[0].hasRemoteInterest("svc.time", 1) &&
 			ms[0].hasRemoteInterest("jobs", 2)
 	})
 
-	a.Publish("greet.world", []byte("hello"))
+	if err := a.Publish("greet.world", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
 	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "hello" {
 		t.Fatalf("pub/sub across processes: %v %v", m, err)
 	}
@@ -305,9 +321,13 @@ func TestThreeBrokerProcessesCarryMessagesRequestsAndQueueGroupsAcrossTheCluster
 	}
 	const n = 200
 	for range n {
-		a.Publish("jobs", nil)
+		if err := a.Publish("jobs", nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	a.Flush()
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "every job taken", func() bool { return q1.Load()+q2.Load() >= n })
 	if _, err := a.Request("svc.time", nil, 2*time.Second); err != nil { // a barrier behind the jobs
 		t.Fatal(err)
@@ -326,7 +346,9 @@ func TestABrokerKilledWithSIGKILLLosesItsClientsToTheOthersAndRejoins(t *testing
 	victim := dial(t, ms[0].url("bob", bobPw), nats.ReconnectWait(50*time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) { reconnects.Add(1) }), nats.MaxReconnects(-1))
 	sub, _ := victim.SubscribeSync("after.kill")
-	victim.Flush()
+	if err := victim.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "connect_urls", func() bool { return len(victim.DiscoveredServers()) == 2 })
 
 	ms[0].signal(syscall.SIGKILL)
@@ -339,7 +361,9 @@ func TestABrokerKilledWithSIGKILLLosesItsClientsToTheOthersAndRejoins(t *testing
 		return ms[1].hasRemoteInterest("after.kill", 1) || ms[2].hasRemoteInterest("after.kill", 1) ||
 			strings.HasSuffix(victim.ConnectedUrl(), fmt.Sprint(ms[2].port))
 	})
-	pub.Publish("after.kill", []byte("x"))
+	if err := pub.Publish("after.kill", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	if m, err := sub.NextMsg(3 * time.Second); err != nil || string(m.Data) != "x" {
 		t.Fatalf("after fail-over: %v %v", m, err)
 	}
@@ -350,7 +374,9 @@ func TestABrokerKilledWithSIGKILLLosesItsClientsToTheOthersAndRejoins(t *testing
 	waitFor(t, 5*time.Second, "the restarted broker to learn the interest", func() bool {
 		return ms[0].hasRemoteInterest("after.kill", 1)
 	})
-	back.Publish("after.kill", []byte("y"))
+	if err := back.Publish("after.kill", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
 	if m, err := sub.NextMsg(3 * time.Second); err != nil || string(m.Data) != "y" {
 		t.Fatalf("from the restarted broker: %v %v", m, err)
 	}
@@ -392,7 +418,9 @@ func TestRotationByReloadReachesEveryBrokerProcessWithoutDisturbingOthers(t *tes
 			})))
 	}
 	sub, _ := bobs[0].SubscribeSync("bob.mail")
-	bobs[0].Flush()
+	if err := bobs[0].Flush(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "bob's interest", func() bool { return ms[2].hasRemoteInterest("bob.mail", 1) })
 
 	newHash := bcryptOf(t, alicePw2)
@@ -424,7 +452,9 @@ func TestRotationByReloadReachesEveryBrokerProcessWithoutDisturbingOthers(t *tes
 		}
 		dial(t, m.url("alice", alicePw2)).Close()
 	}
-	bobs[2].Publish("bob.mail", []byte("still here"))
+	if err := bobs[2].Publish("bob.mail", []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
 	if m, err := sub.NextMsg(2 * time.Second); err != nil || string(m.Data) != "still here" {
 		t.Fatalf("bob after the rotation: %v %v", m, err)
 	}
@@ -500,7 +530,9 @@ func TestSIGTERMPutsABrokerProcessInLameDuckModeAndItExitsZero(t *testing.T) {
 			nats.LameDuckModeHandler(func(*nats.Conn) { ldm.Add(1) }),
 			nats.ReconnectHandler(func(*nats.Conn) { reconnects.Add(1) }))
 		sub, _ := nc.SubscribeSync("ld.jobs")
-		nc.Flush()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, 5*time.Second, "connect_urls", func() bool { return len(nc.DiscoveredServers()) == 2 })
 		subs = append(subs, sub)
 	}
@@ -519,8 +551,12 @@ func TestSIGTERMPutsABrokerProcessInLameDuckModeAndItExitsZero(t *testing.T) {
 	// subscription has heard (interest on b1 takes a moment to reach b2).
 	pub := dial(t, ms[2].url("alice", alicePw1))
 	waitFor(t, 5*time.Second, "every subscription to receive", func() bool {
-		pub.Publish("ld.jobs", []byte("j"))
-		pub.Flush()
+		if err := pub.Publish("ld.jobs", []byte("j")); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Flush(); err != nil {
+			t.Fatal(err)
+		}
 		for _, sub := range subs {
 			if n, _, _ := sub.Pending(); n == 0 {
 				return false

@@ -23,7 +23,7 @@ func get(t *testing.T, client *http.Client, url string) (int, string) {
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
@@ -59,7 +59,7 @@ func TestHTTPSMonitoringServesEveryEndpointAndRefusesPlainHTTPAsNATSServer(t *te
 	waitFor(t, 10*time.Second, "HTTPS /healthz", func() bool {
 		resp, err := trusting.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", ports[0]))
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // read to the end already
 		}
 		return err == nil && resp.StatusCode == 200
 	})

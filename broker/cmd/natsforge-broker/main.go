@@ -92,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.httpsPort, "https_port", 0, "HTTPS monitoring port")
 	fs.IntVar(&f.userLabelLimit, "metrics_user_label_limit", 0, "serve per-user auth failure metrics while fewer users than this are configured (0: never)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: natsforge-broker [options]\n       natsforge-broker passwd [-p] [--cost N]\n\nOptions:\n")
+		tell(stderr, "Usage: natsforge-broker [options]\n       natsforge-broker passwd [-p] [--cost N]\n\nOptions:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -201,11 +201,14 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "natsforge-broker:", err)
+		tell(stderr, "natsforge-broker: %v\n", err)
 		return 2
 	}
 	if f.ver {
-		fmt.Fprintf(os.Stdout, "natsforge-broker: v%s (reports nats-server version %s to clients)\n", server.NatsforgeVersion, server.Version)
+		if _, err := fmt.Fprintf(os.Stdout, "natsforge-broker: v%s (reports nats-server version %s to clients)\n", server.NatsforgeVersion, server.Version); err != nil {
+			tell(stderr, "natsforge-broker: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	logger := newLogger(stderr, f.debug, f.trace)
@@ -213,14 +216,14 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		// As nats-server: the error alone, each on its line (a config error
 		// reads file:line:col: ...), and exit status 1.
-		fmt.Fprintf(stderr, "natsforge-broker: %v\n", err)
+		tell(stderr, "natsforge-broker: %v\n", err)
 		return 1
 	}
 	logger = newLogger(stderr, opts.Debug, opts.Trace)
 
 	s, err := server.New(opts, logger)
 	if err != nil {
-		fmt.Fprintf(stderr, "natsforge-broker: %v\n", err)
+		tell(stderr, "natsforge-broker: %v\n", err)
 		return 1
 	}
 	// Monitoring first, as nats-server: until the listeners are up /healthz
@@ -244,4 +247,10 @@ func run(args []string, stderr io.Writer) int {
 	}
 	handleSignals(s, logger)
 	return 0
+}
+
+// tell writes a diagnostic to stderr. Its error is dropped: stderr is the
+// last place anything can be reported.
+func tell(stderr io.Writer, format string, a ...any) {
+	_, _ = fmt.Fprintf(stderr, format, a...)
 }

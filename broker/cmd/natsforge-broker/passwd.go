@@ -31,7 +31,7 @@ func runPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost {
-		fmt.Fprintf(stderr, "passwd: cost must be between %d and %d\n", bcrypt.MinCost, bcrypt.MaxCost)
+		tell(stderr, "passwd: cost must be between %d and %d\n", bcrypt.MinCost, bcrypt.MaxCost)
 		return 2
 	}
 	var password string
@@ -39,23 +39,29 @@ func runPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *prompt {
 		password, err = readPassword(stdin, stderr)
 		if err != nil {
-			fmt.Fprintln(stderr, "passwd:", err)
+			tell(stderr, "passwd: %v\n", err)
 			return 1
 		}
 	} else {
 		password, err = auth.GeneratePassword()
 		if err != nil {
-			fmt.Fprintln(stderr, "passwd:", err)
+			tell(stderr, "passwd: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "pass: %s\n", password)
+		if _, err := fmt.Fprintf(stdout, "pass: %s\n", password); err != nil {
+			tell(stderr, "passwd: %v\n", err)
+			return 1
+		}
 	}
 	hash, err := auth.HashPassword(password, *cost)
 	if err != nil {
-		fmt.Fprintln(stderr, "passwd:", err)
+		tell(stderr, "passwd: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "bcrypt hash: %s\n", hash)
+	if _, err := fmt.Fprintf(stdout, "bcrypt hash: %s\n", hash); err != nil {
+		tell(stderr, "passwd: %v\n", err)
+		return 1
+	}
 	return 0
 }
 
@@ -63,15 +69,15 @@ func runPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // line.
 func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(stderr, "Enter Password: ")
+		tell(stderr, "Enter Password: ")
 		p1, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stderr)
+		tell(stderr, "\n")
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprint(stderr, "Reenter Password: ")
+		tell(stderr, "Reenter Password: ")
 		p2, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stderr)
+		tell(stderr, "\n")
 		if err != nil {
 			return "", err
 		}

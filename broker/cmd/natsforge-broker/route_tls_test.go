@@ -23,10 +23,14 @@ func TestThreeBrokerProcessesWithRouteTLSCarryMessagesAndRefuseARouteWithoutAVal
 
 	sub := dial(t, ms[2].url("bob", bobPw))
 	s, _ := sub.SubscribeSync("over.tls")
-	sub.Flush()
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "interest on b0", func() bool { return ms[0].hasRemoteInterest("over.tls", 1) })
 	pub := dial(t, ms[0].url("alice", alicePw1))
-	pub.Publish("over.tls", []byte("hi"))
+	if err := pub.Publish("over.tls", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
 	if m, err := s.NextMsg(3 * time.Second); err != nil || string(m.Data) != "hi" {
 		t.Fatalf("across TLS routes: %v %v", m, err)
 	}

@@ -183,7 +183,7 @@ func getVarz(t *testing.T, addr string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	v := map[string]any{}
 	if err := json.Unmarshal(b, &v); err != nil {

@@ -49,7 +49,7 @@ func TestABrokerProcessFollowsASecretVolumeCertificateSwapAndKeepsServingOnABrok
 		if err != nil {
 			return nil
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		v := map[string]any{}
 		_ = json.NewDecoder(resp.Body).Decode(&v)
 		return v
