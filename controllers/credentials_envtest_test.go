@@ -247,6 +247,34 @@ func previousPasswords(t *testing.T, nc *v1alpha1.NatsCluster) []conf.PreviousPa
 	return pp
 }
 
+// reconcileOnce reconciles nc with r and returns the requeue it asks for.
+func reconcileOnce(t *testing.T, r *NatsClusterReconciler, nc *v1alpha1.NatsCluster) time.Duration {
+	t.Helper()
+	res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.RequeueAfter
+}
+
+// windowClosed checks a reconcile at the end of a grace window: it asks for
+// no requeue (no window open), and the previous hash is gone from the
+// previous-passwords file and from every key of the config Secret.
+func windowClosed(t *testing.T, nc *v1alpha1.NatsCluster, requeue time.Duration, oldHash string) {
+	t.Helper()
+	if requeue != 0 {
+		t.Errorf("requeued after %v with no window open", requeue)
+	}
+	if pp := previousPasswords(t, nc); len(pp) != 0 {
+		t.Fatalf("after the window: %+v", pp)
+	}
+	for k, v := range getSecret(t, nc.Namespace, resources.ConfigSecretName(nc)).Data {
+		if strings.Contains(string(v), oldHash) {
+			t.Errorf("the previous hash outlived its window in key %s", k)
+		}
+	}
+}
+
 // TestTheGraceWindowServesBothHashesThenOnlyTheNewOne drives a reconciler of
 // its own (in a namespace the suite's manager does not watch) with an
 // injected clock through a rotation with a 30s grace period.
@@ -262,15 +290,7 @@ func TestTheGraceWindowServesBothHashesThenOnlyTheNewOne(t *testing.T) {
 		nc.Spec.Auth.Users = []v1alpha1.User{userRef("alice", "grace-alice-pw"), userRef("bob", "grace-bob-pw")}
 		nc.Spec.Auth.RotationGracePeriod = &metav1.Duration{Duration: 30 * time.Second}
 	})
-	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}
-	reconcileNow := func() time.Duration {
-		t.Helper()
-		res, err := r.Reconcile(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.RequeueAfter
-	}
+	reconcileNow := func() time.Duration { t.Helper(); return reconcileOnce(t, r, nc) }
 
 	reconcileNow()
 	o, _, err := brokerConfig(nc)
@@ -325,21 +345,10 @@ func TestTheGraceWindowServesBothHashesThenOnlyTheNewOne(t *testing.T) {
 
 	// At its end only the new hash remains, in the Secret and in status.
 	now = until
-	if requeue := reconcileNow(); requeue != 0 {
-		t.Errorf("requeued after %v with no window open", requeue)
-	}
-	if pp := previousPasswords(t, nc); len(pp) != 0 {
-		t.Fatalf("after the window: %+v", pp)
-	}
+	windowClosed(t, nc, reconcileNow(), oldHash)
 	waitForConfig(t, nc, map[string]string{"alice": "alice-2", "bob": "bob-1"})
 	if s := userStatus(getCluster(t, nc), "alice"); s.PreviousPasswordValidUntil != nil {
 		t.Errorf("alice's previousPasswordValidUntil %v after the window", s.PreviousPasswordValidUntil)
-	}
-	s := getSecret(t, ns, resources.ConfigSecretName(nc))
-	for k, v := range s.Data {
-		if strings.Contains(string(v), oldHash) {
-			t.Errorf("the previous hash outlived its window in key %s", k)
-		}
 	}
 }
 
@@ -390,15 +399,7 @@ func TestANatsUsersGraceWindowServesBothHashesThenOnlyTheNewOne(t *testing.T) {
 		ClusterRef:        v1alpha1.ClusterReference{Name: nc.Name},
 		PasswordSecretRef: &v1alpha1.SecretKeyReference{Name: "nugrace-team-pw", Key: "password"},
 	})
-	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)}
-	reconcileNow := func() time.Duration {
-		t.Helper()
-		res, err := r.Reconcile(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.RequeueAfter
-	}
+	reconcileNow := func() time.Duration { t.Helper(); return reconcileOnce(t, r, nc) }
 	natsUser := func() *v1alpha1.NatsUser {
 		t.Helper()
 		got := &v1alpha1.NatsUser{}
@@ -446,21 +447,10 @@ func TestANatsUsersGraceWindowServesBothHashesThenOnlyTheNewOne(t *testing.T) {
 	}
 
 	now = until
-	if requeue := reconcileNow(); requeue != 0 {
-		t.Errorf("requeued after %v with no window open", requeue)
-	}
-	if pp := previousPasswords(t, nc); len(pp) != 0 {
-		t.Fatalf("after the window: %+v", pp)
-	}
+	windowClosed(t, nc, reconcileNow(), oldHash)
 	waitForConfig(t, nc, map[string]string{"bob": "bob-1", "nugrace-team": "team-2"})
 	if got := natsUser().Status.PreviousPasswordValidUntil; got != nil {
 		t.Errorf("the NatsUser's previousPasswordValidUntil is %v after the window", got)
-	}
-	s := getSecret(t, ns, resources.ConfigSecretName(nc))
-	for k, v := range s.Data {
-		if strings.Contains(string(v), oldHash) {
-			t.Errorf("the previous hash outlived its window in key %s", k)
-		}
 	}
 }
 
