@@ -626,8 +626,9 @@ func (e *clusterEnv) operatorPod(ctx context.Context) (*corev1.Pod, error) {
 }
 
 // operatorRSS reads the operator process's VmRSS from /proc: the pods run
-// on this machine, and the process is the one named manager in the pod's
-// cgroup.
+// on this machine. The process is the one whose comm is manager in the
+// operator pod's cgroup or, where the runtime made no cgroup per pod, the
+// one process started as /manager (the operator image's entrypoint).
 func (e *clusterEnv) operatorRSS(ctx context.Context) (float64, error) {
 	pod, err := e.operatorPod(ctx)
 	if err != nil {
@@ -635,30 +636,37 @@ func (e *clusterEnv) operatorRSS(ctx context.Context) (float64, error) {
 	}
 	uid := string(pod.UID)
 	procs, _ := filepath.Glob("/proc/[0-9]*")
-	var found []float64
+	var inCgroup, byEntrypoint []string
 	for _, p := range procs {
-		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
-		if err != nil || !(strings.Contains(string(cg), uid) || strings.Contains(string(cg), strings.ReplaceAll(uid, "-", "_"))) {
-			continue
-		}
 		comm, _ := os.ReadFile(filepath.Join(p, "comm"))
 		if strings.TrimSpace(string(comm)) != "manager" {
 			continue
 		}
-		status, err := os.ReadFile(filepath.Join(p, "status"))
-		if err != nil {
-			continue
+		if cg, err := os.ReadFile(filepath.Join(p, "cgroup")); err == nil &&
+			(strings.Contains(string(cg), uid) || strings.Contains(string(cg), strings.ReplaceAll(uid, "-", "_"))) {
+			inCgroup = append(inCgroup, p)
 		}
-		for _, l := range strings.Split(string(status), "\n") {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-				var kb float64
-				fmt.Sscan(f[1], &kb)
-				found = append(found, kb/1024)
-			}
+		if argv, err := os.ReadFile(filepath.Join(p, "cmdline")); err == nil && strings.SplitN(string(argv), "\x00", 2)[0] == "/manager" {
+			byEntrypoint = append(byEntrypoint, p)
 		}
+	}
+	found := inCgroup
+	if len(found) == 0 {
+		found = byEntrypoint
 	}
 	if len(found) != 1 {
-		return 0, fmt.Errorf("operator pod %s: %d manager processes found in /proc with its cgroup, want 1", pod.Name, len(found))
+		return 0, fmt.Errorf("operator pod %s: %d processes named manager in its cgroup and %d started as /manager, want one", pod.Name, len(inCgroup), len(byEntrypoint))
 	}
-	return found[0], nil
+	status, err := os.ReadFile(filepath.Join(found[0], "status"))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			var kb float64
+			fmt.Sscan(f[1], &kb)
+			return kb / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in %s/status", found[0])
 }
