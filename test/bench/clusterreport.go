@@ -164,11 +164,7 @@ func writeClusterSection(path, pngPath string, run *clusterRun) error {
 	}
 	p("\n")
 	if pngPath != "" {
-		rel, err := filepath.Rel(filepath.Dir(path), pngPath)
-		if err != nil {
-			rel = pngPath
-		}
-		p("![rotation latency per pod and where it goes](%s)\n\n", rel)
+		p("![rotation latency per pod and where it goes](%s)\n\n", relTo(path, pngPath))
 	}
 	writeStages(&b, "### Where the time goes", run.Rotations)
 	if s := run.Scale; s != nil {

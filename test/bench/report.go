@@ -225,11 +225,7 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 	}
 	p("\n")
 	if pngPath != "" {
-		rel, err := filepath.Rel(filepath.Dir(path), pngPath)
-		if err != nil {
-			rel = pngPath
-		}
-		p("![ours/theirs per row](%s)\n\n", rel)
+		p("![ours/theirs per row](%s)\n\n", relTo(path, pngPath))
 	}
 	writeCeiling(&b, rows)
 	var short []string
@@ -297,4 +293,13 @@ func cpuModel() string {
 func kernelRelease() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return strings.TrimSpace(string(b))
+}
+
+// relTo is target as a link from the Markdown file at md.
+func relTo(md, target string) string {
+	rel, err := filepath.Rel(filepath.Dir(md), target)
+	if err != nil {
+		return target
+	}
+	return rel
 }
