@@ -1,13 +1,17 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -125,4 +129,65 @@ func lookup(doc *yaml.Node, dotted string) (*yaml.Node, error) {
 		return nil, fmt.Errorf("%s is not a scalar", dotted)
 	}
 	return n, nil
+}
+
+// normalizeChart rewrites a chart archive that helm package wrote, which stamps
+// every entry and the gzip header with the time of packaging, with mtime in
+// their place: the same chart then packs to the same bytes (and SHA256SUMS).
+//
+//	go run ./hack/images normalize-chart dist/natsforge-1.2.3.tgz
+//
+// The time is the build's (--created, $SOURCE_DATE_EPOCH, the HEAD commit's).
+func normalizeChart(args []string) error {
+	fs := flag.NewFlagSet("images normalize-chart", flag.ContinueOnError)
+	created := fs.String("created", "", "time of every entry, RFC 3339 or Unix seconds (default: $SOURCE_DATE_EPOCH, else the HEAD commit time)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: images normalize-chart [--created T] CHART.tgz")
+	}
+	mtime, err := creationTime(*created)
+	if err != nil {
+		return err
+	}
+	file := fs.Arg(0)
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(src))
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	var out bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&out, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	zw.ModTime = mtime
+	tr, tw := tar.NewReader(zr), tar.NewWriter(zw)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		h.ModTime, h.AccessTime, h.ChangeTime = mtime, time.Time{}, time.Time{}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(file, out.Bytes(), 0o644)
 }

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // pin-chart changes the six image values and not one other byte of values.yaml.
@@ -117,4 +121,70 @@ func writeTestRecord(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// helm package stamps a chart archive with the time of packaging;
+// normalize-chart makes two packagings of one chart the same bytes, with the
+// same files in them.
+func TestNormalizedChartArchivesOfOneChartAreTheSameBytes(t *testing.T) {
+	dir := t.TempDir()
+	pack := func(name string, when time.Time) string {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.ModTime = when
+		tw := tar.NewWriter(zw)
+		for _, f := range []string{"natsforge/Chart.yaml", "natsforge/values.yaml"} {
+			if err := tw.WriteHeader(&tar.Header{Name: f, Mode: 0o644, Size: int64(len(f)), ModTime: when}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tw.Write([]byte(f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	a, b := pack("a.tgz", time.Now()), pack("b.tgz", time.Now().Add(time.Hour))
+	for _, f := range []string{a, b} {
+		if err := normalizeChart([]string{"--created", "1700000000", f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ab, _ := os.ReadFile(a)
+	bb, _ := os.ReadFile(b)
+	if !bytes.Equal(ab, bb) {
+		t.Fatal("two archives of the same files differ after normalize-chart")
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(ab))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		if string(body) != h.Name || !h.ModTime.Equal(time.Unix(1700000000, 0)) {
+			t.Errorf("%s: body %q, mtime %v", h.Name, body, h.ModTime)
+		}
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, ",") != "natsforge/Chart.yaml,natsforge/values.yaml" {
+		t.Errorf("entries %v", names)
+	}
 }

@@ -64,6 +64,8 @@ func main() {
 		err = serveRegistry(ctx, os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "pin-chart":
 		err = pinChart(os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "normalize-chart":
+		err = normalizeChart(os.Args[2:])
 	case len(os.Args) == 3 && os.Args[1] == "digests":
 		err = printDigests(os.Args[2])
 	default:
