@@ -121,6 +121,20 @@ e2e: k8s-binaries $(HELM) $(NATSCLI) ## End-to-end tests on the local cluster (b
 	go test -c -tags e2e -o $(LOCALBIN)/e2e.test ./test/e2e/
 	cd test/e2e && E2E_IMAGE_TAG=$(E2E_IMAGE_TAG) ../../hack/local-cluster/exec.sh $(LOCALBIN)/e2e.test -test.count=1 -test.v -test.timeout 45m $(if $(E2E_RUN),-test.run '$(E2E_RUN)')
 
+# A release version of its own per run (simply expanded: one value per run).
+E2E_VERSION := $(or $(E2E_VERSION),0.0.0-e2e.$(shell date +%s))
+E2E_RELEASE_DIST ?= $(LOCALBIN)/e2e-release
+
+.PHONY: e2e-release
+e2e-release: k8s-binaries $(HELM) $(NATSCLI) ## The README's "On your own cluster" on the local cluster: make release to its registry, install from a copy of dist/ with helm and with kubectl, then DEMO_USE_KUBECONFIG=true make demo.
+	hack/local-cluster/up.sh
+	$(MAKE) --no-print-directory release VERSION=$(E2E_VERSION) REGISTRY=$(CLUSTER_REGISTRY) REGISTRY_INSECURE=true RELEASE_DIST=$(E2E_RELEASE_DIST)
+	go test -c -tags 'e2e release' -o $(LOCALBIN)/e2e-release.test ./test/e2e/
+	cd test/e2e && E2E_IMAGE_TAG=$(E2E_VERSION) E2E_RELEASE_DIST=$(E2E_RELEASE_DIST) ../../hack/local-cluster/exec.sh $(LOCALBIN)/e2e-release.test -test.count=1 -test.v -test.timeout 30m -test.run 'TestRelease'
+	@# make demo on "your own cluster", from outside it as a user would: the
+	@# client reaches the brokers through a port-forward.
+	DEMO_USE_KUBECONFIG=true KUBECONFIG=$(CLUSTER_KUBECONFIG) DEMO_REGISTRY=$(CLUSTER_REGISTRY) hack/demo.sh
+
 ##@ Build
 
 .PHONY: build
