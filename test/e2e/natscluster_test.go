@@ -35,6 +35,8 @@ import (
 var (
 	installOnce sync.Once
 	installErr  error
+	clientOnce  sync.Once
+	clientErr   error
 	crClient    client.Client
 )
 
@@ -47,22 +49,34 @@ func helmBin() string {
 	return filepath.Join(repoRoot, "bin", "helm-"+envOr("HELM_VERSION", "v3.22.0"))
 }
 
+// typedClient returns a client that knows the NatsCluster types (made once).
+func typedClient(t *testing.T) client.Client {
+	t.Helper()
+	clientOnce.Do(func() {
+		scheme := runtime.NewScheme()
+		if err := clientgoscheme.AddToScheme(scheme); err != nil {
+			clientErr = err
+			return
+		}
+		if err := natsforgev1alpha1.AddToScheme(scheme); err != nil {
+			clientErr = err
+			return
+		}
+		crClient, clientErr = client.New(restConfig, client.Options{Scheme: scheme})
+	})
+	if clientErr != nil {
+		t.Fatal(clientErr)
+	}
+	return crClient
+}
+
 // ensureOperator installs the operator (once) and returns a client that knows the
 // NatsCluster types.
 func ensureOperator(t *testing.T) client.Client {
 	t.Helper()
+	c := typedClient(t)
 	installOnce.Do(func() {
-		scheme := runtime.NewScheme()
-		if err := clientgoscheme.AddToScheme(scheme); err != nil {
-			installErr = err
-			return
-		}
-		if err := natsforgev1alpha1.AddToScheme(scheme); err != nil {
-			installErr = err
-			return
-		}
-		crClient, installErr = client.New(restConfig, client.Options{Scheme: scheme})
-		if installErr != nil || envOr("E2E_INSTALL", "helm") == "none" {
+		if envOr("E2E_INSTALL", "helm") == "none" {
 			return
 		}
 		cmd := exec.Command(helmBin(), "upgrade", "--install", "natsforge", filepath.Join(repoRoot, "charts", "natsforge"),
@@ -78,7 +92,7 @@ func ensureOperator(t *testing.T) client.Client {
 	if installErr != nil {
 		t.Fatal(installErr)
 	}
-	return crClient
+	return c
 }
 
 // newNatsCluster creates a Secret with myname's password and a NatsCluster of

@@ -32,6 +32,8 @@ var (
 	repoRoot   string
 	k8sClient  client.Client
 	restConfig *rest.Config
+	// kubeconfig is the envtest API server's, for helm.
+	kubeconfig []byte
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +59,7 @@ func runWithAPIServer(m *testing.M) int {
 		}
 	}()
 	restConfig = cfg
+	kubeconfig = env.KubeConfig
 	k8sClient, err = client.New(cfg, client.Options{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "client: %v\n", err)
