@@ -73,7 +73,12 @@ if ! installed && ! cached; then
     # overlay), patched there and swapped in by a replace directive of a
     # temporary copy of go.mod; the pinned version stays the one in go.mod.
     mod="${CACHE}.tmp/src/kube-network-policies"
-    cp -r "$(go list -m -f '{{.Dir}}' "${MODULE}")" "${mod}" && chmod -R u+w "${mod}"
+    # go list -m gives no Dir for a module not yet in the module cache (a cold
+    # machine): download it first, and stop here if it is still missing.
+    go mod download "${MODULE}"
+    dir="$(go list -m -f '{{.Dir}}' "${MODULE}")"
+    [ -n "${dir}" ] || { log "${MODULE}: not in the module cache after go mod download"; exit 1; }
+    cp -r "${dir}" "${mod}" && chmod -R u+w "${mod}"
     ctrl="${mod}/pkg/networkpolicy/controller.go"
     awk '
       /^\tqueue := &expr\.Queue\{Num: uint16\(c\.config\.QueueID\)\}$/ {
