@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsforge/natsforge/broker/conf"
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 	"github.com/natsforge/natsforge/broker/monitor"
 )
 
@@ -77,7 +78,7 @@ func writeFile(t testing.TB, path, content string) {
 	}
 }
 
-func startFileMember(t testing.TB, path string, mc memberConfig, logs *syncBuffer) *fileMember {
+func startFileMember(t testing.TB, path string, mc memberConfig, logs *logbuf.Buffer) *fileMember {
 	t.Helper()
 	writeFile(t, path, mc.render())
 	o, _, err := conf.ParseFile(path)
@@ -92,7 +93,7 @@ func startFileMember(t testing.TB, path string, mc memberConfig, logs *syncBuffe
 }
 
 // startFileCluster starts n members from config files in dir.
-func startFileCluster(t testing.TB, n int, base memberConfig, logs *syncBuffer) []*fileMember {
+func startFileCluster(t testing.TB, n int, base memberConfig, logs *logbuf.Buffer) []*fileMember {
 	t.Helper()
 	ports := freePorts(t, 2*n)
 	dir := t.TempDir()
@@ -288,7 +289,7 @@ func TestNarrowedPermissionsDropOnlyTheOffendingSubscriptions(t *testing.T) {
 
 func TestABrokenConfigReloadLeavesEveryServerServingAndShowsInMonitoring(t *testing.T) {
 	a1, _, b := hashed(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	ms := startFileCluster(t, 3, memberConfig{alicePass: a1, bobPass: b}, &logs)
 	for _, m := range ms {
 		digest := m.s.Varz().ConfigDigest

@@ -1,14 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/natsforge/natsforge/broker/conf"
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 )
 
 // waitUntil polls cond every few milliseconds until it holds or d passes.
@@ -50,24 +49,6 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// syncBuffer is a log sink tests can read while servers write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 const (
 	testRouteUser = "route"
 	testRoutePass = "s3cr3t-route-pw"
@@ -91,7 +72,7 @@ func clusterOpts(name string, clusterPort int, routePorts []int) *conf.Options {
 }
 
 // startServer starts a server from opts, logging into logs when not nil.
-func startMember(t testing.TB, opts *conf.Options, logs *syncBuffer) *Server {
+func startMember(t testing.TB, opts *conf.Options, logs *logbuf.Buffer) *Server {
 	t.Helper()
 	var logger *slog.Logger
 	if logs != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsforge/natsforge/broker/conf"
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 )
 
 func TestClientsOnDifferentServersExchangeMessagesAcrossTheCluster(t *testing.T) {
@@ -248,7 +249,7 @@ func TestAServerThatKnowsOneSeedMeetsTheWholeMeshByGossip(t *testing.T) {
 }
 
 func TestARouteWithAWrongPasswordIsRefusedAndNoPasswordIsLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	hashed := clusterOpts("a", RandomPort, nil)
 	// The accepting side may hold a bcrypt hash of the route password.
 	hashed.Cluster.Authorization.Password = mustBcrypt(t, testRoutePass)

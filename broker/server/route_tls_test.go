@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/natsforge/natsforge/broker/conf"
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 	"github.com/natsforge/natsforge/broker/internal/testcerts"
 )
 
@@ -19,18 +20,18 @@ func routeTLSFor(t *testing.T, ca *testcerts.CA, name string) *conf.TLS {
 
 // startTLSCluster starts n members with route TLS from ca, each listing every
 // member's route URL (nats://, credentials in it).
-func startTLSCluster(t *testing.T, ca *testcerts.CA, n int) ([]*Server, []*syncBuffer) {
+func startTLSCluster(t *testing.T, ca *testcerts.CA, n int) ([]*Server, []*logbuf.Buffer) {
 	t.Helper()
 	ports := freePorts(t, n)
 	var servers []*Server
-	var logs []*syncBuffer
+	var logs []*logbuf.Buffer
 	for i := range n {
 		o := clusterOpts(fmt.Sprintf("s%d", i), ports[i], ports)
 		for j := range o.Cluster.Routes {
 			o.Cluster.Routes[j] = strings.Replace(o.Cluster.Routes[j], "nats-route://", "nats://", 1)
 		}
 		o.Cluster.TLS = routeTLSFor(t, ca, o.ServerName)
-		l := &syncBuffer{}
+		l := &logbuf.Buffer{}
 		servers = append(servers, startMember(t, o, l))
 		logs = append(logs, l)
 	}
@@ -86,7 +87,7 @@ func TestARouteWithoutAValidCertificateIsRefused(t *testing.T) {
 			o.Cluster.Routes = []string{fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", testRouteUser, tc.pass, seed)}
 			o.Cluster.TLS = tc.tls()
 			before := strings.Count(logs[0].String(), tc.why)
-			xlogs := &syncBuffer{}
+			xlogs := &logbuf.Buffer{}
 			x := startMember(t, o, xlogs)
 			if tc.tls() == nil {
 				// Without TLS the dialler stops at the INFO and never sends

@@ -5,35 +5,17 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/natsforge/natsforge/broker/conf"
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 )
-
-// lockedBuffer is a log sink tests read while the server writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // runTracingServer runs a server requiring user/password with protocol
 // tracing into the returned buffer.
-func runTracingServer(t *testing.T, opts *conf.Options) (*Server, *lockedBuffer) {
+func runTracingServer(t *testing.T, opts *conf.Options) (*Server, *logbuf.Buffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	o := *opts
 	o.Host, o.Port, o.Trace = "127.0.0.1", RandomPort, true
 	s, err := New(&o, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: LevelTrace})))

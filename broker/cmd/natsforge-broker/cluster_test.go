@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 )
 
 // These tests run three brokers as separate processes of the built binary,
@@ -78,7 +80,7 @@ type member struct {
 	extra                   string
 	clusterExtra            string // inside the cluster block
 	cmd                     *exec.Cmd
-	logs                    *syncBuffer
+	logs                    *logbuf.Buffer
 	exited                  chan struct{}
 	exitCode                int
 }
@@ -114,7 +116,7 @@ func (m *member) writeConfig(body string) {
 
 func (m *member) start() {
 	m.t.Helper()
-	m.logs = &syncBuffer{}
+	m.logs = &logbuf.Buffer{}
 	m.exited = make(chan struct{})
 	m.cmd = exec.Command(m.bin, "-c", m.confPath())
 	m.cmd.Stderr = m.logs
@@ -590,7 +592,7 @@ func TestClusterFlagsAloneFormARouteAsInNatsServer(t *testing.T) {
 	var ms []*member
 	for i := range 2 {
 		m := &member{t: t, bin: bin, name: fmt.Sprintf("f%d", i), clusterPort: ports[i], http: ports[2+i]}
-		m.logs = &syncBuffer{}
+		m.logs = &logbuf.Buffer{}
 		m.exited = make(chan struct{})
 		m.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", "-1", "-m", fmt.Sprint(m.http),
 			"--cluster", fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", routeUser, routePass, m.clusterPort),

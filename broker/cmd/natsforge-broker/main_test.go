@@ -9,11 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 )
 
 // buildBinary compiles natsforge-broker into a temporary directory.
@@ -37,35 +38,17 @@ func goBuild(t *testing.T, name, pkg string) string {
 	return bin
 }
 
-// syncBuffer collects a process's stderr while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var listenLine = regexp.MustCompile(`listening for client connections" addr=(\S+)`)
 
 // startBroker runs the binary and returns its client address once it listens.
-func startBroker(t *testing.T, bin string, args ...string) (addr string, logs *syncBuffer) {
+func startBroker(t *testing.T, bin string, args ...string) (addr string, logs *logbuf.Buffer) {
 	t.Helper()
 	addr, logs, _ = startBrokerProcess(t, bin, args...)
 	return addr, logs
 }
 
 // startBrokerProcess is startBroker that also returns the process, to signal.
-func startBrokerProcess(t *testing.T, bin string, args ...string) (addr string, logs *syncBuffer, cmd *exec.Cmd) {
+func startBrokerProcess(t *testing.T, bin string, args ...string) (addr string, logs *logbuf.Buffer, cmd *exec.Cmd) {
 	t.Helper()
 	return startListening(t, "broker", listenLine, bin, append([]string{"-a", "127.0.0.1", "-p", "-1"}, args...)...)
 }
@@ -73,9 +56,9 @@ func startBrokerProcess(t *testing.T, bin string, args ...string) (addr string, 
 // startListening runs bin (our broker or nats-server), stops it when the test
 // ends (SIGINT, then SIGKILL after 5 s), and returns the client address its
 // log announces on a line matching listen.
-func startListening(t *testing.T, what string, listen *regexp.Regexp, bin string, args ...string) (addr string, logs *syncBuffer, cmd *exec.Cmd) {
+func startListening(t *testing.T, what string, listen *regexp.Regexp, bin string, args ...string) (addr string, logs *logbuf.Buffer, cmd *exec.Cmd) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &logbuf.Buffer{}
 	cmd = exec.Command(bin, args...)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {

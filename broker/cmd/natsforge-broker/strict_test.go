@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsforge/natsforge/broker/internal/logbuf"
 )
 
 // The issue's table, row by row: configs nats-server handles correctly, run
@@ -38,7 +40,7 @@ func runToExit(t *testing.T, bin string, args ...string) (code int, stderr strin
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var out syncBuffer
+	var out logbuf.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stderr = &out
 	err := cmd.Run()
@@ -58,7 +60,7 @@ func runToExit(t *testing.T, bin string, args ...string) (code int, stderr strin
 var natsServerListenLine = regexp.MustCompile(`Listening for client connections on (\S+)`)
 
 // startNATSServer runs nats-server on config and returns its client address.
-func startNATSServer(t *testing.T, bin, config string) (addr string, logs *syncBuffer, cmd *exec.Cmd) {
+func startNATSServer(t *testing.T, bin, config string) (addr string, logs *logbuf.Buffer, cmd *exec.Cmd) {
 	t.Helper()
 	return startListening(t, "nats-server", natsServerListenLine, bin, "-c", config, "-a", "127.0.0.1", "-p", "-1")
 }
