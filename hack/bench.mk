@@ -29,7 +29,8 @@ bench-render: ## Rewrite docs/benchmarks.{md,png} from the last `make bench` res
 # BENCH_CLUSTER_FLAGS='-quick' checks the harness in minutes;
 # '-scale-users 1000' or '-scale-users 0' shrink or skip the NatsUser part.
 BENCH_CLUSTER_FLAGS ?=
-BENCH_CLUSTER_TAG ?= bench-$(shell date +%s)
+# Simply expanded, one value per run: the tag pushed is the tag installed.
+BENCH_CLUSTER_TAG := $(or $(BENCH_CLUSTER_TAG),bench-$(shell date +%s))
 
 .PHONY: bench-cluster
 bench-cluster: $(HELM) ## Rotation latency on the local cluster (brings it up) and one rotation among 10,000 NatsUsers; writes its section of docs/benchmarks.md.
