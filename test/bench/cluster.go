@@ -68,6 +68,10 @@ type clusterOpts struct {
 
 const operatorNamespace = "natsforge-system"
 
+// scaleCreateParallel is how many NatsUser creates the scale part has in
+// flight at once.
+const scaleCreateParallel = 32
+
 // clusterFlags registers the cluster bench's flags.
 func clusterFlags() *clusterOpts {
 	o := &clusterOpts{}
@@ -143,7 +147,6 @@ type clusterRun struct {
 	Pods      []string
 	Rotations []*rotation
 	Scale     *scaleRun
-	Errors    []string
 }
 
 // scaleRun is the many-NatsUsers part.
@@ -182,6 +185,7 @@ func runCluster(o *clusterOpts, command, mdPath, pngPath, savePath string) error
 	m.BcryptCost = cmp.Or(m.BcryptCost, 11)
 	m.Images = o.imagePrefix + "/{operator,broker}:" + o.imageTag
 	stopLoad := e.watchLoad()
+	defer stopLoad()
 	bcryptStart := bcryptCompareTime(m.BcryptCost)
 	if err := e.connect(); err != nil {
 		return err
@@ -203,7 +207,7 @@ func runCluster(o *clusterOpts, command, mdPath, pngPath, savePath string) error
 	m.BcryptCompare = (bcryptStart + bcryptCompareTime(m.BcryptCost)) / 2
 	stopLoad()
 	m.LoadEnd, m.Elapsed = loadavg(), time.Since(started).Round(time.Second)
-	m.LoadMax = fmt.Sprintf("%.2f", e.load)
+	m.LoadMax = fmt.Sprintf("%.2f", e.maxLoad())
 
 	printClusterSummary(os.Stdout, e.run)
 	if savePath != "" {
@@ -241,8 +245,11 @@ func bcryptCompareTime(cost int) time.Duration {
 	return time.Duration(median(ts))
 }
 
+// watchLoad samples the 1-minute load average every 5 s until stop (which
+// may be called more than once).
 func (e *clusterEnv) watchLoad() (stop func()) {
 	done := make(chan struct{})
+	var once sync.Once
 	go func() {
 		for {
 			var l float64
@@ -257,7 +264,14 @@ func (e *clusterEnv) watchLoad() (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// maxLoad is the highest load average watchLoad has seen.
+func (e *clusterEnv) maxLoad() float64 {
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	return e.load
 }
 
 func (e *clusterEnv) connect() error {
@@ -560,12 +574,12 @@ func (e *clusterEnv) scaleBench(ctx context.Context) error {
 	}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(32)
+	g.SetLimit(scaleCreateParallel)
 	for i := range n {
 		g.Go(func() error {
 			u := &v1alpha1.NatsUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("user-%05d", i)},
 				Spec: v1alpha1.NatsUserSpec{ClusterRef: v1alpha1.ClusterReference{Name: nc.Name}}}
-			if i == n-1 { // created last: served only once the operator has caught up
+			if i == n-1 { // among the last created: served only once the operator has caught up
 				u.Name = rotated
 				u.Spec.PasswordSecretRef = &v1alpha1.SecretKeyReference{Name: rotated, Key: "password"}
 			}
@@ -577,7 +591,7 @@ func (e *clusterEnv) scaleBench(ctx context.Context) error {
 	}
 	sr.CreateTook = time.Since(start)
 	logf("  created %d NatsUsers in %s", n, sr.CreateTook.Round(time.Millisecond))
-	// The spec user "bench" and the system user count too.
+	// The spec user "bench" counts too (the system user does not).
 	if err := e.waitCluster(ctx, nc, n+1, e.o.scaleTimeout); err != nil {
 		return err
 	}

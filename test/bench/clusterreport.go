@@ -175,7 +175,7 @@ func writeClusterSection(path, pngPath string, run *clusterRun) error {
 				"so each of its rotations pays the one operator bcrypt and the probes' broker-side bcrypts at cost %d, not %d; ", m.BcryptCost, s.BcryptCost, m.BcryptCost)
 		}
 		p("the NatsUsers were created with %d parallel requests in %s, and every user was served (ResolvedUsers, Ready, ConfigPropagated, `rotated` accepted on every pod) %s after the first create. ",
-			32, s.CreateTook.Round(1e6), s.ReadyTook.Round(1e9))
+			scaleCreateParallel, s.CreateTook.Round(1e6), s.ReadyTook.Round(1e9))
 		p("Then `rotated`'s Secret was edited %d times, timed and probed as above.\n\n", len(s.Rotations))
 		e := everyPod(s.Rotations)
 		_, allScale := enforcedBy(s.Rotations, podNames(s.Rotations))
@@ -191,13 +191,6 @@ func writeClusterSection(path, pngPath string, run *clusterRun) error {
 		}
 		p("Every rotation, edit to every pod enforcing (s): %s\n\n", strings.Join(vs, " "))
 		writeStages(&b, fmt.Sprintf("#### Where the time goes with %d NatsUsers", s.Users), s.Rotations)
-	}
-	if len(run.Errors) > 0 {
-		p("### Failures during the run\n\n")
-		for _, e := range run.Errors {
-			p("- %s\n", strings.ReplaceAll(e, "\n", " "))
-		}
-		p("\n")
 	}
 	return writeSection(path, sectionCluster, b.String())
 }
