@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,8 +41,8 @@ type operatorEnv struct {
 
 // startOperatorEnv starts envtest (KUBEBUILDER_ASSETS, else bin/k8s), creates
 // namespace ns in it and runs the manager until stop, which cancels the
-// context it returns and then stops envtest (as the signal handler does,
-// through stopEnv).
+// context it returns, waits for the manager to return and then stops envtest
+// (as the signal handler does, through stopEnv).
 func startOperatorEnv(ns string) (context.Context, *operatorEnv, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -63,8 +64,10 @@ func startOperatorEnv(ns string) (context.Context, *operatorEnv, error) {
 		ControlPlaneStopTimeout:  time.Minute,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var mgrRunning sync.WaitGroup
 	e := &operatorEnv{writes: &atomic.Int64{}, stop: func() {
-		cancel() // the manager first
+		cancel() // the manager first, and wait until it has returned
+		mgrRunning.Wait()
 		stopEnv.Store((*envtest.Environment)(nil))
 		if err := env.Stop(); err != nil {
 			logf("  stop envtest: %v", err)
@@ -99,7 +102,9 @@ func startOperatorEnv(ns string) (context.Context, *operatorEnv, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	mgrRunning.Add(1)
 	go func() {
+		defer mgrRunning.Done()
 		if err := e.mgr.Start(ctx); err != nil {
 			logf("  manager: %v", err)
 		}
