@@ -162,7 +162,8 @@ scrape_configs:
 	}
 	for _, q := range queries {
 		waitFor(t, time.Minute, fmt.Sprintf("panel %q: %s", q.Panel, q.PromQL), func(context.Context) (bool, error) {
-			return promharness.HasNumber(promAddr, q.PromQL) == nil, nil
+			err := promharness.HasNumber(promAddr, q.PromQL)
+			return err == nil, err
 		})
 	}
 }

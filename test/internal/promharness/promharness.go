@@ -101,8 +101,12 @@ func Start(t testing.TB, config string) string {
 	}
 }
 
+// httpClient bounds every request: a prometheus that hangs fails the poll or
+// the query instead of the whole test binary at its timeout.
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
 func ready(addr string) error {
-	resp, err := http.Get("http://" + addr + "/-/ready")
+	resp, err := httpClient.Get("http://" + addr + "/-/ready")
 	if err != nil {
 		return err
 	}
@@ -149,7 +153,7 @@ func (s Sample) Float() float64 {
 
 // Query runs an instant PromQL query (now) through prometheus's HTTP API.
 func Query(addr, promql string) ([]Sample, error) {
-	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(promql))
+	resp, err := httpClient.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(promql))
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +197,8 @@ type PanelQuery struct {
 
 // DashboardQueries are every query of every panel of the dashboard the chart
 // ships (under repoRoot), in panel order, with Grafana's $__rate_interval
-// replaced by rateInterval.
+// replaced by rateInterval. A dashboard without any is an error: a check of
+// every query would pass on it without asking anything.
 func DashboardQueries(repoRoot, rateInterval string) ([]PanelQuery, error) {
 	raw, err := os.ReadFile(filepath.Join(repoRoot, "charts", "natsforge", "dashboards", "natsforge.json"))
 	if err != nil {
@@ -215,6 +220,9 @@ func DashboardQueries(repoRoot, rateInterval string) ([]PanelQuery, error) {
 		for _, tg := range p.Targets {
 			out = append(out, PanelQuery{Panel: p.Title, PromQL: strings.ReplaceAll(tg.Expr, "$__rate_interval", rateInterval)})
 		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the dashboard has no panel with a query")
 	}
 	return out, nil
 }
