@@ -46,7 +46,9 @@ func configRecords(t *testing.T, nc *v1alpha1.NatsCluster) fingerprints {
 // a reconcile (each hashes the value it read, the newest then; the edits
 // that arrive meanwhile coalesce into the next): the other user and the
 // system user keep the hashes they had, and the last password is served.
-// Reconciles of other clusters would only loosen the bound.
+// The counters are the operator's, for every cluster: reconciles of other
+// clusters (whose passwords do not change here, so they hash nothing) would
+// only loosen the bound; a test run in parallel that hashes would break it.
 func TestFiftyEditsOfOnePasswordHashOnlyThatUserAtMostOnceAReconcile(t *testing.T) {
 	needAPIServer(t)
 	const ns = "churn"
