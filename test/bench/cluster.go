@@ -678,7 +678,9 @@ func (e *clusterEnv) operatorRSS(ctx context.Context) (float64, error) {
 	for _, l := range strings.Split(string(status), "\n") {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
 			var kb float64
-			fmt.Sscan(f[1], &kb)
+			if _, err := fmt.Sscan(f[1], &kb); err != nil {
+				return 0, fmt.Errorf("%s/status: VmRSS %q: %w", found[0], f[1], err)
+			}
 			return kb / 1024, nil
 		}
 	}
