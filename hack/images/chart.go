@@ -84,6 +84,11 @@ func setScalars(src []byte, set map[string]string) ([]byte, error) {
 		if n.Column-1 > len(line) {
 			return nil, fmt.Errorf("%s: line %d is shorter than its value's column", p, n.Line)
 		}
+		// The value is replaced to the end of its line: a comment there
+		// would go with it.
+		if bytes.Contains(line[n.Column-1:], []byte(" #")) {
+			return nil, fmt.Errorf("%s: line %d has a comment after the value, which rewriting it would drop", p, n.Line)
+		}
 		lines[n.Line-1] = append(line[:n.Column-1:n.Column-1], strconv.Quote(v)...)
 	}
 	out := bytes.Join(lines, []byte("\n"))

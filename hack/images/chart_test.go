@@ -51,6 +51,19 @@ func TestPinChartSetsTheImagesAndKeepsEverythingElse(t *testing.T) {
 	}
 }
 
+// A comment after a value pin-chart rewrites would be lost with it: refused.
+func TestPinChartRefusesToDropACommentAfterAValue(t *testing.T) {
+	src := []byte("image:\n  repository: natsforge/operator # where from\n  tag: \"\"\n")
+	_, err := setScalars(src, map[string]string{"image.repository": "r/op", "image.tag": "1"})
+	if err == nil || !strings.Contains(err.Error(), "comment") {
+		t.Errorf("a value with a comment after it: %v, want a refusal naming the comment", err)
+	}
+	out, err := setScalars([]byte("image:\n  # where from\n  repository: natsforge/operator\n"), map[string]string{"image.repository": "r/op"})
+	if err != nil || string(out) != "image:\n  # where from\n  repository: \"r/op\"\n" {
+		t.Errorf("a comment on its own line: %q %v", out, err)
+	}
+}
+
 // The packaged chart's defaults render exactly as the source chart with the
 // images set on the command line, and the pods get repository:tag@digest.
 func TestPinnedChartRendersAsTheSourceChartWithTheImagesSet(t *testing.T) {

@@ -333,7 +333,7 @@ func TestTheSBOMListsTheImageItsBinariesAndTheirModules(t *testing.T) {
 		}
 	}
 	if ggcr == nil || ggcr.Version == "" || ggcr.Hashes == nil || len((*ggcr.Hashes)[0].Value) != 64 {
-		t.Errorf("go-containerregistry component %+v", ggcr)
+		t.Fatalf("go-containerregistry component %+v", ggcr) // its BOMRef is needed below
 	}
 	deps := map[string][]string{}
 	for _, d := range *bom.Dependencies {
