@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -75,10 +76,21 @@ func (r *NatsClusterReconciler) writeConfig(ctx context.Context, rq *request) er
 	if cost == 0 { // the API defaults it; an object written around the schema may lack it
 		cost = defaultBcryptCost
 	}
-	records, rotated, err := hashPasswords(rq.fingerprintKey, prev, rq.users, cost,
-		metav1.NewTime(rq.now.Truncate(time.Second)), rotationGracePeriod(nc))
+	pacing := types.NamespacedName{Namespace: nc.Namespace, Name: nc.Name}
+	wait := r.pacer.wait(pacing)
+	records, rotated, held, err := hashPasswordsPaced(rq.fingerprintKey, prev, rq.users, cost,
+		metav1.NewTime(rq.now.Truncate(time.Second)), rotationGracePeriod(nc), wait > 0)
 	if err != nil {
 		return err
+	}
+	if len(rotated) > 0 {
+		r.pacer.rehashed(pacing)
+	}
+	if held > 0 {
+		// The changed passwords go in when the interval ends: the requeue
+		// then, or an event's reconcile after it.
+		rq.hashesHeldFor = wait
+		logf.FromContext(ctx).V(1).Info("changed passwords wait for the hash pacing", "users", held, "for", wait.String())
 	}
 	r.recordUserProblems(rq, records)
 	if dropped := fitGraceWindows(records, previousPasswordsBudget); len(dropped) > 0 {

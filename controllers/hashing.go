@@ -23,12 +23,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -108,6 +110,14 @@ func fingerprint(key []byte, user string, password []byte) string {
 // until now+grace when grace is positive; a previous hash whose window has
 // ended at now is dropped.
 func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int, now metav1.Time, grace time.Duration) (next fingerprints, rotated map[string]bool, err error) {
+	next, rotated, _, err = hashPasswordsPaced(key, prev, users, cost, now, grace, false)
+	return next, rotated, err
+}
+
+// hashPasswordsPaced is hashPasswords that, when hold is set, hashes no new
+// password of a user who has a record: that user keeps its record for now
+// and is counted in held. New users and cost changes are hashed either way.
+func hashPasswordsPaced(key []byte, prev fingerprints, users []resolvedUser, cost int, now metav1.Time, grace time.Duration, hold bool) (next fingerprints, rotated map[string]bool, held int, err error) {
 	next = make(fingerprints, len(users))
 	rotated = map[string]bool{}
 	type job struct {
@@ -124,8 +134,13 @@ func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int
 			continue
 		}
 		fp := fingerprint(key, u.name, u.password)
-		if old, ok := prev[u.name]; ok && hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
-			if c, err := bcrypt.Cost([]byte(old.Hash)); err == nil && c == cost {
+		if old, ok := prev[u.name]; ok {
+			c, err := bcrypt.Cost([]byte(old.Hash))
+			sameCost := err == nil && c == cost
+			if sameCost && (hold || hmac.Equal([]byte(old.Fingerprint), []byte(fp))) {
+				if !hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
+					held++
+				}
 				next[u.name] = withoutExpiredPrevious(old, now)
 				continue
 			}
@@ -148,7 +163,7 @@ func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	for i, j := range jobs {
 		rec := fingerprintRecord{Fingerprint: j.fp, Hash: hashes[i], RotatedAt: now}
@@ -167,5 +182,55 @@ func hashPasswords(key []byte, prev fingerprints, users []resolvedUser, cost int
 		next[j.name] = rec
 		rotated[j.name] = true
 	}
-	return next, rotated, nil
+	return next, rotated, held, nil
+}
+
+// hashPacing is the shortest time between two config writes of one cluster
+// that carry changed passwords. A quiet cluster's first change is hashed at
+// once; a burst of edits (a script rewriting a Secret, a mass rotation
+// applied twice) waits for the rest of the interval and then costs one
+// bcrypt per user for all the edits it coalesced, instead of one per
+// reconcile, each of which writes a config every broker reloads.
+const hashPacing = time.Second
+
+// hashPacer remembers, per cluster, when a changed password last went into
+// its config. Wall-clock time: it paces CPU and writes, whatever the
+// reconciler's clock says. Forgotten on an operator restart, which only
+// lets the first change after it through at once.
+type hashPacer struct {
+	mu   sync.Mutex
+	last map[types.NamespacedName]time.Time
+}
+
+func newHashPacer() *hashPacer {
+	return &hashPacer{last: map[types.NamespacedName]time.Time{}}
+}
+
+// wait is how long a cluster's changed passwords must wait; 0 means now.
+func (p *hashPacer) wait(key types.NamespacedName) time.Duration {
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(hashPacing-time.Since(p.last[key]), 0)
+}
+
+// rehashed records that a changed password of the cluster was hashed now.
+func (p *hashPacer) rehashed(key types.NamespacedName) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last[key] = time.Now()
+}
+
+func (p *hashPacer) forget(key types.NamespacedName) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.last, key)
 }

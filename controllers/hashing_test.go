@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
 )
@@ -122,5 +123,45 @@ func TestFingerprintDependsOnKeyUserAndPassword(t *testing.T) {
 func TestDamagedFingerprintsOnlyCostARehash(t *testing.T) {
 	if f := parseFingerprints([]byte("{not json")); len(f) != 0 {
 		t.Errorf("parsed %v", f)
+	}
+}
+
+func TestHeldHashingKeepsChangedPasswordsOnTheirRecordsAndHashesNewUsers(t *testing.T) {
+	first, _, _ := hashPasswords(testKey, nil, users("pw-a", "pw-b"), 4, testNow, 0)
+	ops := testutil.ToFloat64(bcryptOperations)
+	// a's password changed, b's did not, c is new.
+	next, rotated, held, err := hashPasswordsPaced(testKey, first, users("pw-a2", "pw-b", "pw-c"), 4, testNow, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.ToFloat64(bcryptOperations) - ops; d != 1 || held != 1 || !rotated["c"] || len(rotated) != 1 {
+		t.Errorf("%v bcrypt operations, %d held, rotated %v; want 1 (the new user c), a held", d, held, rotated)
+	}
+	if next["a"] != first["a"] || next["b"] != first["b"] {
+		t.Error("while held, a and b must keep their records")
+	}
+	// A cost change is not held: every hash is redone.
+	recost, rotated, held, _ := hashPasswordsPaced(testKey, first, users("pw-a2", "pw-b"), 5, testNow, 0, true)
+	if c, _ := bcrypt.Cost([]byte(recost["a"].Hash)); c != 5 || held != 0 || len(rotated) != 2 {
+		t.Errorf("cost %d, %d held, rotated %v after raising the cost while held", c, held, rotated)
+	}
+}
+
+func TestHashPacingLetsTheFirstChangeThroughAndHoldsTheNextForTheRestOfTheInterval(t *testing.T) {
+	p := newHashPacer()
+	key := types.NamespacedName{Namespace: "ns", Name: "c"}
+	if w := p.wait(key); w != 0 {
+		t.Fatalf("a cluster never hashed waits %v", w)
+	}
+	p.rehashed(key)
+	if w := p.wait(key); w <= 0 || w > hashPacing {
+		t.Errorf("right after a re-hash the wait is %v, want in (0, %v]", w, hashPacing)
+	}
+	if w := p.wait(types.NamespacedName{Namespace: "ns", Name: "other"}); w != 0 {
+		t.Errorf("another cluster waits %v", w)
+	}
+	p.forget(key)
+	if w := p.wait(key); w != 0 {
+		t.Errorf("a forgotten cluster waits %v", w)
 	}
 }

@@ -145,6 +145,9 @@ type NatsClusterReconciler struct {
 	// rotations times config and certificate rotations for
 	// natsforge_rotation_propagation_seconds (metrics.go).
 	rotations *rotationClock
+	// pacer spaces the config writes that carry changed passwords
+	// (hashing.go); SetupWithManager makes it, nil paces nothing.
+	pacer *hashPacer
 	// natsUsersIndexed is set by SetupWithManager, which indexes the
 	// manager's NatsUsers by clusterRef.
 	natsUsersIndexed bool
@@ -172,6 +175,9 @@ type request struct {
 	// start, which may precede the Secret change it then reads.
 	renderedAt    time.Time
 	configWritten bool
+	// hashesHeldFor is set when changed passwords were left out of this
+	// config for the hash pacing (hashing.go): they go in after it.
+	hashesHeldFor time.Duration
 	records       fingerprints  // as written to the config Secret
 	history       configHistory // config hashes written, oldest first
 
@@ -218,11 +224,13 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			return ctrl.Result{}, err
 		}
 		r.probes.forget(req.NamespacedName)
+		r.pacer.forget(req.NamespacedName)
 		r.forgetMetrics(req.NamespacedName)
 		return ctrl.Result{}, r.natsUsersOfMissingCluster(ctx, req.NamespacedName)
 	}
 	if !nc.DeletionTimestamp.IsZero() {
 		r.probes.forget(req.NamespacedName)
+		r.pacer.forget(req.NamespacedName)
 		r.forgetMetrics(req.NamespacedName)
 		// Owner references let the garbage collector clean up.
 		return ctrl.Result{}, r.natsUsersOfMissingCluster(ctx, req.NamespacedName)
@@ -276,6 +284,9 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	case rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete:
 		requeue = propagationPoll
 	}
+	if held := rq.hashesHeldFor; held > 0 && (requeue == 0 || held < requeue) {
+		requeue = held
+	}
 	for _, next := range []time.Time{rq.tls.next, nextPreviousExpiry(rq.records)} {
 		// A certificate renewal or an expiry warning is due then, or a
 		// rotation grace window ends (its previous hash leaves the config
@@ -310,6 +321,9 @@ func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	if r.rotations == nil {
 		r.rotations = newRotationClock()
+	}
+	if r.pacer == nil {
+		r.pacer = newHashPacer()
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexedSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)

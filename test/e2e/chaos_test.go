@@ -398,8 +398,10 @@ func TestChaosFiftyEditsOfOnePassword(t *testing.T) {
 	after := bcrypts()
 	n := after - before
 	t.Logf("operator bcrypt operations for 50 edits: %.0f", n)
-	if n >= 50 || n < 1 {
-		t.Errorf("the operator hashed %.0f times for 50 edits of one password, want at least 1 and far fewer than 50", n)
+	// The operator hashes a quiet cluster's first change at once and then at
+	// most one a second (its hash pacing): about 11 for 10 s of edits.
+	if n > 20 || n < 1 {
+		t.Errorf("the operator hashed %.0f times for 50 edits of one password, want at least 1 and at most 20 (one a second)", n)
 	}
 }
 
