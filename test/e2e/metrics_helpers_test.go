@@ -3,9 +3,15 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,3 +62,71 @@ func metricsScraperToken(t *testing.T) string {
 // chart's ServiceMonitor does; the bearer token is what authenticates.
 var metricsHTTP = &http.Client{Timeout: 5 * time.Second,
 	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
+// scrapeMetrics reads the operator's Prometheus metrics (HTTPS on 8443, with
+// the bearer token of a metrics reader) and sums samples by metric name and
+// the controller or workqueue they are of: "workqueue_depth{natscluster}".
+func scrapeMetrics(ctx context.Context, podIP, token string) (map[string]float64, error) {
+	return getMetrics(ctx, metricsHTTP, "https://"+net.JoinHostPort(podIP, "8443")+"/metrics", token)
+}
+
+// brokerMetrics reads a broker pod's Prometheus metrics (plain HTTP on the
+// monitoring port 8222: clusters with TLS disabled), summed as scrapeMetrics does.
+func brokerMetrics(ctx context.Context, podIP string) (map[string]float64, error) {
+	return getMetrics(ctx, http.DefaultClient, "http://"+net.JoinHostPort(podIP, "8222")+"/metrics", "")
+}
+
+func getMetrics(ctx context.Context, hc *http.Client, url, token string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return sumMetrics(resp.Body)
+}
+
+// sumMetrics parses the Prometheus text format and sums samples by metric
+// name and the controller or workqueue they are of.
+func sumMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:sp]
+		name, lbls, _ := strings.Cut(series, "{")
+		key := name
+		for _, l := range strings.Split(strings.TrimSuffix(lbls, "}"), ",") {
+			k, v, _ := strings.Cut(l, "=")
+			if k == "controller" || k == "name" {
+				key = name + "{" + strings.Trim(v, `"`) + "}"
+				break
+			}
+		}
+		out[key] += v
+	}
+	return out, sc.Err()
+}

@@ -3,11 +3,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -707,53 +704,3 @@ func helmUninstall(t *testing.T) {
 // configHashAnnotation is the pod annotation by which the operator tells a pod
 // which config to load (resources.AnnotationConfigHash).
 const configHashAnnotation = "natsforge.io/config-hash"
-
-// scrapeMetrics reads the operator's Prometheus metrics (HTTPS on 8443, with
-// the bearer token of a metrics reader) and sums samples by metric name and
-// the controller or workqueue they are of: "workqueue_depth{natscluster}".
-func scrapeMetrics(ctx context.Context, podIP, token string) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(podIP, "8443")+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := metricsHTTP.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("operator metrics: %s", resp.Status)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		series := line[:sp]
-		name, lbls, _ := strings.Cut(series, "{")
-		key := name
-		for _, l := range strings.Split(strings.TrimSuffix(lbls, "}"), ",") {
-			k, v, _ := strings.Cut(l, "=")
-			if k == "controller" || k == "name" {
-				key = name + "{" + strings.Trim(v, `"`) + "}"
-				break
-			}
-		}
-		out[key] += v
-	}
-	return out, sc.Err()
-}
