@@ -111,15 +111,43 @@ demo: ## The main job: bring up a local Kubernetes, helm-install the operator, d
 # IfNotPresent), so reusing "dev" would run the images of an earlier run.
 E2E_IMAGE_TAG ?= e2e-$(shell date +%s)
 
+# e2e-suite: the local cluster up (if it is not), this run's images pushed to
+# it, and the suite of test/e2e compiled with build tags $(1) into $(2). The
+# tests run inside the cluster's network namespace, where Service names resolve
+# (nats.go dials tls://<name>.<ns>.svc as users do), compiled outside it (the
+# namespace reaches no module proxy): run them with e2e-exec.
+define e2e-suite
+hack/local-cluster/up.sh
+$(MAKE) --no-print-directory cluster-images IMAGE_TAG=$(E2E_IMAGE_TAG)
+go test -c -tags '$(1)' -o $(2) ./test/e2e/
+endef
+e2e-exec = cd test/e2e && E2E_IMAGE_TAG=$(E2E_IMAGE_TAG) ../../hack/local-cluster/exec.sh
+
 .PHONY: e2e
 e2e: k8s-binaries $(HELM) $(NATSCLI) ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it). E2E_RUN=regexp picks tests.
-	hack/local-cluster/up.sh
-	$(MAKE) --no-print-directory cluster-images IMAGE_TAG=$(E2E_IMAGE_TAG)
-	@# The tests run inside the cluster's network namespace, where Service names
-	@# resolve (nats.go dials tls://<name>.<ns>.svc as users do), compiled outside
-	@# it (the namespace reaches no module proxy).
-	go test -c -tags e2e -o $(LOCALBIN)/e2e.test ./test/e2e/
-	cd test/e2e && E2E_IMAGE_TAG=$(E2E_IMAGE_TAG) ../../hack/local-cluster/exec.sh $(LOCALBIN)/e2e.test -test.count=1 -test.v -test.timeout 45m $(if $(E2E_RUN),-test.run '$(E2E_RUN)')
+	$(call e2e-suite,e2e,$(LOCALBIN)/e2e.test)
+	$(e2e-exec) $(LOCALBIN)/e2e.test -test.count=1 -test.v -test.timeout 45m $(if $(E2E_RUN),-test.run '$(E2E_RUN)')
+
+# make soak: test/e2e/soak_test.go (build tags e2e and soak: make e2e never
+# runs it, nor does CI). A 3-broker NatsCluster on the local cluster for
+# SOAK_DURATION: steady traffic, a password rotation every minute, a scale to
+# 5 brokers and back every SOAK_SCALE_EVERY; the brokers' and the operator's
+# RSS and goroutines sampled every 15 s. Writes docs/soak.md, docs/soak.png
+# and bin/soak-samples.json (SOAK_MD, SOAK_PNG, SOAK_SAMPLES elsewhere); fails
+# on a leak. SOAK_TIMEOUT bounds the whole test (raise it with SOAK_DURATION).
+SOAK_DURATION    ?= 30m
+SOAK_SCALE_EVERY ?= 10m
+SOAK_TIMEOUT     ?= 90m
+SOAK_MD          ?= $(CURDIR)/docs/soak.md
+SOAK_PNG         ?= $(CURDIR)/docs/soak.png
+SOAK_SAMPLES     ?= $(LOCALBIN)/soak-samples.json
+
+.PHONY: soak
+soak: k8s-binaries $(HELM) ## Soak on the local cluster (not in CI): SOAK_DURATION (30m) of traffic, a rotation a minute, a scale 3->5->3 every 10m; RSS and goroutines in docs/soak.{md,png}.
+	$(call e2e-suite,e2e soak,$(LOCALBIN)/soak.test)
+	$(e2e-exec) env SOAK_DURATION=$(SOAK_DURATION) SOAK_SCALE_EVERY=$(SOAK_SCALE_EVERY) SOAK_COMMIT=$(VERSION) \
+		SOAK_MD=$(SOAK_MD) SOAK_PNG=$(SOAK_PNG) SOAK_SAMPLES=$(SOAK_SAMPLES) \
+		$(LOCALBIN)/soak.test -test.count=1 -test.v -test.timeout $(SOAK_TIMEOUT) -test.run '^TestSoak$$'
 
 # A release version of its own per run (simply expanded: one value per run).
 E2E_VERSION := $(or $(E2E_VERSION),0.0.0-e2e.$(shell date +%s))
