@@ -55,6 +55,8 @@ LC_PKI="${LC_STATE}/pki"
 LC_KUBECONFIGS="${LC_STATE}/kubeconfigs"
 LC_CONTAINERD_SOCK="${LC_RUN}/containerd.sock"
 LC_RUNC_ROOT="${LC_RUN}/runc"
+# kube-apiserver's audit log of ServiceAccounts' writes (up.sh has the policy).
+LC_AUDIT_LOG="${LC_RUN}/audit.log"
 KUBECONFIG_OUT="${LC_ROOT}/bin/kubeconfig"
 
 K8S_BIN="${LC_ROOT}/bin/k8s/${KUBE_VERSION}"

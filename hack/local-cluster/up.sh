@@ -301,7 +301,33 @@ wait_for etcd 30 in_ns curl -fsS http://127.0.0.1:2379/health
 # ---------------------------------------------------------------------------------
 # Control plane.
 # ---------------------------------------------------------------------------------
+# An audit log of the writes ServiceAccounts make (create, update, patch,
+# delete; metadata only, never a body), so a test can count what the operator
+# wrote, including updates that changed nothing (those keep the object's
+# resourceVersion and show nowhere else). Leases and Events are left out: the
+# leader election renews every few seconds. Nobody else is logged, so the file
+# stays small (capped at 50 MB, one old file kept).
+put "${LC_STATE}/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  resources:
+  - group: coordination.k8s.io
+    resources: ["leases"]
+  - group: ""
+    resources: ["events"]
+  - group: events.k8s.io
+    resources: ["events"]
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+EOF
 start kube-apiserver "${K8S_BIN}/kube-apiserver" \
+  --audit-policy-file "${LC_STATE}/audit-policy.yaml" --audit-log-path "${LC_AUDIT_LOG}" \
+  --audit-log-maxsize 50 --audit-log-maxbackup 1 \
   --advertise-address "${LC_NODE_IP}" --bind-address 0.0.0.0 --secure-port 6443 \
   --etcd-servers http://127.0.0.1:2379 \
   --client-ca-file "${LC_PKI}/ca.crt" \
