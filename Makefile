@@ -109,7 +109,8 @@ demo: ## The main job: bring up a local Kubernetes, helm-install the operator, d
 
 # A tag of its own per run: the nodes cache images by tag (pull policy
 # IfNotPresent), so reusing "dev" would run the images of an earlier run.
-E2E_IMAGE_TAG ?= e2e-$(shell date +%s)
+# Simply expanded: the recipe names it three times, one value for all.
+E2E_IMAGE_TAG := $(or $(E2E_IMAGE_TAG),e2e-$(shell date +%s))
 
 # e2e-suite: the local cluster up (if it is not), this run's images pushed to
 # it, and the suite of test/e2e compiled with build tags $(1) into $(2). The
@@ -126,6 +127,10 @@ e2e-exec = cd test/e2e && E2E_IMAGE_TAG=$(E2E_IMAGE_TAG) ../../hack/local-cluste
 .PHONY: e2e
 e2e: k8s-binaries $(HELM) $(NATSCLI) ## End-to-end tests on the local cluster (brings it up; `make cluster-down` ends it). E2E_RUN=regexp picks tests.
 	$(call e2e-suite,e2e,$(LOCALBIN)/e2e.test)
+	@# The "new version" TestChaosHelmUpgradeWhileClientsAreConnected upgrades
+	@# the release to: the same binaries rebuilt under a second tag (which is
+	@# also the images' version label, so their digests differ as well).
+	$(MAKE) --no-print-directory cluster-images IMAGE_TAG=$(E2E_IMAGE_TAG)-next
 	$(e2e-exec) $(LOCALBIN)/e2e.test -test.count=1 -test.v -test.timeout 45m $(if $(E2E_RUN),-test.run '$(E2E_RUN)')
 
 # make soak: test/e2e/soak_test.go (build tags e2e and soak: make e2e never
