@@ -225,52 +225,13 @@ func TestChaosBrokerSIGKILLUnderTraffic(t *testing.T) {
 	// Client i starts on pod i, then knows the other two.
 	order := func(i int) []string { return append(slices.Clone(urls[i:]), urls[:i]...) }
 	var pubs, subs []*watchedConn
-	var streams []*fanIn
 	for i := range pods {
 		subs = append(subs, connectWatched(t, "myname", "password", order(i)...))
 	}
 	for i := range pods {
 		pubs = append(pubs, connectWatched(t, "myname", "password", order(i)...))
 	}
-	for i, s := range subs {
-		streams = append(streams, subscribeFanIn(t, s, fmt.Sprintf("sub%d", i), len(pubs)))
-	}
-	for _, s := range subs {
-		if err := s.Flush(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var seq [3]atomic.Int64
-	stopPub := make(chan struct{})
-	var pubWG sync.WaitGroup
-	for i, p := range pubs {
-		pubWG.Add(1)
-		go func() {
-			defer pubWG.Done()
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stopPub:
-					return
-				case <-tick.C:
-				}
-				n := seq[i].Add(1)
-				// nats.go buffers while reconnecting; what it cannot send is
-				// an error here, and the sequence number is lost, counted.
-				_ = p.Publish("chaos.sigkill", []byte(fmt.Sprintf("%d %d", i, n)))
-			}
-		}()
-	}
-	// Traffic flows everywhere before the kill.
-	waitFor(t, 30*time.Second, "every subscriber receiving every publisher", func(context.Context) (bool, error) {
-		for _, s := range streams {
-			if !s.hearsAll() {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
+	traffic := startNumberedTraffic(t, pubs, subs, "chaos.sigkill")
 
 	victim := pods[0]
 	pid := containerProcess(t, &victim, resources.BrokerContainerName, "natsforge-broker")
@@ -295,53 +256,9 @@ func TestChaosBrokerSIGKILLUnderTraffic(t *testing.T) {
 			t.Errorf("client %d has no server", i)
 		}
 	}
-	// Fence: each publisher's next numbers, once seen by every subscriber,
-	// mark the point from which nothing may be lost.
-	fence := [3]int64{}
-	for i := range pubs {
-		fence[i] = seq[i].Load() + 1
-	}
-	waitFor(t, 60*time.Second, "every subscriber past every publisher's fence", func(context.Context) (bool, error) {
-		for _, s := range streams {
-			for i := range pubs {
-				if s.highest(i) < fence[i] {
-					return false, nil
-				}
-			}
-		}
-		return true, nil
-	})
+	traffic.fence(t, time.Minute)
 	t.Logf("fence passed %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
-	// A few more seconds of traffic past the fence, then stop and drain.
-	time.Sleep(2 * time.Second) // traffic to count, not a wait for a condition
-	close(stopPub)
-	pubWG.Wait()
-	for _, p := range pubs {
-		_ = p.Flush()
-	}
-	last := [3]int64{}
-	for i := range pubs {
-		last[i] = seq[i].Load()
-	}
-	waitFor(t, 30*time.Second, "every subscriber to receive each publisher's last message", func(context.Context) (bool, error) {
-		for _, s := range streams {
-			for i := range pubs {
-				if s.highest(i) < last[i] {
-					return false, nil
-				}
-			}
-		}
-		return true, nil
-	})
-	for si, s := range streams {
-		for i := range pubs {
-			before, after := s.missing(i, 1, fence[i]-1), s.missing(i, fence[i], last[i])
-			t.Logf("subscriber %d from publisher %d: %d published, %d lost in flight before the fence, %d after", si, i, last[i], before, after)
-			if after > 0 {
-				t.Errorf("subscriber %d lost %d of publisher %d's messages published after the fence (%d..%d)", si, after, i, fence[i], last[i])
-			}
-		}
-	}
+	traffic.finish(t)
 	// The killed broker's container restarts and rejoins the mesh.
 	waitMesh(t, c, nc, 3, 2*time.Minute)
 	t.Logf("the killed broker restarted and rejoined the mesh %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
@@ -688,11 +605,7 @@ type operatorClient struct {
 
 func impersonateOperator(t *testing.T, c client.Client) operatorClient {
 	t.Helper()
-	var deploy appsv1.DeploymentList
-	if err := c.List(context.Background(), &deploy, client.InNamespace(operatorNamespace)); err != nil || len(deploy.Items) != 1 {
-		t.Fatalf("the operator's Deployment in %s: %v (%d found)", operatorNamespace, err, len(deploy.Items))
-	}
-	user := fmt.Sprintf("system:serviceaccount:%s:%s", operatorNamespace, deploy.Items[0].Spec.Template.Spec.ServiceAccountName)
+	user := operatorUser(t, c)
 	cfg := rest.CopyConfig(restConfig)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNamespace, "system:authenticated"}}
@@ -701,6 +614,16 @@ func impersonateOperator(t *testing.T, c client.Client) operatorClient {
 		t.Fatal(err)
 	}
 	return operatorClient{cs, user}
+}
+
+// operatorUser is the user name of the operator's ServiceAccount.
+func operatorUser(t *testing.T, c client.Client) string {
+	t.Helper()
+	var deploy appsv1.DeploymentList
+	if err := c.List(context.Background(), &deploy, client.InNamespace(operatorNamespace)); err != nil || len(deploy.Items) != 1 {
+		t.Fatalf("the operator's Deployment in %s: %v (%d found)", operatorNamespace, err, len(deploy.Items))
+	}
+	return fmt.Sprintf("system:serviceaccount:%s:%s", operatorNamespace, deploy.Items[0].Spec.Template.Spec.ServiceAccountName)
 }
 
 const holdPolicy = "e2e-hold-operator-pod-writes"
@@ -822,6 +745,134 @@ func (s *stream) stop(t *testing.T) (sent, got, missing int64) {
 	return s.sent.Load(), s.got.Load(), s.sent.Load() - s.got.Load()
 }
 
+// numberedTraffic is every publisher sending numbered messages ("i n", n
+// from 1) on one subject every 10 ms to every subscriber, each of which
+// records what it received from whom (fanIn). Core NATS is at most once: the
+// test sets a fence once its disturbance is over (fence), and from there on
+// nothing may be lost; before it, what was lost in flight is only counted
+// (finish).
+type numberedTraffic struct {
+	pubs    []*watchedConn
+	streams []*fanIn
+	seq     []atomic.Int64
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	marks   []int64 // the fence: each publisher's first number that must arrive
+}
+
+// startNumberedTraffic subscribes every subscriber, starts the publishers and
+// waits until every subscriber hears every publisher. The publishers stop at
+// the test's end at the latest.
+func startNumberedTraffic(t *testing.T, pubs, subs []*watchedConn, subject string) *numberedTraffic {
+	t.Helper()
+	tr := &numberedTraffic{pubs: pubs, seq: make([]atomic.Int64, len(pubs)), stop: make(chan struct{})}
+	for i, s := range subs {
+		tr.streams = append(tr.streams, subscribeFanIn(t, s, fmt.Sprintf("sub%d", i), subject, len(pubs)))
+	}
+	for _, s := range subs {
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range pubs {
+		tr.wg.Add(1)
+		go func() {
+			defer tr.wg.Done()
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tr.stop:
+					return
+				case <-tick.C:
+				}
+				n := tr.seq[i].Add(1)
+				// nats.go buffers while reconnecting; what it cannot send is
+				// an error here, and the sequence number is lost, counted.
+				_ = p.Publish(subject, []byte(fmt.Sprintf("%d %d", i, n)))
+			}
+		}()
+	}
+	t.Cleanup(tr.halt)
+	waitFor(t, 30*time.Second, "every subscriber receiving every publisher", func(context.Context) (bool, error) {
+		for _, s := range tr.streams {
+			if !s.hearsAll() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return tr
+}
+
+// halt stops the publishers (once) and waits for them.
+func (tr *numberedTraffic) halt() {
+	select {
+	case <-tr.stop:
+	default:
+		close(tr.stop)
+	}
+	tr.wg.Wait()
+}
+
+// fence marks each publisher's next number as the point from which nothing
+// may be lost, and waits until every subscriber has received it: from then
+// on every subscriber's interest has reached the broker of every publisher.
+func (tr *numberedTraffic) fence(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	tr.marks = make([]int64, len(tr.pubs))
+	for i := range tr.pubs {
+		tr.marks[i] = tr.seq[i].Load() + 1
+	}
+	tr.waitPast(t, tr.marks, timeout, "every subscriber past every publisher's fence")
+}
+
+func (tr *numberedTraffic) waitPast(t *testing.T, marks []int64, timeout time.Duration, what string) {
+	t.Helper()
+	waitFor(t, timeout, what, func(context.Context) (bool, error) {
+		for _, s := range tr.streams {
+			for i := range tr.pubs {
+				if s.highest(i) < marks[i] {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+}
+
+// finish lets a few more seconds of traffic flow past the fence, stops the
+// publishers, waits for their last messages, logs what each subscriber lost
+// before the fence and fails on anything lost after it. It returns how many
+// messages were lost in flight before the fence, all subscribers together.
+func (tr *numberedTraffic) finish(t *testing.T) (lostInFlight int) {
+	t.Helper()
+	if tr.marks == nil {
+		t.Fatal("numberedTraffic.finish before fence")
+	}
+	time.Sleep(2 * time.Second) // traffic to count, not a wait for a condition
+	tr.halt()
+	for _, p := range tr.pubs {
+		_ = p.Flush()
+	}
+	last := make([]int64, len(tr.pubs))
+	for i := range tr.pubs {
+		last[i] = tr.seq[i].Load()
+	}
+	tr.waitPast(t, last, 30*time.Second, "every subscriber to receive each publisher's last message")
+	for si, s := range tr.streams {
+		for i := range tr.pubs {
+			before, after := s.missing(i, 1, tr.marks[i]-1), s.missing(i, tr.marks[i], last[i])
+			lostInFlight += before
+			t.Logf("subscriber %d from publisher %d: %d published, %d lost in flight before the fence, %d after", si, i, last[i], before, after)
+			if after > 0 {
+				t.Errorf("subscriber %d lost %d of publisher %d's messages published after the fence (%d..%d)", si, after, i, tr.marks[i], last[i])
+			}
+		}
+	}
+	return lostInFlight
+}
+
 // fanIn records, per publisher, which sequence numbers a subscriber received.
 type fanIn struct {
 	mu   sync.Mutex
@@ -829,14 +880,14 @@ type fanIn struct {
 	high []int64
 }
 
-func subscribeFanIn(t *testing.T, w *watchedConn, name string, publishers int) *fanIn {
+func subscribeFanIn(t *testing.T, w *watchedConn, name, subject string, publishers int) *fanIn {
 	t.Helper()
 	f := &fanIn{}
 	for range publishers {
 		f.seen = append(f.seen, map[int64]bool{})
 		f.high = append(f.high, 0)
 	}
-	if _, err := w.Subscribe("chaos.sigkill", func(m *nats.Msg) {
+	if _, err := w.Subscribe(subject, func(m *nats.Msg) {
 		var i int
 		var n int64
 		if _, err := fmt.Sscanf(string(m.Data), "%d %d", &i, &n); err != nil || i < 0 || i >= publishers {

@@ -178,6 +178,7 @@ type watchedConn struct {
 	mu           sync.Mutex
 	disconnected time.Time     // when the current outage began; zero while connected
 	longest      time.Duration // longest outage so far
+	lameDuckFrom []string      // the server ids that announced lame duck mode to it
 }
 
 // connectWatched connects to the first of urls (nats://host:port, in order)
@@ -204,7 +205,14 @@ func connectWatched(t *testing.T, user, pass string, urls ...string) *watchedCon
 			w.disconnected = time.Time{}
 			w.mu.Unlock()
 		}),
-		nats.LameDuckModeHandler(func(*nats.Conn) { w.lameDucks.Add(1) }),
+		nats.LameDuckModeHandler(func(c *nats.Conn) {
+			w.lameDucks.Add(1)
+			// The server that said so: it closes the connection only after
+			// its grace period, long after this callback.
+			w.mu.Lock()
+			w.lameDuckFrom = append(w.lameDuckFrom, c.ConnectedServerId())
+			w.mu.Unlock()
+		}),
 	)
 	if err != nil {
 		t.Fatalf("connect to %v: %v", urls, err)
@@ -222,6 +230,14 @@ func (w *watchedConn) longestOutage() time.Duration {
 		return max(w.longest, time.Since(w.disconnected))
 	}
 	return w.longest
+}
+
+// lameDuckServers are the ids of the servers that announced lame duck mode
+// to the connection.
+func (w *watchedConn) lameDuckServers() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.lameDuckFrom)
 }
 
 func natsURL(addr string) string { return "nats://" + addr }

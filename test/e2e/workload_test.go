@@ -525,25 +525,7 @@ func TestOperatorRestartAndDeletion(t *testing.T) {
 		return lease.Spec.HolderIdentity != nil && strings.HasPrefix(*lease.Spec.HolderIdentity, operator.Name), nil
 	})
 	t.Logf("new operator leads after %s", time.Since(start).Round(time.Millisecond))
-	// The controller starts its workers once its cache has synced, with every
-	// NatsCluster already queued: one reconcile done and an idle queue mean
-	// every one of them (this test's too) has been reconciled.
-	var last string
-	scraperToken := metricsScraperToken(t)
-	waitFor(t, 2*time.Minute, "the new operator to reconcile every NatsCluster", func(ctx context.Context) (bool, error) {
-		m, err := scrapeMetrics(ctx, operator.Status.PodIP, scraperToken)
-		if err != nil {
-			return false, err
-		}
-		reconciles, ok1 := m["controller_runtime_reconcile_total{natscluster}"]
-		depth, ok2 := m["workqueue_depth{natscluster}"]
-		unfinished, ok3 := m["workqueue_unfinished_work_seconds{natscluster}"]
-		last = fmt.Sprintf("reconciles %v, queue depth %v, unfinished work %vs", reconciles, depth, unfinished)
-		if !ok1 || !ok2 || !ok3 {
-			return false, fmt.Errorf("metrics lack the natscluster controller's: %s", last)
-		}
-		return reconciles >= 1 && depth == 0 && unfinished == 0, nil
-	})
+	last := waitReconciledAll(t, operator)
 	t.Logf("new operator has reconciled every NatsCluster after %s (%s)", time.Since(start).Round(time.Millisecond), last)
 	after := versions()
 	for k, v := range before {
@@ -591,6 +573,32 @@ func TestOperatorRestartAndDeletion(t *testing.T) {
 		return
 	}
 	helmUninstall(t)
+}
+
+// waitReconciledAll waits until the operator pod, since it started, has
+// reconciled every NatsCluster: the controller starts its workers once its
+// cache has synced, with every NatsCluster already queued, so one reconcile
+// done and an idle queue mean every one of them has been. It returns the
+// metrics it saw.
+func waitReconciledAll(t *testing.T, operator corev1.Pod) string {
+	t.Helper()
+	var last string
+	scraperToken := metricsScraperToken(t)
+	waitFor(t, 2*time.Minute, "operator "+operator.Name+" to reconcile every NatsCluster", func(ctx context.Context) (bool, error) {
+		m, err := scrapeMetrics(ctx, operator.Status.PodIP, scraperToken)
+		if err != nil {
+			return false, err
+		}
+		reconciles, ok1 := m["controller_runtime_reconcile_total{natscluster}"]
+		depth, ok2 := m["workqueue_depth{natscluster}"]
+		unfinished, ok3 := m["workqueue_unfinished_work_seconds{natscluster}"]
+		last = fmt.Sprintf("reconciles %v, queue depth %v, unfinished work %vs", reconciles, depth, unfinished)
+		if !ok1 || !ok2 || !ok3 {
+			return false, fmt.Errorf("metrics lack the natscluster controller's: %s", last)
+		}
+		return reconciles >= 1 && depth == 0 && unfinished == 0, nil
+	})
+	return last
 }
 
 // helmUninstall uninstalls the release and checks that none of its objects is
