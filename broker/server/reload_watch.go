@@ -74,9 +74,10 @@ func (w *configWatcher) run() {
 			return
 		case <-events:
 			settle.Reset(configSettle)
-		case <-errs:
+		case err := <-errs:
 			// The watch lost events (its queue overflowed, say); the error
 			// tells no more than that. Look once things settle.
+			_ = err
 			settle.Reset(configSettle)
 		case <-settle.C:
 			w.check()
