@@ -178,6 +178,9 @@ type request struct {
 	// hashesHeldFor is set when changed passwords were left out of this
 	// config for the hash pacing (hashing.go): they go in after it.
 	hashesHeldFor time.Duration
+	// oldPodsRemain counts the pods of an earlier StatefulSet of the
+	// cluster's name that keep applyWorkload from creating its own.
+	oldPodsRemain int
 	records       fingerprints  // as written to the config Secret
 	history       configHistory // config hashes written, oldest first
 
@@ -281,7 +284,7 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		requeue = probeBackoff(failures)
 		log.Info("cannot reach the /varz of some ready pods; asking again later", "pods", rq.propagation.stale,
 			"failedProbesInARow", failures, "retryIn", requeue.String())
-	case rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete:
+	case rq.propagation.pending() || readyCondition(rq).Reason == v1alpha1.ReasonMeshIncomplete || rq.oldPodsRemain > 0:
 		requeue = propagationPoll
 	}
 	if held := rq.hashesHeldFor; held > 0 && (requeue == 0 || held < requeue) {

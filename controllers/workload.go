@@ -32,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
 	"github.com/natsforge/natsforge/controllers/resources"
@@ -62,6 +63,10 @@ func (r *NatsClusterReconciler) applyServices(ctx context.Context, rq *request) 
 // applyWorkload creates or updates the StatefulSet and the PDB.
 func (r *NatsClusterReconciler) applyWorkload(ctx context.Context, rq *request) error {
 	nc := rq.cluster
+	if waiting, err := r.oldPodsRemain(ctx, nc); err != nil || waiting > 0 {
+		rq.oldPodsRemain = waiting
+		return err
+	}
 	desiredSts := resources.StatefulSet(nc, resources.Image(nc, r.DefaultImage))
 	desiredSts.Annotations = map[string]string{annotationSpecHash: specHash(desiredSts.Spec)}
 	sts, err := apply(ctx, r, nc, desiredSts,
@@ -73,6 +78,40 @@ func (r *NatsClusterReconciler) applyWorkload(ctx context.Context, rq *request) 
 	_, err = apply(ctx, r, nc, resources.PodDisruptionBudget(nc),
 		func() *policyv1.PodDisruptionBudget { return &policyv1.PodDisruptionBudget{} }, updatePDB)
 	return err
+}
+
+// oldPodsRemain counts, when nc has no StatefulSet yet, the broker pods of
+// nc's name that another StatefulSet made: those of a cluster deleted and
+// created again under the same name, still terminating (lame duck). A
+// StatefulSet created now would find its pod names taken by pods of another
+// owner, and their deletions, which name that owner, would not wake it: it
+// could sit with fewer pods than asked for. So it is created once they are
+// gone; their deletions bring the cluster back here.
+func (r *NatsClusterReconciler) oldPodsRemain(ctx context.Context, nc *v1alpha1.NatsCluster) (int, error) {
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: resources.StatefulSetName(nc)}, &appsv1.StatefulSet{})
+	if !apierrors.IsNotFound(err) {
+		return 0, client.IgnoreNotFound(err)
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(nc.Namespace), client.MatchingLabels(resources.SelectorLabels(nc))); err != nil {
+		return 0, fmt.Errorf("list pods: %w", err)
+	}
+	n := 0
+	for i := range pods.Items {
+		if owner := metav1.GetControllerOf(&pods.Items[i]); owner != nil && owner.Kind == "StatefulSet" {
+			n++
+		}
+	}
+	if n > 0 {
+		// The cache may not have seen a StatefulSet of ours made a moment
+		// ago, whose pods it has: the API server says.
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: resources.StatefulSetName(nc)}, &appsv1.StatefulSet{})
+		if !apierrors.IsNotFound(err) {
+			return 0, client.IgnoreNotFound(err)
+		}
+		logf.FromContext(ctx).Info("waiting for the pods of an earlier StatefulSet of this name to be gone", "pods", n)
+	}
+	return n, nil
 }
 
 // observeStatefulSet only reads the StatefulSet (for a paused cluster).
