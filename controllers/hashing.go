@@ -136,9 +136,9 @@ func hashPasswordsPaced(key []byte, prev fingerprints, users []resolvedUser, cos
 		fp := fingerprint(key, u.name, u.password)
 		if old, ok := prev[u.name]; ok {
 			c, err := bcrypt.Cost([]byte(old.Hash))
-			sameCost := err == nil && c == cost
-			if sameCost && (hold || hmac.Equal([]byte(old.Fingerprint), []byte(fp))) {
-				if !hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
+			same := hmac.Equal([]byte(old.Fingerprint), []byte(fp))
+			if err == nil && c == cost && (same || hold) {
+				if !same {
 					held++
 				}
 				next[u.name] = withoutExpiredPrevious(old, now)

@@ -64,7 +64,7 @@ func TestARecreatedClusterWaitsForTheOldStatefulSetsPods(t *testing.T) {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(nc), cur); err != nil {
 			return err
 		}
-		if _, err := getSecretOrErr(ns, resources.ConfigSecretName(nc)); err != nil {
+		if _, _, err := brokerConfig(nc); err != nil {
 			return err
 		}
 		if cur.Status.ObservedGeneration != cur.Generation {
@@ -82,9 +82,4 @@ func TestARecreatedClusterWaitsForTheOldStatefulSetsPods(t *testing.T) {
 	eventually(t, timeout, func() error {
 		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: sts.Name}, &appsv1.StatefulSet{})
 	})
-}
-
-func getSecretOrErr(ns, name string) (*corev1.Secret, error) {
-	s := &corev1.Secret{}
-	return s, k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s)
 }
