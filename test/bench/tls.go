@@ -39,12 +39,7 @@ func (h *harness) tlsScenario() scenario {
 	return scenario{group: "tls", runs: c.runs,
 		note: "TLS 1.3 on the client listener (ECDSA P-256 certificate, Go's default key exchange); one nats.go publisher to one subscriber; " +
 			"connects/s are nats.go connections (INFO, full TLS handshake without session resumption, CONNECT, PING/PONG) from 4 clients at once, each closed after",
-		metrics: []metric{
-			{"TLS 1 pub -> 1 sub, 16 B", "msgs/s", true, 1},
-			{"TLS 1 pub -> 1 sub, 1 KiB", "msgs/s", true, 1},
-			{"TLS 1 pub -> 1 sub, 16 KiB", "msgs/s", true, 1},
-			{"TLS connects (full handshakes)", "connects/s", true, 1},
-		},
+		metrics: tlsMetrics(),
 		start: func(t target) (func(int) ([]float64, error), func(), error) {
 			o, err := baseOptions()
 			if err != nil {
@@ -61,7 +56,7 @@ func (h *harness) tlsScenario() scenario {
 			return func(int) ([]float64, error) {
 				var out []float64
 				var errs []error
-				for _, size := range []int{16, 1024, 16 << 10} {
+				for _, size := range payloadSizes {
 					v, _, err := fanIn(url, url, size, 1, false, c.d)
 					if err != nil {
 						v = nan
@@ -77,6 +72,16 @@ func (h *harness) tlsScenario() scenario {
 				return append(out, v), errors.Join(errs...)
 			}, p.stop, nil
 		}}
+}
+
+// tlsMetrics are the TLS rows: 1 -> 1 at every payload size of the plain
+// sweep, then full handshakes per second.
+func tlsMetrics() []metric {
+	var m []metric
+	for _, size := range payloadSizes {
+		m = append(m, metric{"TLS 1 pub -> 1 sub, " + sizeName(size), "msgs/s", true, 1})
+	}
+	return append(m, metric{"TLS connects (full handshakes)", "connects/s", true, 1})
 }
 
 // tlsConnects is full-handshake connections per second from n clients at once.

@@ -1,10 +1,10 @@
 package plot
 
 import (
-	"fmt"
 	"image"
 	"image/color"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -103,7 +103,7 @@ func BarPanel(img *image.RGBA, x, y, w, h int, title, unit string, labels []stri
 	for i, v := range values {
 		bx := left + i*slot + (slot-bar)/2
 		FillRect(img, bx, yOf(v), bar, bottom-yOf(v), c)
-		text := fmt.Sprintf("%.2f", v) + strings.ToUpper(unit)
+		text := Value(v) + strings.ToUpper(unit)
 		DrawText(img, bx+bar/2-len(text)*GlyphW/2, yOf(v)-LineH-4, text, Black)
 		DrawText(img, bx+bar/2-len(labels[i])*GlyphW/2, bottom+6, strings.ToUpper(labels[i]), Grey)
 	}
@@ -125,8 +125,28 @@ func niceStep(max float64) float64 {
 	return 10 * p
 }
 
+// trim is a grid line's label: v exactly, without trailing zeros. Grid
+// values are sums of a 1-2-5 step, so rounding to nine decimals removes only
+// the float error of the sum (0.30000000000000004), never a digit of the step
+// (0.005 stays 0.005, where two decimals made it 0.01).
 func trim(v float64) string {
-	s := fmt.Sprintf("%.2f", v)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	return s
+	return strconv.FormatFloat(math.Round(v*1e9)/1e9, 'f', -1, 64)
+}
+
+// Value is a measured value as a chart prints it: three significant digits
+// (0.161, 0.00123, 24.5), and whole numbers from 100 up.
+func Value(v float64) string {
+	if math.Abs(v) >= 100 {
+		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
+	}
+	return strconv.FormatFloat(roundSig(v, 3), 'f', -1, 64)
+}
+
+// roundSig rounds v to n significant digits.
+func roundSig(v float64, n int) float64 {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return v
+	}
+	p := math.Pow(10, float64(n)-math.Ceil(math.Log10(math.Abs(v))))
+	return math.Round(v*p) / p
 }
