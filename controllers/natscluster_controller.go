@@ -79,6 +79,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -148,6 +149,9 @@ type NatsClusterReconciler struct {
 	// pacer spaces the config writes that carry changed passwords
 	// (hashing.go); SetupWithManager makes it, nil paces nothing.
 	pacer *hashPacer
+	// nudges remembers the pods that go on serving an older config
+	// (nudge.go); SetupWithManager makes it, nil nudges nothing.
+	nudges *kubeletNudges
 	// natsUsersIndexed is set by SetupWithManager, which indexes the
 	// manager's NatsUsers by clusterRef.
 	natsUsersIndexed bool
@@ -226,15 +230,11 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
 		}
-		r.probes.forget(req.NamespacedName)
-		r.pacer.forget(req.NamespacedName)
-		r.forgetMetrics(req.NamespacedName)
+		r.forget(req.NamespacedName)
 		return ctrl.Result{}, r.natsUsersOfMissingCluster(ctx, req.NamespacedName)
 	}
 	if !nc.DeletionTimestamp.IsZero() {
-		r.probes.forget(req.NamespacedName)
-		r.pacer.forget(req.NamespacedName)
-		r.forgetMetrics(req.NamespacedName)
+		r.forget(req.NamespacedName)
 		// Owner references let the garbage collector clean up.
 		return ctrl.Result{}, r.natsUsersOfMissingCluster(ctx, req.NamespacedName)
 	}
@@ -305,6 +305,15 @@ func (r *NatsClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
+// forget drops what the reconciler remembers of a cluster that is gone or
+// going.
+func (r *NatsClusterReconciler) forget(cluster types.NamespacedName) {
+	r.probes.forget(cluster)
+	r.pacer.forget(cluster)
+	r.nudges.forget(cluster)
+	r.forgetMetrics(cluster)
+}
+
 func (r *NatsClusterReconciler) now() time.Time {
 	if r.Now != nil {
 		return r.Now()
@@ -327,6 +336,9 @@ func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	if r.pacer == nil {
 		r.pacer = newHashPacer()
+	}
+	if r.nudges == nil {
+		r.nudges = newKubeletNudges()
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexedSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)

@@ -172,6 +172,9 @@ type propagation struct {
 	unreachable []string // sorted
 	// digests is, for each asked pod that answered, the config it serves.
 	digests map[string]string
+	// staleCertificates names the pods that serve the current config with
+	// an older certificate.
+	staleCertificates []string
 }
 
 // pending tells whether some pod that answered serves an older config: it
@@ -183,7 +186,8 @@ func (p propagation) pending() bool {
 // propagateConfig makes the kubelet refresh the mounted config at once, by
 // bumping an annotation on every broker pod that has not yet been told about
 // the current config, then asks each ready pod which config it serves and how
-// many peers it has routes to.
+// many peers it has routes to, and nudges the kubelet again for a pod that
+// has served an older config for too long (nudge.go).
 func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request) error {
 	nc := rq.cluster
 	var pods corev1.PodList
@@ -235,7 +239,7 @@ func (r *NatsClusterReconciler) propagateConfig(ctx context.Context, rq *request
 	logf.FromContext(ctx).V(1).Info("config propagation", "configHash", rq.configHash,
 		"readyPods", rq.propagation.asked, "current", rq.propagation.current, "stale", rq.propagation.stale,
 		"routes", rq.propagation.routes, "unreachable", rq.propagation.unreachable)
-	return nil
+	return r.nudgeStalePods(ctx, rq, ready)
 }
 
 // askPods asks every pod, in parallel, for its config digest, the
@@ -273,6 +277,7 @@ func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod,
 			p.stale = append(p.stale, pod.Name+": serves an older config")
 		case wantCertificate != "" && states[i].TLSCertSHA256 != wantCertificate:
 			p.stale = append(p.stale, pod.Name+": serves an older certificate")
+			p.staleCertificates = append(p.staleCertificates, pod.Name)
 		default:
 			p.current++
 		}

@@ -95,6 +95,12 @@ const (
 	// to load; bumping it makes the kubelet refresh the mounted Secret at once.
 	AnnotationConfigHash = "natsforge.io/config-hash"
 
+	// AnnotationConfigNudges on a broker pod counts the times the operator
+	// bumped it because the pod went on serving an older config after it was
+	// told about the current one; each bump makes the kubelet refresh the
+	// mounted Secrets again.
+	AnnotationConfigNudges = "natsforge.io/config-nudges"
+
 	// AppName is the value of LabelName on everything the operator creates.
 	AppName = "natsforge"
 	// ManagedBy is the value of LabelManagedBy on everything the operator creates.
