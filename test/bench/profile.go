@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,30 +20,37 @@ import (
 )
 
 // profileLoads are the loads -profile can run; size is the payload size
-// (-size), 0 for the load's own.
-var profileLoads = map[string]func(url string, size int, d time.Duration) error{
-	"pub16": func(url string, size int, d time.Duration) error {
-		_, _, err := pubOnly(url, or(size, 16), d)
-		return err
+// (-size), 0 for the load's own. Each returns how many messages the server
+// handled: published (pub), delivered (fan, queue) or requests (req).
+var profileLoads = map[string]func(url string, size int, d time.Duration) (int64, error){
+	"pub16": func(url string, size int, d time.Duration) (int64, error) {
+		_, n, err := pubOnly(url, or(size, 16), d)
+		return n, err
 	},
-	"pub1k": func(url string, size int, d time.Duration) error {
-		_, _, err := pubOnly(url, or(size, 1024), d)
-		return err
+	"pub1k": func(url string, size int, d time.Duration) (int64, error) {
+		_, n, err := pubOnly(url, or(size, 1024), d)
+		return n, err
 	},
-	"fan1": func(url string, size int, d time.Duration) error {
-		_, _, err := fanIn(url, url, or(size, 16), 1, false, d)
-		return err
+	"fan1": func(url string, size int, d time.Duration) (int64, error) {
+		_, n, err := fanIn(url, url, or(size, 16), 1, false, d)
+		return n, err
 	},
-	"fan4": func(url string, size int, d time.Duration) error {
-		_, _, err := fanIn(url, url, or(size, 16), 4, false, d)
-		return err
+	"fan4": func(url string, size int, d time.Duration) (int64, error) {
+		_, n, err := fanIn(url, url, or(size, 16), 4, false, d)
+		return n, err
 	},
-	"queue4": func(url string, size int, d time.Duration) error {
-		_, _, err := fanIn(url, url, or(size, 16), 4, true, d)
-		return err
+	"queue4": func(url string, size int, d time.Duration) (int64, error) {
+		_, n, err := fanIn(url, url, or(size, 16), 4, true, d)
+		return n, err
 	},
-	"req1":  func(url string, _ int, d time.Duration) error { _, err := reqReply(url, 1, d); return err },
-	"req50": func(url string, _ int, d time.Duration) error { _, err := reqReply(url, 50, d); return err },
+	"req1":  func(url string, _ int, d time.Duration) (int64, error) { return reqCount(url, 1, d) },
+	"req50": func(url string, _ int, d time.Duration) (int64, error) { return reqCount(url, 50, d) },
+}
+
+// reqCount runs reqReply and returns about how many requests completed.
+func reqCount(url string, n int, d time.Duration) (int64, error) {
+	r, err := reqReply(url, n, d)
+	return int64(r.rate * d.Seconds()), err
 }
 
 func or(v, def int) int {
@@ -64,12 +72,13 @@ func profileNames() []string {
 // runProfile runs a broker in this process (ours, or nats-server with
 // theirs set) and one load against it from a child process (this binary with
 // -client-load), three times over, under the CPU profiler, then writes the
-// CPU profile and an allocation profile and prints the top of each. With the
+// CPU profile and an allocation profile and prints the top of each, and the
+// messages each run handled with this process's CPU time per message. With the
 // clients in their own process, as in the benchmark, the profiles hold the
 // broker's work only; the same command with -profile-theirs profiles
 // nats-server under the very same load, for comparing the two.
 func runProfile(name, dir string, size int, theirs bool, d time.Duration) error {
-	load, ok := profileLoads[name]
+	_, ok := profileLoads[name]
 	if !ok {
 		return fmt.Errorf("no load %q; have %v", name, profileNames())
 	}
@@ -124,15 +133,27 @@ func runProfile(name, dir string, size int, theirs bool, d time.Duration) error 
 		return err
 	}
 	exe, _ := os.Executable()
-	_ = load
-	for range 3 {
+	for run := range 3 {
 		cmd := exec.Command(exe, "-client-load", name, "-url", url, "-d", d.String(), "-size", fmt.Sprint(size))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Run(); err != nil {
+		cpu0, wall0 := processCPU(), time.Now()
+		err := cmd.Run()
+		cpu, wall := processCPU()-cpu0, time.Since(wall0)
+		if err != nil {
 			pprof.StopCPUProfile()
 			return fmt.Errorf("client load: %w", err)
 		}
+		var n int64
+		if _, err := fmt.Sscanf(out.String(), "messages %d", &n); err != nil || n == 0 {
+			pprof.StopCPUProfile()
+			return fmt.Errorf("client load said %q", out.String())
+		}
+		ccpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		fmt.Printf("run %d: %d messages in %s (%.0f/s); server process CPU %s, %.0f ns per message; client process CPU %s, %.0f ns per message\n",
+			run, n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(), cpu.Round(time.Millisecond), float64(cpu)/float64(n),
+			ccpu.Round(time.Millisecond), float64(ccpu)/float64(n))
 	}
 	pprof.StopCPUProfile()
 	f.Close()
@@ -164,5 +185,17 @@ func runClientLoad(name, url string, size int, d time.Duration) error {
 	if !ok {
 		return fmt.Errorf("no load %q", name)
 	}
-	return load(url, size, d)
+	n, err := load(url, size, d)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("messages %d\n", n)
+	return nil
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
