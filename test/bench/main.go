@@ -133,6 +133,7 @@ func main() {
 	relay := flag.Bool("relay", false, "internal: run the ceiling's relay process")
 	clientLoad := flag.String("client-load", "", "internal: run one -profile load against -url and exit")
 	url := flag.String("url", "", "internal: the server -client-load drives")
+	clientProf := flag.String("client-profile", "", "internal: where -client-load writes the clients' CPU profile")
 	flag.Parse()
 
 	if *relay {
@@ -142,7 +143,7 @@ func main() {
 		return
 	}
 	if *clientLoad != "" {
-		if err := runClientLoad(*clientLoad, *url, *profSize, *dur); err != nil {
+		if err := runClientLoad(*clientLoad, *url, *clientProf, *profSize, *dur); err != nil {
 			fatal("%v", err)
 		}
 		return

@@ -134,13 +134,14 @@ func runProfile(name, dir string, size int, theirs bool, d time.Duration) error 
 	}
 	exe, _ := os.Executable()
 	for run := range 3 {
-		cmd := exec.Command(exe, "-client-load", name, "-url", url, "-d", d.String(), "-size", fmt.Sprint(size))
+		clientProf := filepath.Join(dir, fmt.Sprintf("%s-clients-run%d-cpu.pprof", base, run))
+		cmd := exec.Command(exe, "-client-load", name, "-url", url, "-d", d.String(), "-size", fmt.Sprint(size), "-client-profile", clientProf)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		cpu0, wall0 := processCPU(), time.Now()
+		ru0, wall0 := selfUsage(), time.Now()
 		err := cmd.Run()
-		cpu, wall := processCPU()-cpu0, time.Since(wall0)
+		ru, wall := selfUsage(), time.Since(wall0)
 		if err != nil {
 			pprof.StopCPUProfile()
 			return fmt.Errorf("client load: %w", err)
@@ -150,10 +151,17 @@ func runProfile(name, dir string, size int, theirs bool, d time.Duration) error 
 			pprof.StopCPUProfile()
 			return fmt.Errorf("client load said %q", out.String())
 		}
-		ccpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		fmt.Printf("run %d: %d messages in %s (%.0f/s); server process CPU %s, %.0f ns per message; client process CPU %s, %.0f ns per message\n",
-			run, n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(), cpu.Round(time.Millisecond), float64(cpu)/float64(n),
-			ccpu.Round(time.Millisecond), float64(ccpu)/float64(n))
+		cru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		if cru == nil {
+			cru = &syscall.Rusage{}
+		}
+		per := func(v int64) float64 { return float64(v) / float64(n) }
+		cpu, ccpu := usageCPU(ru)-usageCPU(ru0), usageCPU(cru)
+		fmt.Printf("run %d: %d messages in %s (%.0f/s); per message: server process %.0f ns CPU, %.3f page faults, %.3f voluntary context switches; "+
+			"client process %.0f ns CPU, %.3f page faults, %.3f voluntary context switches\n",
+			run, n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(),
+			per(int64(cpu)), per(ru.Minflt-ru0.Minflt), per(ru.Nvcsw-ru0.Nvcsw),
+			per(int64(ccpu)), per(cru.Minflt), per(cru.Nvcsw))
 	}
 	pprof.StopCPUProfile()
 	f.Close()
@@ -175,17 +183,31 @@ func runProfile(name, dir string, size int, theirs bool, d time.Duration) error 
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		_ = cmd.Run()
 	}
-	fmt.Printf("profiles: %s %s\n", cpuPath, allocPath)
+	fmt.Printf("profiles: %s %s; the clients': %s\n", cpuPath, allocPath, filepath.Join(dir, base+"-clients-run*-cpu.pprof"))
 	return nil
 }
 
-// runClientLoad is the child side of runProfile: one load against url.
-func runClientLoad(name, url string, size int, d time.Duration) error {
+// runClientLoad is the child side of runProfile: one load against url, with
+// the clients' own CPU profile written to prof unless it is empty.
+func runClientLoad(name, url, prof string, size int, d time.Duration) error {
 	load, ok := profileLoads[name]
 	if !ok {
 		return fmt.Errorf("no load %q", name)
 	}
+	if prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	n, err := load(url, size, d)
+	if prof != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}
@@ -193,9 +215,14 @@ func runClientLoad(name, url string, size int, d time.Duration) error {
 	return nil
 }
 
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
+// selfUsage is this process's resource usage so far.
+func selfUsage() *syscall.Rusage {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return &ru
+}
+
+// usageCPU is the user and system CPU time in ru.
+func usageCPU(ru *syscall.Rusage) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
