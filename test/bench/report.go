@@ -261,13 +261,30 @@ func writeMarkdown(path, pngPath string, m *meta, rows []*row, d time.Duration) 
 		p("\n")
 	}
 	if analysis, err := os.ReadFile("test/bench/analysis.md"); err == nil {
-		// Hand-written, about one earlier run: never presented as this run's.
-		p("## Analysis of an earlier run (hand-written, not regenerated)\n\n")
-		p("What follows is kept in `test/bench/analysis.md` and was written about the `make bench` run of " +
-			"2026-11-26 22:02 UTC at `fb43089`. Every number in it is from that run, not from the table above.\n\n")
+		b.WriteString(analysisIntro(m))
 		b.Write(bytes.ReplaceAll(analysis, []byte("\n## "), []byte("\n### ")))
 	}
 	return writeSection(path, sectionBench, b.String())
+}
+
+// analysisRun is the make bench run test/bench/analysis.md was written
+// about, as that run's report names it: its Date line and ours' commit.
+// Update it with the analysis.
+var analysisRun = struct{ date, commit string }{"2026-12-01 13:02 UTC", "25aab6b"}
+
+// analysisIntro heads the hand-written analysis: it is this run's only when
+// the report is of that very run (rendered again from its saved results, or
+// a run that happens to match), an earlier run's otherwise.
+func analysisIntro(m *meta) string {
+	run := fmt.Sprintf("%s at `%s`", analysisRun.date, analysisRun.commit)
+	if m.date.UTC().Format("2006-01-02 15:04 MST") == analysisRun.date && m.ours == analysisRun.commit {
+		return "## Analysis of this run (hand-written, not regenerated)\n\n" +
+			"What follows is kept in `test/bench/analysis.md` and was written about this run (" + run + "), " +
+			"with profiles taken after it; each number in it says whether it is from the table above or from those profiles.\n\n"
+	}
+	return "## Analysis of an earlier run (hand-written, not regenerated)\n\n" +
+		"What follows is kept in `test/bench/analysis.md` and was written about the `make bench` run of " + run +
+		", with profiles taken after it. Every number in it is from that run or those profiles, not from the table above.\n\n"
 }
 
 func natsGoVersion() string {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Each command rewrites its own section of the report and keeps the other's
@@ -56,6 +57,26 @@ func read(t *testing.T, path string) map[string]string {
 		t.Fatal(err)
 	}
 	return readSections(string(b))
+}
+
+// The hand-written analysis is called this run's only on the report of the
+// run it names; any other report calls it an earlier run's.
+func TestAnalysisIntroNamesItsRun(t *testing.T) {
+	date, err := time.Parse("2006-01-02 15:04 MST", analysisRun.date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := analysisIntro(&meta{date: date.UTC(), ours: analysisRun.commit}); !strings.Contains(got, "Analysis of this run") {
+		t.Errorf("the analysed run's report: %q", got)
+	}
+	for _, m := range []*meta{
+		{date: date.UTC().Add(time.Hour), ours: analysisRun.commit},
+		{date: date.UTC(), ours: analysisRun.commit + "-dirty"},
+	} {
+		if got := analysisIntro(m); !strings.Contains(got, "Analysis of an earlier run") || !strings.Contains(got, analysisRun.commit) {
+			t.Errorf("another run's report (%v, %s): %q", m.date, m.ours, got)
+		}
+	}
 }
 
 func TestPercentileNearestRank(t *testing.T) {
