@@ -152,6 +152,10 @@ type NatsClusterReconciler struct {
 	// nudges remembers the pods that go on serving an older config
 	// (nudge.go); SetupWithManager makes it, nil nudges nothing.
 	nudges *kubeletNudges
+	// userStatuses writes NatsUser statuses beside the reconciles
+	// (natsuser_writer.go); SetupWithManager makes it. nil: each reconcile
+	// writes them before it returns.
+	userStatuses *natsUserStatusWriter
 	// natsUsersIndexed is set by SetupWithManager, which indexes the
 	// manager's NatsUsers by clusterRef.
 	natsUsersIndexed bool
@@ -339,6 +343,9 @@ func (r *NatsClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	if r.nudges == nil {
 		r.nudges = newKubeletNudges()
+	}
+	if r.userStatuses == nil {
+		r.userStatuses = newNatsUserStatusWriter(ctx, mgr.GetLogger().WithName("natsuser-status"), r)
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.NatsCluster{}, secretNameIndex, indexedSecretNames); err != nil {
 		return fmt.Errorf("index %s: %w", secretNameIndex, err)

@@ -55,7 +55,7 @@ import (
 // reconciler, so that nothing else reconciles its cluster while it measures.
 var watchedNamespaces = []string{
 	"crd", "hashing", "workload", "rotation", "resync", "removal",
-	"missing", "generated", "scaling", "validation", "paused", "propagation", "nudge", "takeover",
+	"missing", "generated", "scaling", "validation", "paused", "propagation", "nudge", "nu-status", "takeover",
 	"tls", "tls-users", "tls-secrets", "tls-exposed", "netpol", "monitoring",
 	"natsusers", "nu-allowed", "nu-refused", "nu-conflict", "lastgood", "invalid", "accounts", "churn",
 }
