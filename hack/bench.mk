@@ -11,7 +11,7 @@ BENCH_FLAGS ?=
 
 .PHONY: bench
 bench: k8s-binaries ## Benchmark the broker against nats-server and the operator's reconcile; writes docs/benchmarks.{md,png}.
-	go run -tags bench ./test/bench -command '$(strip make bench $(BENCH_FLAGS))' \
+	go run -tags bench ./test/bench -command 'make bench$(if $(strip $(BENCH_FLAGS)), BENCH_FLAGS="$(strip $(BENCH_FLAGS))")' \
 		-md docs/benchmarks.md -png docs/benchmarks.png -save bin/bench-results.json $(BENCH_FLAGS)
 
 .PHONY: bench-render
@@ -39,5 +39,5 @@ bench-cluster: $(HELM) ## Rotation latency on the local cluster (brings it up) a
 	@# Built outside the cluster's network namespace (it reaches no module proxy), run inside it (pod addresses).
 	go build -tags bench -o $(LOCALBIN)/bench ./test/bench
 	hack/local-cluster/exec.sh $(LOCALBIN)/bench -cluster -image-tag $(BENCH_CLUSTER_TAG) -helm $(HELM) \
-		-command '$(strip make bench-cluster $(BENCH_CLUSTER_FLAGS))' \
+		-command 'make bench-cluster$(if $(strip $(BENCH_CLUSTER_FLAGS)), BENCH_CLUSTER_FLAGS="$(strip $(BENCH_CLUSTER_FLAGS))")' \
 		-md docs/benchmarks.md -png docs/benchmarks-cluster.png -save bin/bench-cluster-results.json $(BENCH_CLUSTER_FLAGS)
