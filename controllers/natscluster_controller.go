@@ -315,6 +315,7 @@ func (r *NatsClusterReconciler) forget(cluster types.NamespacedName) {
 	r.probes.forget(cluster)
 	r.pacer.forget(cluster)
 	r.nudges.forget(cluster)
+	r.userStatuses.forget(cluster)
 	r.forgetMetrics(cluster)
 }
 

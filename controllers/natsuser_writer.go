@@ -85,19 +85,32 @@ func (w *natsUserStatusWriter) writeFunc() func(context.Context, *v1alpha1.NatsU
 	return w.write
 }
 
-// submit hands over a reconcile's batch for the cluster (empty: every status
-// is as the cache has it, and nothing older needs writing either).
+// submit hands over a reconcile's batch for the cluster: the NatsUsers whose
+// status differs from the cache's. While a batch is being written, the new
+// one replaces it even when empty (a status that went back to what the cache
+// holds must not be overwritten by the older batch).
 func (w *natsUserStatusWriter) submit(cluster types.NamespacedName, updates []natsUserStatusUpdate) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(updates) == 0 {
-		delete(w.waiting, cluster)
-		return
-	}
-	w.waiting[cluster] = updates
-	if !w.busy[cluster] {
+	switch {
+	case w.busy[cluster]:
+		if updates == nil {
+			updates = []natsUserStatusUpdate{}
+		}
+		w.waiting[cluster] = updates
+	case len(updates) > 0:
+		w.waiting[cluster] = updates
 		w.busy[cluster] = true
 		go w.run(cluster)
+	}
+}
+
+// forget stops the writes for a cluster that is gone or going: the batch
+// being written stops at its next NatsUser (the reconcile then writes what a
+// missing cluster's NatsUsers say).
+func (w *natsUserStatusWriter) forget(cluster types.NamespacedName) {
+	if w != nil {
+		w.submit(cluster, nil)
 	}
 }
 
@@ -134,7 +147,7 @@ func (w *natsUserStatusWriter) writeBatch(cluster types.NamespacedName, batch []
 			break
 		}
 		g.Go(func() error {
-			if err := w.writeOne(up); err != nil {
+			if err := w.writeOne(cluster, up); err != nil {
 				w.log.Error(err, "write NatsUser status", "natsUser", client.ObjectKeyFromObject(up.base).String())
 			}
 			return nil
@@ -146,9 +159,12 @@ func (w *natsUserStatusWriter) writeBatch(cluster types.NamespacedName, batch []
 
 // writeOne writes one status, reading the NatsUser afresh and computing its
 // status again when the base was stale, a few times at most.
-func (w *natsUserStatusWriter) writeOne(up natsUserStatusUpdate) error {
+func (w *natsUserStatusWriter) writeOne(cluster types.NamespacedName, up natsUserStatusUpdate) error {
 	base, status := up.base, up.status
 	for attempt := 0; ; attempt++ {
+		if w.superseded(cluster) {
+			return nil
+		}
 		err := w.writeFunc()(w.ctx, base, status)
 		switch {
 		case err == nil, apierrors.IsNotFound(err):

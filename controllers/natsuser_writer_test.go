@@ -18,11 +18,19 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
@@ -106,4 +114,107 @@ func TestAPasswordChangeDoesNotWaitForNatsUserStatusWrites(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestTheStatusWriterWritesTheNewestBatchAndRecomputesOnAConflict drives the
+// writer with write and read functions of its own.
+func TestTheStatusWriterWritesTheNewestBatchAndRecomputesOnAConflict(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cluster := types.NamespacedName{Namespace: "ns", Name: "c"}
+	gate := make(chan struct{})
+	var entered atomic.Int32
+	var mu sync.Mutex
+	var written []string // name=status.username, in the order written
+	conflicts := map[string]int{}
+	w := &natsUserStatusWriter{ctx: ctx, log: logr.Discard(),
+		waiting: map[types.NamespacedName][]natsUserStatusUpdate{}, busy: map[types.NamespacedName]bool{}}
+	w.write = func(ctx context.Context, base *v1alpha1.NatsUser, status v1alpha1.NatsUserStatus) error {
+		entered.Add(1)
+		<-gate
+		mu.Lock()
+		defer mu.Unlock()
+		if conflicts[base.Name] > 0 && base.ResourceVersion == "1" {
+			conflicts[base.Name]--
+			return apierrors.NewConflict(schema.GroupResource{Resource: "natsusers"}, base.Name, errors.New("stale"))
+		}
+		written = append(written, base.Name+"="+status.Username)
+		return nil
+	}
+	w.read = func(ctx context.Context, key client.ObjectKey, into *v1alpha1.NatsUser) error {
+		into.Name, into.ResourceVersion = key.Name, "2"
+		return nil
+	}
+	batch := func(tag string, names ...string) []natsUserStatusUpdate {
+		var out []natsUserStatusUpdate
+		for _, n := range names {
+			out = append(out, natsUserStatusUpdate{
+				base:   &v1alpha1.NatsUser{ObjectMeta: metav1.ObjectMeta{Name: n, ResourceVersion: "1"}},
+				status: v1alpha1.NatsUserStatus{Username: tag},
+				recompute: func(fresh *v1alpha1.NatsUser) v1alpha1.NatsUserStatus {
+					return v1alpha1.NatsUserStatus{Username: tag + "-again"}
+				},
+			})
+		}
+		return out
+	}
+	idle := func() {
+		t.Helper()
+		eventually(t, 10*time.Second, func() error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.busy[cluster] {
+				return errors.New("the writer is still busy")
+			}
+			return nil
+		})
+	}
+
+	// A batch of 20: the first natsUserStatusWrites start and wait at the
+	// gate; a newer batch replaces the rest of it.
+	var first []string
+	for i := range 20 {
+		first = append(first, fmt.Sprintf("u%02d", i))
+	}
+	w.submit(cluster, batch("old", first...))
+	eventually(t, 10*time.Second, func() error {
+		if n := entered.Load(); n != natsUserStatusWrites {
+			return fmt.Errorf("%d writes started, want %d", n, natsUserStatusWrites)
+		}
+		return nil
+	})
+	w.submit(cluster, batch("new", "u15", "x"))
+	close(gate)
+	idle()
+	mu.Lock()
+	old, fresh := 0, map[string]bool{}
+	for _, s := range written {
+		if strings.HasSuffix(s, "=old") {
+			old++
+		} else {
+			fresh[s] = true
+		}
+	}
+	mu.Unlock()
+	if old > natsUserStatusWrites || !fresh["u15=new"] || !fresh["x=new"] || len(fresh) != 2 {
+		t.Errorf("written %v: want at most %d of the old batch (those already started), then u15 and x of the new", written, natsUserStatusWrites)
+	}
+
+	// A conflict: read afresh, computed again, written on the fresh base.
+	mu.Lock()
+	written, conflicts["c"] = nil, 1
+	mu.Unlock()
+	w.submit(cluster, batch("v", "c"))
+	idle()
+	if fmt.Sprint(written) != "[c=v-again]" {
+		t.Errorf("after a conflict, written %v, want [c=v-again]", written)
+	}
+
+	// An empty batch writes nothing and starts nothing; forget on an idle
+	// writer leaves nothing waiting.
+	w.submit(cluster, nil)
+	w.forget(cluster)
+	if len(w.waiting) != 0 || len(w.busy) != 0 {
+		t.Errorf("waiting %v, busy %v", w.waiting, w.busy)
+	}
 }
