@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/natsforge/natsforge/api/v1alpha1"
@@ -51,20 +52,27 @@ func (r *NatsClusterReconciler) writeNatsUserStatuses(ctx context.Context, rq *r
 	if rq.failure != nil || rq.configHash == "" || rq.natsUsers == nil {
 		return nil
 	}
-	now := metav1.NewTime(rq.now.Truncate(time.Second))
+	in := natsUserStatusInputs{cluster: client.ObjectKeyFromObject(rq.cluster), records: rq.records,
+		asked: rq.propagation.asked, digests: rq.propagation.digests, history: rq.history,
+		now: metav1.NewTime(rq.now.Truncate(time.Second))}
 	var updates []natsUserStatusUpdate
 	for _, u := range rq.natsUsers {
-		status := natsUserStatus(rq, u, now)
+		status := natsUserStatus(&in, u)
 		if equality.Semantic.DeepEqual(u.obj.Status, status) {
 			continue
 		}
 		r.recordNatsUserRefusal(u, status)
-		u := *u
+		// Again from a fresh read, when the base was stale. The closure
+		// keeps this user's record, not the request's 10,000.
+		u, one := *u, in
+		one.records = fingerprints{}
+		if rec, ok := in.records[u.user.name]; ok {
+			one.records[u.user.name] = rec
+		}
 		updates = append(updates, natsUserStatusUpdate{base: u.obj, status: status,
-			// Again from a fresh read, when the base was stale.
 			recompute: func(fresh *v1alpha1.NatsUser) v1alpha1.NatsUserStatus {
 				u.obj = fresh
-				return natsUserStatus(rq, &u, now)
+				return natsUserStatus(&one, &u)
 			}})
 	}
 	if r.userStatuses != nil {
@@ -83,7 +91,19 @@ func (r *NatsClusterReconciler) writeNatsUserStatuses(ctx context.Context, rq *r
 
 // natsUserStatus is the status of one NatsUser, computed from what this
 // reconcile observed.
-func natsUserStatus(rq *request, u *natsUser, now metav1.Time) v1alpha1.NatsUserStatus {
+// natsUserStatusInputs is what NatsUser statuses are computed from: what one
+// reconcile observed, without the rest of its request.
+type natsUserStatusInputs struct {
+	cluster types.NamespacedName
+	records fingerprints
+	asked   int               // ready pods asked
+	digests map[string]string // the config each answering pod serves
+	history configHistory
+	now     metav1.Time
+}
+
+func natsUserStatus(in *natsUserStatusInputs, u *natsUser) v1alpha1.NatsUserStatus {
+	now := in.now
 	st := *u.obj.Status.DeepCopy()
 	st.ObservedGeneration = u.obj.Generation
 	st.Username = u.obj.Username()
@@ -97,7 +117,7 @@ func natsUserStatus(rq *request, u *natsUser, now metav1.Time) v1alpha1.NatsUser
 	case !u.user.resolved():
 		st.SecretName = u.user.secretName
 		c.Reason, c.Message = conditionReason(u.user.reason), u.user.message
-		if u.user.servingLastGood(rq.records) {
+		if u.user.servingLastGood(in.records) {
 			// Kept on its last good password (credentials.go), as an
 			// inline user is.
 			st.ServingLastGoodSince = lastGoodSince
@@ -106,27 +126,27 @@ func natsUserStatus(rq *request, u *natsUser, now metav1.Time) v1alpha1.NatsUser
 			}
 			c.Message += "; the brokers keep its last good password"
 		}
-		st.PreviousPasswordValidUntil = rq.records[u.user.name].PreviousValidUntil.DeepCopy()
+		st.PreviousPasswordValidUntil = in.records[u.user.name].PreviousValidUntil.DeepCopy()
 	default:
 		st.SecretName = u.user.secretName
-		rec := rq.records[u.user.name]
+		rec := in.records[u.user.name]
 		st.PreviousPasswordValidUntil = rec.PreviousValidUntil.DeepCopy()
 		st.ConfigHash = rec.ConfigHash
 		if !rec.RotatedAt.IsZero() {
 			st.LastRotationTime = rec.RotatedAt.DeepCopy()
 		}
-		st.ReadyPods = int32(rq.propagation.asked)
-		for _, served := range rq.propagation.digests {
-			if rq.history.serves(served, rec.ConfigHash) {
+		st.ReadyPods = int32(in.asked)
+		for _, served := range in.digests {
+			if in.history.serves(served, rec.ConfigHash) {
 				st.ServingPods++
 			}
 		}
 		if st.ReadyPods > 0 && st.ServingPods == st.ReadyPods {
 			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.NatsUserServed
-			c.Message = fmt.Sprintf("in the config of NatsCluster %s/%s, served by all %d ready broker pods; %s", rq.cluster.Namespace, rq.cluster.Name, st.ReadyPods, u.user.message)
+			c.Message = fmt.Sprintf("in the config of NatsCluster %s/%s, served by all %d ready broker pods; %s", in.cluster.Namespace, in.cluster.Name, st.ReadyPods, u.user.message)
 		} else {
 			c.Reason = v1alpha1.NatsUserConfigPending
-			c.Message = fmt.Sprintf("in the config of NatsCluster %s/%s, served by %d of %d ready broker pods; %s", rq.cluster.Namespace, rq.cluster.Name, st.ServingPods, st.ReadyPods, u.user.message)
+			c.Message = fmt.Sprintf("in the config of NatsCluster %s/%s, served by %d of %d ready broker pods; %s", in.cluster.Namespace, in.cluster.Name, st.ServingPods, st.ReadyPods, u.user.message)
 		}
 	}
 	meta.SetStatusCondition(&st.Conditions, c)
