@@ -22,6 +22,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -61,6 +62,10 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if limit := controllers.MemoryLimit(os.Getenv); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit set to nine tenths of the container's", "bytes", limit)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
