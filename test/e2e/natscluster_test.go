@@ -183,7 +183,9 @@ func serviceAddr(t *testing.T, c client.Client, nc *natsforgev1alpha1.NatsCluste
 }
 
 func connect(addr, user, pass string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.UserInfo(user, pass), nats.Timeout(3 * time.Second), nats.NoReconnect()}, opts...)
+	// Only addr: a refused CONNECT must not go on to the peers the broker
+	// names in its INFO (a peer not yet reloaded could answer in its place).
+	opts = append([]nats.Option{nats.UserInfo(user, pass), nats.Timeout(3 * time.Second), nats.NoReconnect(), nats.IgnoreDiscoveredServers()}, opts...)
 	return nats.Connect("nats://"+addr, opts...)
 }
 

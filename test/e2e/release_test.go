@@ -214,18 +214,23 @@ func readyClusterAcceptsAClient(t *testing.T, images map[string]releaseImage) {
 	url := "tls://" + net.JoinHostPort(serviceName(nc), "4222")
 	var sub, pub *nats.Conn
 	waitFor(t, 30*time.Second, "two clients connected to "+url, func(context.Context) (bool, error) {
-		var err error
+		// Closed at the test's end whether or not the wait succeeds.
 		if sub == nil {
-			sub, err = connectTLS(url, cfg, nats.UserInfo("myname", "password"))
+			c, err := connectTLS(url, cfg, nats.UserInfo("myname", "password"))
 			if err != nil {
 				return false, err
 			}
+			sub = c
+			t.Cleanup(c.Close)
 		}
-		pub, err = connectTLS(url, cfg, nats.UserInfo("myname", "password"))
-		return err == nil, err
+		c, err := connectTLS(url, cfg, nats.UserInfo("myname", "password"))
+		if err != nil {
+			return false, err
+		}
+		pub = c
+		t.Cleanup(c.Close)
+		return true, nil
 	})
-	defer sub.Close()
-	defer pub.Close()
 	s, err := sub.SubscribeSync("release.hello")
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,8 @@ import (
 
 // connectTLS connects nats.go to url (tls://host:port) with cfg.
 func connectTLS(url string, cfg *tls.Config, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.Secure(cfg), nats.Timeout(3 * time.Second), nats.NoReconnect()}, opts...)
+	// Only url's servers, not the peers a broker names in its INFO (see connect).
+	opts = append([]nats.Option{nats.Secure(cfg), nats.Timeout(3 * time.Second), nats.NoReconnect(), nats.IgnoreDiscoveredServers()}, opts...)
 	return nats.Connect(url, opts...)
 }
 
