@@ -211,7 +211,10 @@ func TestChaosKubeletRestart(t *testing.T) {
 // broker within a bound, no publisher is left without a server, and once every
 // subscriber's interest has reached the surviving brokers (a fence message),
 // every message published is delivered to every subscriber. Core NATS is at
-// most once: what was lost in flight is counted and reported.
+// most once: what was lost in flight is counted and reported. The killed
+// broker restarts and rejoins: routes to both survivors, and the interest
+// they held before it came back, so that a publisher on it reaches every
+// subscriber.
 func TestChaosBrokerSIGKILLUnderTraffic(t *testing.T) {
 	c := ensureOperator(t)
 	ns := newNamespace(t)
@@ -232,6 +235,20 @@ func TestChaosBrokerSIGKILLUnderTraffic(t *testing.T) {
 		pubs = append(pubs, connectWatched(t, "myname", "password", order(i)...))
 	}
 	traffic := startNumberedTraffic(t, pubs, subs, "chaos.sigkill")
+	// Interest that exists before the kill, for the restarted broker to
+	// learn from the survivors when its routes come back.
+	const rejoinSubject = "chaos.sigkill.rejoin"
+	var rejoin []*nats.Subscription
+	for _, s := range subs {
+		sub, err := s.SubscribeSync(rejoinSubject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		rejoin = append(rejoin, sub)
+	}
 
 	victim := pods[0]
 	pid := containerProcess(t, &victim, resources.BrokerContainerName, "natsforge-broker")
@@ -262,6 +279,36 @@ func TestChaosBrokerSIGKILLUnderTraffic(t *testing.T) {
 	// The killed broker's container restarts and rejoins the mesh.
 	waitMesh(t, c, nc, 3, 2*time.Minute)
 	t.Logf("the killed broker restarted and rejoined the mesh %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	// Rejoined means interest too: the survivors tell the restarted broker
+	// what their clients subscribed to before it came back (every client is
+	// on a survivor now), and a publisher on it reaches every subscriber.
+	pub, err := connect(clientAddr(victim), "myname", "password")
+	if err != nil {
+		t.Fatalf("a publisher on the restarted broker %s: %v", victim.Name, err)
+	}
+	defer pub.Close()
+	heard := make([]bool, len(rejoin))
+	waitFor(t, 30*time.Second, "a publisher on the restarted broker reaching every subscriber", func(context.Context) (bool, error) {
+		if err := pub.Publish(rejoinSubject, nil); err != nil {
+			return false, err
+		}
+		_ = pub.Flush()
+		var deaf []string
+		for i, s := range rejoin {
+			if !heard[i] {
+				m, _ := s.NextMsg(100 * time.Millisecond)
+				heard[i] = m != nil
+			}
+			if !heard[i] {
+				deaf = append(deaf, fmt.Sprintf("subscriber %d (on %s)", i, subs[i].ConnectedAddr()))
+			}
+		}
+		if len(deaf) > 0 {
+			return false, fmt.Errorf("not heard by %s", strings.Join(deaf, ", "))
+		}
+		return true, nil
+	})
+	t.Logf("a publisher on the restarted broker reaches every subscriber %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
 }
 
 // TestChaosFiftyEditsOfOnePassword: one password Secret edited 50 times in
