@@ -180,10 +180,13 @@ func (r *NatsClusterReconciler) natsUsersOfMissingCluster(ctx context.Context, k
 	return nil
 }
 
-func (r *NatsClusterReconciler) patchNatsUserStatus(ctx context.Context, nu *v1alpha1.NatsUser, status v1alpha1.NatsUserStatus) error {
+// patchNatsUserStatus patches nu's status to status with a merge patch from
+// nu (opts: client.MergeFromWithOptimisticLock to carry nu's
+// resourceVersion); a NatsUser that is gone is not an error.
+func (r *NatsClusterReconciler) patchNatsUserStatus(ctx context.Context, nu *v1alpha1.NatsUser, status v1alpha1.NatsUserStatus, opts ...client.MergeFromOption) error {
 	updated := nu.DeepCopy()
 	updated.Status = status
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(nu)); client.IgnoreNotFound(err) != nil {
+	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(nu, opts...)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("write status of NatsUser %s/%s: %w", nu.Namespace, nu.Name, err)
 	}
 	return nil

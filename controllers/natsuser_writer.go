@@ -67,9 +67,7 @@ func newNatsUserStatusWriter(ctx context.Context, log logr.Logger, r *NatsCluste
 	return &natsUserStatusWriter{
 		ctx: ctx, log: log,
 		write: func(ctx context.Context, base *v1alpha1.NatsUser, status v1alpha1.NatsUserStatus) error {
-			updated := base.DeepCopy()
-			updated.Status = status
-			return r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+			return r.patchNatsUserStatus(ctx, base, status, client.MergeFromWithOptimisticLock{})
 		},
 		read: func(ctx context.Context, key client.ObjectKey, into *v1alpha1.NatsUser) error {
 			return r.APIReader.Get(ctx, key, into)
@@ -167,7 +165,7 @@ func (w *natsUserStatusWriter) writeOne(cluster types.NamespacedName, up natsUse
 		}
 		err := w.writeFunc()(w.ctx, base, status)
 		switch {
-		case err == nil, apierrors.IsNotFound(err):
+		case err == nil: // written, or the NatsUser is gone
 			return nil
 		case !apierrors.IsConflict(err) || attempt == 3:
 			return err

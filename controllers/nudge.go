@@ -114,17 +114,8 @@ func (n *kubeletNudges) forget(cluster types.NamespacedName) {
 // nudgeStalePods bumps AnnotationConfigNudges on each ready pod that has
 // served an older config for too long (see kubeletNudges).
 func (r *NatsClusterReconciler) nudgeStalePods(ctx context.Context, rq *request, asked []*corev1.Pod) error {
-	stale := map[string]bool{}
-	for _, pod := range asked {
-		if d, answered := rq.propagation.digests[pod.Name]; answered && d != rq.configHash {
-			stale[pod.Name] = true
-		}
-	}
-	for _, name := range rq.propagation.staleCertificates {
-		stale[name] = true
-	}
 	want := rq.configHash + "/" + rq.tls.hash
-	for _, pod := range r.nudges.due(client.ObjectKeyFromObject(rq.cluster), asked, stale, want, rq.now) {
+	for _, pod := range r.nudges.due(client.ObjectKeyFromObject(rq.cluster), asked, rq.propagation.behind, want, rq.now) {
 		n, _ := strconv.Atoi(pod.Annotations[resources.AnnotationConfigNudges])
 		patch := client.MergeFrom(pod.DeepCopy())
 		if pod.Annotations == nil {

@@ -172,9 +172,9 @@ type propagation struct {
 	unreachable []string // sorted
 	// digests is, for each asked pod that answered, the config it serves.
 	digests map[string]string
-	// staleCertificates names the pods that serve the current config with
-	// an older certificate.
-	staleCertificates []string
+	// behind names the pods that answered with an older config or an
+	// older certificate (nudge.go nudges them).
+	behind map[string]bool
 }
 
 // pending tells whether some pod that answered serves an older config: it
@@ -264,6 +264,7 @@ func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod,
 	_ = g.Wait()
 	p.routes = make(map[string]int, len(pods))
 	p.digests = make(map[string]string, len(pods))
+	p.behind = map[string]bool{}
 	for i, pod := range pods {
 		if errs[i] == nil {
 			p.digests[pod.Name] = strings.TrimPrefix(states[i].ConfigDigest, "sha256:")
@@ -275,9 +276,10 @@ func (r *NatsClusterReconciler) askPods(ctx context.Context, pods []*corev1.Pod,
 			continue
 		case strings.TrimPrefix(states[i].ConfigDigest, "sha256:") != want:
 			p.stale = append(p.stale, pod.Name+": serves an older config")
+			p.behind[pod.Name] = true
 		case wantCertificate != "" && states[i].TLSCertSHA256 != wantCertificate:
 			p.stale = append(p.stale, pod.Name+": serves an older certificate")
-			p.staleCertificates = append(p.staleCertificates, pod.Name)
+			p.behind[pod.Name] = true
 		default:
 			p.current++
 		}
