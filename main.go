@@ -62,7 +62,10 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
-	if limit := controllers.MemoryLimit(os.Getenv); limit > 0 {
+	switch limit, err := controllers.MemoryLimit(os.Getenv); {
+	case err != nil:
+		log.Error(err, "no Go memory limit set")
+	case limit > 0:
 		debug.SetMemoryLimit(limit)
 		log.Info("Go memory limit set to nine tenths of the container's", "bytes", limit)
 	}

@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -68,16 +69,18 @@ const MemoryLimitEnv = "NATSFORGE_MEMORY_LIMIT"
 // tenths of the container's limit (getenv(MemoryLimitEnv)), so that near
 // the limit the garbage collector runs more often instead of the kernel
 // killing the process; 0 (none) when GOMEMLIMIT is set (the runtime already
-// obeys it) or the container's limit is unknown.
-func MemoryLimit(getenv func(string) string) int64 {
-	if getenv("GOMEMLIMIT") != "" {
-		return 0
+// obeys it) or the container's limit is not given. A value that is not a
+// positive number of bytes is an error.
+func MemoryLimit(getenv func(string) string) (int64, error) {
+	v := strings.TrimSpace(getenv(MemoryLimitEnv))
+	if getenv("GOMEMLIMIT") != "" || v == "" {
+		return 0, nil
 	}
-	limit, err := strconv.ParseInt(strings.TrimSpace(getenv(MemoryLimitEnv)), 10, 64)
+	limit, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || limit <= 0 {
-		return 0
+		return 0, fmt.Errorf("%s=%q: want the container's memory limit in bytes (resourceFieldRef limits.memory)", MemoryLimitEnv, v)
 	}
-	return limit / 10 * 9
+	return limit / 10 * 9, nil
 }
 
 // ClientOptions make every read of a Secret through the manager's client go to

@@ -20,18 +20,20 @@ import "testing"
 
 func TestTheGoMemoryLimitIsNineTenthsOfTheContainersUnlessGOMEMLIMITIsSet(t *testing.T) {
 	for _, c := range []struct {
-		env  map[string]string
-		want int64
+		env     map[string]string
+		want    int64
+		wantErr bool
 	}{
-		{map[string]string{MemoryLimitEnv: "536870912"}, 483183819},
-		{map[string]string{MemoryLimitEnv: " 536870912\n"}, 483183819},
-		{map[string]string{MemoryLimitEnv: "536870912", "GOMEMLIMIT": "100MiB"}, 0},
-		{map[string]string{MemoryLimitEnv: "512Mi"}, 0},
-		{map[string]string{MemoryLimitEnv: "0"}, 0},
-		{map[string]string{}, 0},
+		{map[string]string{MemoryLimitEnv: "536870912"}, 483183819, false},
+		{map[string]string{MemoryLimitEnv: " 536870912\n"}, 483183819, false},
+		{map[string]string{MemoryLimitEnv: "536870912", "GOMEMLIMIT": "100MiB"}, 0, false},
+		{map[string]string{MemoryLimitEnv: "512Mi"}, 0, true},
+		{map[string]string{MemoryLimitEnv: "0"}, 0, true},
+		{map[string]string{}, 0, false},
 	} {
-		if got := MemoryLimit(func(k string) string { return c.env[k] }); got != c.want {
-			t.Errorf("MemoryLimit(%v) = %d, want %d", c.env, got, c.want)
+		got, err := MemoryLimit(func(k string) string { return c.env[k] })
+		if got != c.want || (err != nil) != c.wantErr {
+			t.Errorf("MemoryLimit(%v) = %d, %v; want %d, error %v", c.env, got, err, c.want, c.wantErr)
 		}
 	}
 }
